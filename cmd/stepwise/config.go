@@ -1,0 +1,122 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// configDir is the folder stepwise looks for in the working directory and
+// then in the home directory.
+const configDir = ".stepwise"
+
+// fileConfig is .stepwise/config.yaml. Every key is optional; a flag given
+// on the command line wins over the file.
+type fileConfig struct {
+	DefaultChain        string       `yaml:"default_chain"`
+	Ollama              string       `yaml:"ollama"`
+	OpenAIBaseURL       string       `yaml:"openai_base_url"`
+	Model               string       `yaml:"model"`
+	Context             int          `yaml:"context"`
+	ExtraModels         []extraModel `yaml:"extra_models"`
+	TemplateVarsFromEnv []string     `yaml:"template_vars_from_env"`
+	Steps               bool         `yaml:"steps"`
+	Trace               bool         `yaml:"trace"`
+	Raw                 bool         `yaml:"raw"`
+	Timeout             string       `yaml:"timeout"`
+
+	// dir is the .stepwise folder the file was found in ("" for none).
+	dir string
+}
+
+// configKeys are the keys config.yaml may hold.
+var configKeys = []string{
+	"context", "default_chain", "extra_models", "model", "ollama", "openai_base_url",
+	"raw", "steps", "template_vars_from_env", "timeout", "trace",
+}
+
+// extraModel declares a model besides -model, with its context length and
+// capabilities (chat and prompt by default, not embed).
+type extraModel struct {
+	Name      string `yaml:"name"`
+	Context   int    `yaml:"context"`
+	CanChat   *bool  `yaml:"can_chat"`
+	CanPrompt *bool  `yaml:"can_prompt"`
+	CanEmbed  *bool  `yaml:"can_embed"`
+}
+
+// loadConfig reads the first .stepwise/config.yaml found in the working
+// directory, then in the home directory. No file is not an error.
+func loadConfig(e env) (*fileConfig, error) {
+	for _, base := range []string{e.workdir, e.homedir} {
+		if base == "" {
+			continue
+		}
+		dir := filepath.Join(base, configDir)
+		path := filepath.Join(dir, "config.yaml")
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		cfg := &fileConfig{dir: dir}
+		var keys map[string]any
+		if err := yaml.Unmarshal(data, &keys); err != nil {
+			return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		var unknown []string
+		for k := range keys {
+			if !slices.Contains(configKeys, k) {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return nil, fmt.Errorf("%s: unknown key %q (known: %s)", path, unknown[0], strings.Join(configKeys, ", "))
+		}
+		if err := yaml.Unmarshal(data, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		return cfg, nil
+	}
+	return &fileConfig{}, nil
+}
+
+// defaultChainPath finds the chain to run when -chain is not given: the
+// config's default_chain (relative to its .stepwise folder), else a
+// default-chain.json in the config's folder, the working directory's
+// .stepwise or the home directory's.
+func defaultChainPath(e env, cfg *fileConfig) (string, error) {
+	if cfg.DefaultChain != "" {
+		p := cfg.DefaultChain
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cfg.dir, p)
+		}
+		return p, nil
+	}
+	var dirs []string
+	if cfg.dir != "" {
+		dirs = append(dirs, cfg.dir)
+	}
+	for _, base := range []string{e.workdir, e.homedir} {
+		if base != "" {
+			dirs = append(dirs, filepath.Join(base, configDir))
+		}
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "default-chain.json")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("no chain given: pass -chain FILE, set default_chain in .stepwise/config.yaml, or create .stepwise/default-chain.json")
+}

@@ -1,0 +1,9 @@
+// Package coretest holds the conformance suites every adapter of core's
+// ports must pass. Adapters call them from their own tests:
+//
+//	func TestStore(t *testing.T) {
+//		coretest.ExecutionStoreSuite(t, func(t *testing.T) core.ExecutionStore { return mem.New() })
+//	}
+//
+// It is imported only from _test.go files.
+package coretest

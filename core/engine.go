@@ -1,0 +1,259 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Engine runs executions one step at a time, committing the execution and
+// the step record through the ExecutionStore after every step.
+type Engine struct {
+	store ExecutionStore
+	llm   LLM
+	tools Tools
+	now   func() time.Time
+	newID func() string
+	// templates caches parsed templates across executions.
+	templates templateCache
+}
+
+// EngineConfig holds the Engine's dependencies.
+type EngineConfig struct {
+	// Store keeps executions and steps. Required.
+	Store ExecutionStore
+	// LLM serves the model handlers; without it they fail with a clear
+	// error.
+	LLM LLM
+	// Tools serves hooks; without it hook tasks fail with a clear error.
+	Tools Tools
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// NewID makes execution ids (default: UUIDv7, which sorts by time).
+	NewID func() string
+}
+
+// NewEngine returns an Engine. It does no I/O.
+func NewEngine(cfg EngineConfig) *Engine {
+	e := &Engine{store: cfg.Store, llm: cfg.LLM, tools: cfg.Tools, now: cfg.Now, newID: cfg.NewID}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.newID == nil {
+		e.newID = func() string { return uuid.Must(uuid.NewV7()).String() }
+	}
+	return e
+}
+
+// StartRequest describes an execution to create.
+type StartRequest struct {
+	// Tenant owns the execution (default DefaultTenant).
+	Tenant string
+	// ID is the execution id; empty means a new one.
+	ID           string
+	Chain        *Chain
+	Input        Value
+	TemplateVars map[string]string
+}
+
+// Start validates the chain and stores a new queued execution positioned
+// at the chain's first task. It runs nothing.
+func (e *Engine) Start(ctx context.Context, req StartRequest) (*Execution, error) {
+	if err := Validate(req.Chain); err != nil {
+		return nil, err
+	}
+	if err := e.checkHooks(ctx, req.Chain); err != nil {
+		return nil, err
+	}
+	tenant := req.Tenant
+	if tenant == "" {
+		tenant = DefaultTenant
+	}
+	id := req.ID
+	if id == "" {
+		id = e.newID()
+	}
+	input := req.Input
+	if input.Type == "" {
+		input.Type = TypeNil
+	}
+	now := e.now().UTC()
+	ex := &Execution{
+		Tenant:       tenant,
+		ID:           id,
+		Chain:        req.Chain,
+		Status:       StatusQueued,
+		Input:        input,
+		TemplateVars: req.TemplateVars,
+		Vars:         map[string]Value{},
+		Cursor:       Cursor{Task: req.Chain.Tasks[0].ID, Input: &input, Attempt: 1},
+		Output:       Nil,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	if err := e.store.CreateExecution(ctx, ex); err != nil {
+		return nil, err
+	}
+	return ex, nil
+}
+
+// checkHooks reports every hook the chain names that is not available.
+func (e *Engine) checkHooks(ctx context.Context, c *Chain) error {
+	type ref struct{ task, path, hook string }
+	var refs []ref
+	for i, t := range c.Tasks {
+		if t.ExecuteConfig != nil {
+			for j, h := range t.ExecuteConfig.Hooks {
+				refs = append(refs, ref{t.ID, fmt.Sprintf("tasks[%d].execute_config.hooks[%d]", i, j), h})
+			}
+		}
+		if t.Handler == HandlerHook && t.Hook != nil {
+			refs = append(refs, ref{t.ID, fmt.Sprintf("tasks[%d].hook.name", i), t.Hook.Name})
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	var available []string
+	if e.tools != nil {
+		var err error
+		if available, err = e.tools.Hooks(ctx); err != nil {
+			return err
+		}
+	}
+	var ps []Problem
+	for _, r := range refs {
+		if !slices.Contains(available, r.hook) {
+			ps = append(ps, Problem{TaskID: r.task, Path: r.path, Message: fmt.Sprintf("unknown hook %q%s", r.hook, suggest(r.hook, available))})
+		}
+	}
+	return invalidChain(ps)
+}
+
+// Execute starts an execution and runs it to its end.
+func (e *Engine) Execute(ctx context.Context, req StartRequest, obs Observer) (*Execution, error) {
+	ex, err := e.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return e.Run(ctx, ex.Tenant, ex.ID, obs)
+}
+
+// Run loads an execution and runs its steps until it reaches a final
+// state, committing after every step. If ctx ends first, Run returns the
+// execution as last committed together with an ETIMEOUT error; the step
+// in flight is not committed and runs again when the execution is resumed.
+// A commit that loses a compare-and-swap race returns ECONFLICT: another
+// worker owns the execution, and this one stops without side effects.
+func (e *Engine) Run(ctx context.Context, tenant, id string, obs Observer) (*Execution, error) {
+	if obs == nil {
+		obs = ObserverFunc(func(Event) {})
+	}
+	ex, err := e.store.GetExecution(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if ex.Status.Final() {
+		return ex, nil
+	}
+	if ex.Status != StatusRunning {
+		ex.Status = StatusRunning
+		ex.UpdatedAt = e.now().UTC()
+		if err := e.store.CommitExecution(ctx, ex, nil); err != nil {
+			return nil, err
+		}
+	}
+	for !ex.Status.Final() {
+		if err := ctx.Err(); err != nil {
+			return ex, interrupted(ex, err)
+		}
+		if ex.StepCount >= ex.Chain.StepLimit() {
+			e.finish(ex, StatusFailed, Nil, &ExecError{
+				Code: EINVALID, Reason: ReasonMaxSteps, Task: ex.Cursor.Task,
+				Message: fmt.Sprintf("execution stopped after %d steps (the chain's max_steps) before task %q", ex.StepCount, ex.Cursor.Task),
+			})
+			if err := e.store.CommitExecution(ctx, ex, nil); err != nil {
+				return ex, err
+			}
+			break
+		}
+		if wait := ex.Cursor.NotBefore.Sub(e.now()); wait > 0 {
+			if err := sleep(ctx, wait); err != nil {
+				return ex, interrupted(ex, err)
+			}
+		}
+		next := ex.clone()
+		step, err := e.step(ctx, next, obs)
+		if err != nil {
+			// Only an interruption by the caller's context ends up here.
+			return ex, interrupted(ex, ctx.Err())
+		}
+		if err := e.store.CommitExecution(ctx, next, step); err != nil {
+			return ex, err
+		}
+		ex = next
+		obs.Observe(Event{Kind: EventStepCommitted, ExecutionID: ex.ID, StepIndex: step.Index, TaskID: step.TaskID, Handler: step.Handler, Attempt: step.Attempt, Step: step, At: e.now()})
+	}
+	obs.Observe(Event{Kind: EventFinished, ExecutionID: ex.ID, StepIndex: ex.StepCount, Execution: ex, At: e.now()})
+	return ex, nil
+}
+
+func interrupted(ex *Execution, cause error) error {
+	return WrapError(ETIMEOUT, cause, "execution %s interrupted after %d committed steps, before task %q", ex.ID, ex.StepCount, ex.Cursor.Task)
+}
+
+// finish moves an execution to a final status.
+func (e *Engine) finish(ex *Execution, status Status, output Value, xerr *ExecError) {
+	ex.Status = status
+	ex.Output = output
+	ex.Error = xerr
+	ex.Cursor = Cursor{Previous: ex.Cursor.Previous}
+	ex.UpdatedAt = e.now().UTC()
+}
+
+// retryDelay is the backoff before attempt+1: base doubled per retry.
+func retryDelay(t *Task, attempt int) time.Duration {
+	d := time.Duration(t.RetryBackoff)
+	if d <= 0 {
+		d = DefaultRetryBackoff
+	}
+	for i := 1; i < attempt && d < MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	return min(d, MaxRetryBackoff)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// clone returns a copy of the execution that the next step may change
+// without touching the committed one.
+func (ex *Execution) clone() *Execution {
+	c := *ex
+	c.Vars = make(map[string]Value, len(ex.Vars)+1)
+	for k, v := range ex.Vars {
+		c.Vars[k] = v
+	}
+	if ex.Error != nil {
+		xe := *ex.Error
+		c.Error = &xe
+	}
+	return &c
+}
+
+// errInterrupted marks a step whose context ended because the caller went
+// away (not because the task's own timeout fired): it is not a task
+// failure and is not committed.
+var errInterrupted = errors.New("step interrupted")

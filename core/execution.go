@@ -1,0 +1,172 @@
+package core
+
+import (
+	"context"
+	"time"
+)
+
+// Status is the state of an execution.
+type Status string
+
+// Execution statuses. queued, running and waiting are live; the others are
+// final.
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusWaiting   Status = "waiting"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
+)
+
+// Final reports whether s is a final status.
+func (s Status) Final() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCancelled
+}
+
+// DefaultTenant owns every record until API keys decide the tenant.
+const DefaultTenant = "default"
+
+// Execution is the durable record of one run of a chain. Together with its
+// Step records it is enough to continue the run after any crash: the
+// engine commits it, with compare-and-swap on Version, after every step.
+type Execution struct {
+	Tenant string `json:"tenant"`
+	ID     string `json:"id"`
+	// Chain is the snapshot of the chain this execution runs.
+	Chain  *Chain `json:"chain"`
+	Status Status `json:"status"`
+	// Input is the execution's input.
+	Input Value `json:"input"`
+	// TemplateVars feed the {{var:NAME}} macro.
+	TemplateVars map[string]string `json:"template_vars,omitempty"`
+	// Vars holds every completed task's output (after compose), by task id.
+	Vars map[string]Value `json:"vars,omitempty"`
+	// Cursor says what runs next; it is empty once the execution is final.
+	Cursor Cursor `json:"cursor"`
+	// StepCount is the number of committed steps (attempts).
+	StepCount int `json:"step_count"`
+	// TokensIn and TokensOut sum every model call of the execution.
+	TokensIn  int `json:"tokens_in"`
+	TokensOut int `json:"tokens_out"`
+	// Output is the final output, set when the execution succeeds.
+	Output Value `json:"output"`
+	// Error is the failure, set when the execution fails.
+	Error *ExecError `json:"error,omitempty"`
+	// Version is the compare-and-swap token: the value read, which a commit
+	// must still find in the store.
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Cursor is the position of an execution: the task to run next, the input
+// it gets and the attempt it is on. The input is normally the previous
+// task's output, which the cursor refers to by name rather than copying,
+// so that a checkpoint holds each value once.
+type Cursor struct {
+	Task string `json:"task,omitempty"`
+	// Previous is the last completed task; its variable is the previous
+	// output and, unless Input is set, the next task's input.
+	Previous string `json:"previous,omitempty"`
+	// Input is set when the next task's input is not the previous output:
+	// the execution's input for the first task, the error text for an
+	// on_failure task.
+	Input *Value `json:"input,omitempty"`
+	// Attempt counts from 1; it is above 1 while a failed task is retried.
+	Attempt int `json:"attempt,omitempty"`
+	// NotBefore delays a retry (backoff).
+	NotBefore time.Time `json:"not_before,omitzero"`
+}
+
+// previousOutput is the output of the last completed task, or Nil.
+func (e *Execution) previousOutput() Value {
+	if v, ok := e.Vars[e.Cursor.Previous]; ok && e.Cursor.Previous != "" {
+		return v
+	}
+	return Nil
+}
+
+// nextInput is the input of the task the cursor points at.
+func (e *Execution) nextInput() Value {
+	if e.Cursor.Input != nil {
+		return *e.Cursor.Input
+	}
+	return e.previousOutput()
+}
+
+// ExecError describes why an execution failed.
+type ExecError struct {
+	// Code is one of the core error codes.
+	Code string `json:"code"`
+	// Reason is a short machine-readable cause such as "max_steps",
+	// "task_failed" or "no_transition".
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// Task is the task that failed, if any.
+	Task string `json:"task,omitempty"`
+}
+
+// Failure reasons.
+const (
+	ReasonTaskFailed   = "task_failed"
+	ReasonMaxSteps     = "max_steps"
+	ReasonCancelled    = "cancelled"
+	ReasonInvalidChain = "invalid_chain"
+)
+
+// Step is the record of one attempt of one task. The step records of an
+// execution, with its chain snapshot and input, are enough to rebuild its
+// state as of any step.
+type Step struct {
+	Tenant      string `json:"tenant"`
+	ExecutionID string `json:"execution_id"`
+	// Index counts the execution's steps from 1, without gaps.
+	Index   int    `json:"index"`
+	TaskID  string `json:"task_id"`
+	Handler string `json:"handler"`
+	Attempt int    `json:"attempt"`
+	Input   Value  `json:"input"`
+	Output  Value  `json:"output"`
+	// Eval is the value the transition was evaluated on.
+	Eval string `json:"eval,omitempty"`
+	// Transition is the task taken next: a task id or "end" after a
+	// success; after a failure the task's own id when it is retried, the
+	// on_failure task, or empty when the execution fails.
+	Transition string        `json:"transition,omitempty"`
+	StartedAt  time.Time     `json:"started_at"`
+	Duration   time.Duration `json:"duration"`
+	TokensIn   int           `json:"tokens_in,omitempty"`
+	TokensOut  int           `json:"tokens_out,omitempty"`
+	Model      string        `json:"model,omitempty"`
+	Backend    string        `json:"backend,omitempty"`
+	// Printed is the rendered print template of the task, if any.
+	Printed string `json:"printed,omitempty"`
+	// Error is set when the attempt failed.
+	Error *ExecError `json:"error,omitempty"`
+}
+
+// ExecutionStore is the port that keeps executions and their steps. Every
+// record belongs to a tenant; one tenant never sees another's records.
+// The chain snapshot is written once, by CreateExecution: commits never
+// change it, so a store need not rewrite it with every checkpoint.
+// Implementations must be safe for concurrent use.
+type ExecutionStore interface {
+	// CreateExecution stores a new execution with Version 1 (it sets
+	// e.Version). ECONFLICT if the tenant already has one with that id.
+	CreateExecution(ctx context.Context, e *Execution) error
+	// GetExecution returns the execution. ENOTFOUND if the tenant has none
+	// with that id.
+	GetExecution(ctx context.Context, tenant, id string) (*Execution, error)
+	// CommitExecution atomically replaces the stored execution and, if step
+	// is not nil, adds the step record — only if the stored version still
+	// equals e.Version. On success the stored version and e.Version are
+	// e.Version+1. ECONFLICT if the version moved on or a step with that
+	// index exists (nothing is written then); ENOTFOUND if there is no
+	// such execution.
+	CommitExecution(ctx context.Context, e *Execution, step *Step) error
+	// ListSteps returns up to limit steps (all when limit <= 0) with
+	// Index > after, in index order. ENOTFOUND if the tenant has no such
+	// execution.
+	ListSteps(ctx context.Context, tenant, executionID string, after, limit int) ([]*Step, error)
+}

@@ -1,0 +1,363 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Eval values of chat_completion. The reference's later generation spells
+// the first one tool_call, which matches too.
+const (
+	EvalToolCall      = "tool-call"
+	evalToolCallAlias = "tool_call"
+	EvalExecuted      = "executed"
+)
+
+// maxToolResult bounds the text of one tool result handed back to a model.
+const maxToolResult = 32 << 10
+
+// runChatCompletion continues a chat history with a model, offering the
+// tools of the task's hooks (and the client's tools with
+// pass_clients_tools), and appends the model's answer.
+func runChatCompletion(ctx context.Context, r *stepRun, in Value) (result, error) {
+	if err := r.needLLM(); err != nil {
+		return result{}, err
+	}
+	hist, req, err := historyOf(in)
+	if err != nil {
+		return result{}, err
+	}
+	system, err := r.macros.expandMacros(ctx, r.task.SystemInstruction, false)
+	if err != nil {
+		return result{}, err
+	}
+	if system != "" && !(len(hist.Messages) > 0 && hist.Messages[0].Role == RoleSystem && hist.Messages[0].Content == system) {
+		hist.Messages = append([]Message{{Role: RoleSystem, Content: system}}, hist.Messages...)
+	}
+	tokens := historyTokens(hist)
+	if err := r.checkTokenLimit(tokens, "the chat history"); err != nil {
+		return result{}, err
+	}
+	sel, opts := r.selector(tokens)
+	if req != nil {
+		// The client's request fills in what the task leaves open.
+		if len(sel.Models) == 0 && req.Model != "" {
+			sel.Models = []string{req.Model}
+		}
+		if opts.Temperature == nil {
+			opts.Temperature = req.Temperature
+		}
+		if opts.TopP == nil {
+			opts.TopP = req.TopP
+		}
+		if opts.MaxTokens == 0 {
+			opts.MaxTokens = req.MaxTokens
+		}
+		if len(opts.Stop) == 0 {
+			opts.Stop = req.Stop
+		}
+	}
+	tools, err := r.offeredTools(ctx, req)
+	if err != nil {
+		return result{}, err
+	}
+	c, err := r.e.llm.Chat(ctx, ChatRequest{Select: sel, Messages: hist.Messages, Tools: tools, Options: opts}, r.delta)
+	if err != nil {
+		return result{usage: c.Usage}, err
+	}
+	msg := c.Message
+	msg.Role = RoleAssistant
+	hist.Messages = append(hist.Messages, msg)
+	hist.Model = c.Usage.Model
+	hist.InputTokens += c.Usage.TokensIn
+	hist.OutputTokens += c.Usage.TokensOut
+	res := result{output: Value{Type: TypeChatHistory, Data: hist}, eval: EvalExecuted, usage: c.Usage}
+	if len(msg.ToolCalls) > 0 {
+		res.eval, res.aliases = EvalToolCall, []string{evalToolCallAlias}
+	}
+	return res, nil
+}
+
+// historyOf views a chat_completion input as a history it may extend. A
+// prompt-able scalar starts a history with it as the user message. For an
+// openai_chat input the request is returned too.
+func historyOf(in Value) (ChatHistory, *OpenAIChatRequest, error) {
+	switch d := in.Data.(type) {
+	case ChatHistory:
+		return d.Clone(), nil, nil
+	case OpenAIChatRequest:
+		return d.History(), &d, nil
+	}
+	text, err := in.Text()
+	if err != nil {
+		return ChatHistory{}, nil, Errorf(EINVALID, "chat_completion needs a chat_history, openai_chat or text input, got %s", in.Type)
+	}
+	return ChatHistory{Messages: []Message{{Role: RoleUser, Content: text}}}, nil, nil
+}
+
+func historyTokens(h ChatHistory) int {
+	n := 0
+	for _, m := range h.Messages {
+		n += estimateTokens(m.Content) + 4
+		for _, tc := range m.ToolCalls {
+			n += estimateTokens(tc.Function.Name) + estimateTokens(tc.Function.Arguments)
+		}
+	}
+	return n
+}
+
+// hookTool is one tool of a hook under the name a model sees.
+type hookTool struct {
+	hook, tool string
+	def        Tool
+}
+
+var invalidToolName = regexp.MustCompile(`[^a-zA-Z0-9_-]`)
+
+// exposedName is the name a model sees for a hook's tool: the tool's own
+// name when it is the hook's name (echo, print), else hook_tool. Names are
+// kept to what OpenAI accepts (^[a-zA-Z0-9_-]{1,64}$).
+func exposedName(hook, tool string) string {
+	name := tool
+	if tool != hook {
+		name = hook + "_" + tool
+	}
+	name = invalidToolName.ReplaceAllString(name, "_")
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return name
+}
+
+// hookTools lists the tools of the given hooks under their exposed names.
+func (r *stepRun) hookTools(ctx context.Context, hooks []string) ([]hookTool, error) {
+	if len(hooks) == 0 {
+		return nil, nil
+	}
+	if r.e.tools == nil {
+		return nil, Errorf(EUNAVAILABLE, "task %q names hooks, and no hooks are configured", r.task.ID)
+	}
+	var out []hookTool
+	seen := map[string]string{}
+	for _, h := range hooks {
+		tools, err := r.e.tools.ToolsOf(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tools {
+			name := exposedName(h, t.Function.Name)
+			if prev, dup := seen[name]; dup {
+				return nil, Errorf(EINVALID, "hooks %q and %q both expose a tool named %q", prev, h, name)
+			}
+			seen[name] = h
+			def := t
+			def.Type = "function"
+			def.Function.Name = name
+			out = append(out, hookTool{hook: h, tool: t.Function.Name, def: def})
+		}
+	}
+	return out, nil
+}
+
+// offeredTools is what chat_completion offers: the hooks' tools and, with
+// pass_clients_tools, the client's, minus hide_tools (which applies to
+// every tool, by exposed or original name).
+func (r *stepRun) offeredTools(ctx context.Context, req *OpenAIChatRequest) ([]Tool, error) {
+	ec := r.task.ExecuteConfig
+	if ec == nil {
+		return nil, nil
+	}
+	hts, err := r.hookTools(ctx, ec.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	hidden := func(names ...string) bool {
+		for _, n := range names {
+			if slices.Contains(ec.HideTools, n) {
+				return true
+			}
+		}
+		return false
+	}
+	var tools []Tool
+	for _, ht := range hts {
+		if !hidden(ht.def.Function.Name, ht.tool, ht.hook+"."+ht.tool) {
+			tools = append(tools, ht.def)
+		}
+	}
+	if ec.PassClientsTools && req != nil {
+		for _, t := range req.Tools {
+			if !hidden(t.Function.Name) {
+				tools = append(tools, t)
+			}
+		}
+	}
+	return tools, nil
+}
+
+// chainHooks lists the hooks execute_tool_calls resolves calls against:
+// the task's own execute_config.hooks, or else every hook any task of the
+// chain offers.
+func chainHooks(c *Chain, t *Task) []string {
+	if t.ExecuteConfig != nil && len(t.ExecuteConfig.Hooks) > 0 {
+		return t.ExecuteConfig.Hooks
+	}
+	var out []string
+	for _, task := range c.Tasks {
+		if task.ExecuteConfig == nil {
+			continue
+		}
+		for _, h := range task.ExecuteConfig.Hooks {
+			if !slices.Contains(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+// Eval values of execute_tool_calls.
+const (
+	EvalNoOp          = "no_op"
+	EvalNoCallsFound  = "no_calls_found"
+	EvalToolsExecuted = "tools_executed"
+	EvalFailed        = "failed"
+)
+
+// runExecuteToolCalls runs the tool calls of the history's last message
+// and appends one tool message per call. A failing call becomes an error
+// message the model can read; a call of an unknown tool too, unless it is
+// one of the client's tools (pass_clients_tools), which is left for the
+// client.
+func runExecuteToolCalls(ctx context.Context, r *stepRun, in Value) (result, error) {
+	hist, _, err := historyOf(in)
+	if err != nil || in.Type == TypeString {
+		return result{}, Errorf(EINVALID, "execute_tool_calls needs a chat_history input, got %s", in.Type)
+	}
+	if len(hist.Messages) == 0 {
+		return result{output: Value{Type: TypeChatHistory, Data: hist}, eval: EvalNoOp}, nil
+	}
+	calls := hist.Last().ToolCalls
+	hts, err := r.hookTools(ctx, chainHooks(r.ex.Chain, r.task))
+	if err != nil {
+		return result{}, err
+	}
+	byName := map[string]hookTool{}
+	for _, ht := range hts {
+		byName[ht.def.Function.Name] = ht
+		byName[ht.hook+"."+ht.tool] = ht // the reference's spelling
+	}
+	clientTools := map[string]bool{}
+	if req, ok := r.ex.Input.Data.(OpenAIChatRequest); ok {
+		for _, t := range req.Tools {
+			clientTools[t.Function.Name] = true
+		}
+	}
+	var args map[string]string
+	if r.task.Hook != nil {
+		args = r.task.Hook.Args
+	}
+	executed, failed := 0, 0
+	for i, call := range calls {
+		ht, ok := byName[call.Function.Name]
+		if !ok && clientTools[call.Function.Name] {
+			continue
+		}
+		content, callErr := "", error(nil)
+		if !ok {
+			callErr = Errorf(ENOTFOUND, "there is no tool named %q", call.Function.Name)
+		} else {
+			content, callErr = r.callTool(ctx, ht, call, args, i+1)
+		}
+		executed++
+		if callErr != nil {
+			failed++
+			content = fmt.Sprintf("tool %s execution failed: %v", call.Function.Name, callErr)
+		}
+		hist.Messages = append(hist.Messages, Message{Role: RoleTool, Content: content, ToolCallID: call.ID, Name: call.Function.Name})
+	}
+	eval := EvalToolsExecuted
+	switch {
+	case executed == 0:
+		eval = EvalNoCallsFound
+	case failed == executed:
+		eval = EvalFailed
+	}
+	return result{output: Value{Type: TypeChatHistory, Data: hist}, eval: eval}, nil
+}
+
+// callTool runs one model tool call with its JSON arguments as input.
+func (r *stepRun) callTool(ctx context.Context, ht hookTool, call ToolCall, args map[string]string, n int) (string, error) {
+	input := Value{Type: TypeJSON, Data: map[string]any{}}
+	if a := strings.TrimSpace(call.Function.Arguments); a != "" {
+		v, err := decodeJSON([]byte(a))
+		if err != nil {
+			return "", Errorf(EINVALID, "arguments are not valid JSON: %v", err)
+		}
+		input.Data = v
+	}
+	out, err := r.e.tools.Call(ctx, HookCall{
+		Hook: ht.hook, Tool: ht.tool, Input: input, Args: args,
+		IdempotencyKey: r.idempotencyKey(n),
+	})
+	if err != nil {
+		return "", err
+	}
+	text := out.Display()
+	if len(text) > maxToolResult {
+		text = text[:maxToolResult] + fmt.Sprintf("\n[truncated: the result was %d bytes]", len(text))
+	}
+	return text, nil
+}
+
+// idempotencyKey is the key of the n-th side-effecting call of this step.
+func (r *stepRun) idempotencyKey(n int) string {
+	return fmt.Sprintf("%s/%d/%d", r.ex.ID, r.index, n)
+}
+
+func runConvertToOpenAI(_ context.Context, r *stepRun, in Value) (result, error) {
+	hist, ok := asHistory(in)
+	if !ok {
+		return result{}, Errorf(EINVALID, "convert_to_openai_chat_response needs a chat_history input, got %s", in.Type)
+	}
+	last := hist.Last()
+	finish := "stop"
+	if len(last.ToolCalls) > 0 {
+		finish = "tool_calls"
+	}
+	var content *string
+	if last.Content != "" || len(last.ToolCalls) == 0 {
+		c := last.Content
+		content = &c
+	}
+	resp := OpenAIChatResponse{
+		ID:      fmt.Sprintf("chatcmpl-%s-%d", r.ex.ID, r.index),
+		Object:  "chat.completion",
+		Created: r.ex.CreatedAt.Unix(),
+		Model:   hist.Model,
+		Choices: []OpenAIChoice{{Index: 0, Message: OpenAIChoiceMessage{Role: RoleAssistant, Content: content, ToolCalls: last.ToolCalls}, FinishReason: finish}},
+		Usage:   OpenAIUsage{PromptTokens: hist.InputTokens, CompletionTokens: hist.OutputTokens, TotalTokens: hist.InputTokens + hist.OutputTokens},
+	}
+	return result{output: Value{Type: TypeOpenAIChatResponse, Data: resp}, eval: "converted"}, nil
+}
+
+// runHook calls the task's hook with the task input and its static args.
+func runHook(ctx context.Context, r *stepRun, in Value) (result, error) {
+	if r.e.tools == nil {
+		return result{}, Errorf(EUNAVAILABLE, "task %q calls hook %q, and no hooks are configured", r.task.ID, r.task.Hook.Name)
+	}
+	out, err := r.e.tools.Call(ctx, HookCall{
+		Hook: r.task.Hook.Name, Tool: r.task.Hook.ToolName, Input: in, Args: r.task.Hook.Args,
+		IdempotencyKey: r.idempotencyKey(1),
+	})
+	if err != nil {
+		return result{}, err
+	}
+	if out.Type == "" {
+		out = Nil
+	}
+	return result{output: out, eval: "ok"}, nil
+}

@@ -1,0 +1,198 @@
+package llm_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/llm"
+)
+
+func TestRouterListings(t *testing.T) {
+	sel := core.ModelSelector{Models: []string{"m:1b"}}
+	ctx := context.Background()
+
+	t.Run("a listing is fetched once and cached until Refresh", func(t *testing.T) {
+		a := backend("a", "m:1b")
+		r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}}, nil, llm.Defaults{})
+		for range 3 {
+			if _, _, err := route(ctx, r, core.CapChat, sel); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := a.lists(); n != 1 {
+			t.Fatalf("listed %d times before Refresh, want 1", n)
+		}
+		if err := r.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := route(ctx, r, core.CapChat, sel); err != nil {
+			t.Fatal(err)
+		}
+		if n := a.lists(); n != 2 {
+			t.Errorf("listed %d times after Refresh, want 2", n)
+		}
+	})
+
+	t.Run("later backends are not listed when an earlier one serves", func(t *testing.T) {
+		a, b := backend("a", "m:1b"), backend("b", "m:1b")
+		r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}, {Name: "b", Provider: b}}, nil, llm.Defaults{})
+		if _, _, err := route(ctx, r, core.CapChat, sel); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.lists(); n != 0 {
+			t.Errorf("second backend listed %d times, want 0", n)
+		}
+	})
+
+	t.Run("a failed listing is retried by the next request", func(t *testing.T) {
+		a := &fakeProvider{name: "a", models: []string{"m:1b"}, listErr: unavailable("down")}
+		r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}}, nil, llm.Defaults{})
+		if _, _, err := route(ctx, r, core.CapChat, sel); core.ErrorCode(err) != core.EUNAVAILABLE {
+			t.Fatalf("error = %v, want unavailable", err)
+		}
+		a.mu.Lock()
+		a.listErr = nil
+		a.mu.Unlock()
+		if _, backend, err := route(ctx, r, core.CapChat, sel); err != nil || backend != "a" {
+			t.Fatalf("after recovery: backend %q, error %v", backend, err)
+		}
+	})
+
+	t.Run("a failing backend is asked once per request", func(t *testing.T) {
+		a := &fakeProvider{name: "a", listErr: unavailable("down")}
+		r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}}, nil, llm.Defaults{})
+		_, _, err := route(ctx, r, core.CapChat, core.ModelSelector{Models: []string{"x:1b", "y:1b", "z:1b"}})
+		if core.ErrorCode(err) != core.EUNAVAILABLE || strings.Count(err.Error(), "listing models failed") != 1 {
+			t.Fatalf("error = %v", err)
+		}
+		if n := a.lists(); n != 1 {
+			t.Errorf("listed %d times, want 1", n)
+		}
+	})
+
+	t.Run("Refresh names the backends that fail", func(t *testing.T) {
+		a := &fakeProvider{name: "a", listErr: unavailable("connection refused")}
+		b := backend("b", "m:1b")
+		r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}, {Name: "b", Provider: b}}, nil, llm.Defaults{})
+		err := r.Refresh(ctx)
+		if core.ErrorCode(err) != core.EUNAVAILABLE || !strings.Contains(err.Error(), "a: connection refused") {
+			t.Fatalf("Refresh error = %v", err)
+		}
+		if strings.Contains(err.Error(), "b:") {
+			t.Errorf("Refresh error names the healthy backend: %v", err)
+		}
+		if _, backend, err := route(ctx, r, core.CapChat, sel); err != nil || backend != "b" {
+			t.Errorf("after Refresh: backend %q, error %v", backend, err)
+		}
+	})
+
+	t.Run("concurrent first requests share one listing", func(t *testing.T) {
+		a := &fakeProvider{name: "a", models: []string{"m:1b"}, delay: 50 * time.Millisecond}
+		r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}}, nil, llm.Defaults{})
+		var wg sync.WaitGroup
+		errs := make(chan error, 32)
+		for range 32 {
+			wg.Go(func() {
+				_, _, err := route(ctx, r, core.CapChat, sel)
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := a.lists(); n != 1 {
+			t.Errorf("listed %d times, want 1", n)
+		}
+		if n := len(a.called()); n != 32 {
+			t.Errorf("%d calls, want 32", n)
+		}
+	})
+}
+
+func TestRouterCallerContext(t *testing.T) {
+	sel := core.ModelSelector{Models: []string{"m:1b"}}
+
+	t.Run("the caller's deadline is not a reason to fall over", func(t *testing.T) {
+		slow := &ctxProvider{fakeProvider{name: "slow", models: []string{"m:1b"}}}
+		next := backend("next", "m:1b")
+		r := llm.NewRouter([]llm.Backend{{Name: "slow", Provider: slow}, {Name: "next", Provider: next}}, nil, llm.Defaults{})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		_, _, err := route(ctx, r, core.CapChat, sel)
+		if core.ErrorCode(err) != core.ETIMEOUT || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("error = %v, want the caller's deadline", err)
+		}
+		if calls := next.called(); len(calls) != 0 {
+			t.Errorf("next backend was tried: %q", calls)
+		}
+	})
+
+	t.Run("the caller's deadline on the last candidate stays a timeout", func(t *testing.T) {
+		slow := &ctxProvider{fakeProvider{name: "slow", models: []string{"m:1b"}}}
+		r := llm.NewRouter([]llm.Backend{{Name: "slow", Provider: slow}}, nil, llm.Defaults{})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		_, _, err := route(ctx, r, core.CapChat, sel)
+		if core.ErrorCode(err) != core.ETIMEOUT || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("error = %v, want the caller's deadline", err)
+		}
+	})
+
+	t.Run("a canceled context tries nothing", func(t *testing.T) {
+		a := backend("a", "m:1b")
+		r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}}, nil, llm.Defaults{})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _, err := route(ctx, r, core.CapChat, sel)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("error = %v, want context.Canceled in its chain", err)
+		}
+		if calls := a.called(); len(calls) != 0 {
+			t.Errorf("backend was called: %q", calls)
+		}
+	})
+}
+
+func TestRouterStreamedFailure(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		withDelta  bool
+		wantErr    bool
+		wantDeltas string
+	}{
+		{"a failure after streamed text is final", true, true, "half an ans"},
+		{"without a delta func the next backend serves", false, false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &fakeProvider{name: "a", models: []string{"m:1b"}, partial: true,
+				fail: map[string]error{"m:1b": unavailable("stream cut")}}
+			b := backend("b", "m:1b")
+			r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}, {Name: "b", Provider: b}}, nil, llm.Defaults{Chat: "m:1b"})
+			var deltas strings.Builder
+			var onDelta core.DeltaFunc
+			if tt.withDelta {
+				onDelta = func(s string) { deltas.WriteString(s) }
+			}
+			out, err := r.Chat(context.Background(), core.ChatRequest{}, onDelta)
+			if tt.wantErr {
+				if core.ErrorCode(err) != core.EUNAVAILABLE || len(b.called()) != 0 {
+					t.Fatalf("error %v, second backend calls %q", err, b.called())
+				}
+			} else if err != nil || out.Usage.Backend != "b" {
+				t.Fatalf("backend %q, error %v", out.Usage.Backend, err)
+			}
+			if deltas.String() != tt.wantDeltas {
+				t.Errorf("caller saw %q, want %q", deltas.String(), tt.wantDeltas)
+			}
+		})
+	}
+}

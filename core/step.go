@@ -1,0 +1,220 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// result is what a handler produces: the output, the value transitions
+// are evaluated on (with alternative spellings that also match), and the
+// cost of any model call.
+type result struct {
+	output  Value
+	eval    string
+	aliases []string
+	usage   Usage
+}
+
+// handlerFunc runs one attempt of a task on its input.
+type handlerFunc func(ctx context.Context, r *stepRun, in Value) (result, error)
+
+// stepRun is the context one step's handler works in.
+type stepRun struct {
+	e      *Engine
+	ex     *Execution
+	task   *Task
+	index  int
+	obs    Observer
+	macros macroEnv
+}
+
+// delta forwards streamed model text to the observer.
+func (r *stepRun) delta(text string) {
+	r.obs.Observe(Event{Kind: EventDelta, ExecutionID: r.ex.ID, StepIndex: r.index, TaskID: r.task.ID, Handler: r.task.Handler, Attempt: r.ex.Cursor.Attempt, Delta: text, At: r.e.now()})
+}
+
+// step runs one attempt of the execution's current task and advances ex
+// (a private copy) to its next state, returning the step record to commit
+// with it. The only error it returns is errInterrupted.
+func (e *Engine) step(ctx context.Context, ex *Execution, obs Observer) (*Step, error) {
+	task := ex.Chain.Task(ex.Cursor.Task)
+	index := ex.StepCount + 1
+	attempt := max(ex.Cursor.Attempt, 1)
+	started := e.now()
+	st := &Step{
+		Tenant: ex.Tenant, ExecutionID: ex.ID, Index: index,
+		TaskID: ex.Cursor.Task, Attempt: attempt, Input: ex.nextInput(), Output: Nil,
+		StartedAt: started.UTC(),
+	}
+	if task == nil { // only a chain changed behind the engine's back gets here
+		e.finish(ex, StatusFailed, Nil, &ExecError{Code: EINVALID, Reason: ReasonInvalidChain, Task: ex.Cursor.Task, Message: fmt.Sprintf("task %q does not exist in the chain", ex.Cursor.Task)})
+		st.Error = ex.Error
+		ex.StepCount = index
+		return st, nil
+	}
+	st.Handler = task.Handler
+	obs.Observe(Event{Kind: EventStepStarted, ExecutionID: ex.ID, StepIndex: index, TaskID: task.ID, Handler: task.Handler, Attempt: attempt, At: started})
+
+	r := &stepRun{e: e, ex: ex, task: task, index: index, obs: obs, macros: macroEnv{
+		vars: ex.TemplateVars, now: ex.CreatedAt, chain: ex.Chain.ID, tools: e.tools,
+	}}
+	res, input, err := e.attempt(ctx, r)
+	st.Input = input
+	st.Duration = e.now().Sub(started)
+	st.TokensIn, st.TokensOut = res.usage.TokensIn, res.usage.TokensOut
+	st.Model, st.Backend = res.usage.Model, res.usage.Backend
+	ex.TokensIn += res.usage.TokensIn
+	ex.TokensOut += res.usage.TokensOut
+	if err != nil && ctx.Err() != nil {
+		return nil, errInterrupted
+	}
+	ex.StepCount = index
+	ex.UpdatedAt = e.now().UTC()
+	if err == nil {
+		err = e.advance(ctx, r, res, st)
+	}
+	if err != nil {
+		e.fail(ex, task, attempt, err, st)
+	}
+	return st, nil
+}
+
+// attempt prepares the task's input and runs its handler under the task's
+// timeout, which derives from ctx so that a caller going away cancels the
+// model or hook call too.
+func (e *Engine) attempt(ctx context.Context, r *stepRun) (result, Value, error) {
+	task, ex := r.task, r.ex
+	in := ex.nextInput()
+	if task.InputVar != "" {
+		v, err := resolveVar(ex, task.InputVar)
+		if err != nil {
+			return result{}, in, err
+		}
+		in = v
+	}
+	if task.PromptTemplate != "" {
+		text, err := r.renderTemplate(ctx, "prompt_template", task.PromptTemplate, templateData(ex))
+		if err != nil {
+			return result{}, in, err
+		}
+		in = String(text)
+	}
+	run, ok := handlerFor(task.Handler)
+	if !ok {
+		return result{}, in, Errorf(EINVALID, "unknown handler %q", task.Handler)
+	}
+	actx := ctx
+	if task.Timeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, time.Duration(task.Timeout))
+		defer cancel()
+	}
+	res, err := run(actx, r, in)
+	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		err = WrapError(ETIMEOUT, err, "task timed out after %s", time.Duration(task.Timeout))
+	}
+	if err != nil {
+		return res, in, err
+	}
+	if res.output.Type == "" {
+		res.output = Nil
+	}
+	if task.OutputTemplate != "" {
+		text, err := r.renderTemplate(ctx, "output_template", task.OutputTemplate, res.output.Data)
+		if err != nil {
+			return res, in, err
+		}
+		res.output = String(text)
+		if task.Handler == HandlerHook {
+			res.eval = text
+		}
+	}
+	return res, in, nil
+}
+
+// advance applies a successful attempt: it takes the transition, composes,
+// stores the task's variable, renders print, and moves the cursor.
+func (e *Engine) advance(ctx context.Context, r *stepRun, res result, st *Step) error {
+	task, ex := r.task, r.ex
+	st.Output = res.output
+	st.Eval = res.eval
+	branch, err := chooseBranch(task.Transition, res.eval, res.aliases)
+	if err != nil {
+		return err
+	}
+	out := res.output
+	if branch != nil && branch.Compose != nil {
+		with, err := resolveVar(ex, branch.Compose.WithVar)
+		if err != nil {
+			return err
+		}
+		if out, err = composeValues(res.output, with, branch.Compose.Strategy); err != nil {
+			return err
+		}
+		ex.Vars[composedVarName(task.ID, branch.When)] = out
+	}
+	ex.Vars[task.ID] = out
+	ex.Cursor.Previous, ex.Cursor.Input = task.ID, nil
+	if task.Print != "" {
+		text, err := r.renderTemplate(ctx, "print", task.Print, templateData(ex))
+		if err != nil {
+			return err
+		}
+		st.Printed = text
+	}
+	next := End
+	if branch != nil && branch.Goto != "" {
+		next = branch.Goto
+	}
+	st.Transition = next
+	if next == End {
+		e.finish(ex, StatusSucceeded, out, nil)
+		return nil
+	}
+	ex.Cursor = Cursor{Task: next, Previous: task.ID, Attempt: 1}
+	return nil
+}
+
+// fail records a failed attempt and decides what follows: a retry after a
+// backoff, the on_failure task with the error text as its input, or the
+// end of the execution.
+func (e *Engine) fail(ex *Execution, task *Task, attempt int, err error, st *Step) {
+	xerr := &ExecError{Code: ErrorCode(err), Reason: ReasonTaskFailed, Task: task.ID, Message: err.Error()}
+	st.Error = xerr
+	if attempt <= task.RetryOnFailure {
+		st.Transition = task.ID // the task runs again
+		ex.Cursor.Attempt = attempt + 1
+		ex.Cursor.NotBefore = e.now().Add(retryDelay(task, attempt)).UTC()
+		return
+	}
+	if task.Transition != nil && task.Transition.OnFailure != "" {
+		st.Transition = task.Transition.OnFailure
+		msg := String(err.Error())
+		ex.Cursor = Cursor{Task: task.Transition.OnFailure, Previous: ex.Cursor.Previous, Input: &msg, Attempt: 1}
+		return
+	}
+	if attempt > 1 {
+		xerr = &ExecError{Code: xerr.Code, Reason: xerr.Reason, Task: task.ID,
+			Message: fmt.Sprintf("task %q failed after %d attempts: %s", task.ID, attempt, err.Error())}
+	} else {
+		xerr = &ExecError{Code: xerr.Code, Reason: xerr.Reason, Task: task.ID,
+			Message: fmt.Sprintf("task %q failed: %s", task.ID, err.Error())}
+	}
+	e.finish(ex, StatusFailed, Nil, xerr)
+}
+
+// estimateTokens approximates the tokens of a text (about four characters
+// a token), which is all a token_limit or a context check needs.
+func estimateTokens(s string) int {
+	n := len([]rune(s))
+	return (n + 3) / 4
+}
+
+// checkTokenLimit enforces the chain's token_limit on an estimated size.
+func (r *stepRun) checkTokenLimit(tokens int, what string) error {
+	if limit := r.ex.Chain.TokenLimit; limit > 0 && tokens > limit {
+		return Errorf(EINVALID, "%s is about %d tokens, over the chain's token_limit of %d", what, tokens, limit)
+	}
+	return nil
+}

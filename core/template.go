@@ -1,0 +1,246 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+)
+
+// macroPattern matches {{ns}} and {{ns:payload}} for the macro namespaces.
+// Go template actions never start with these words followed by ':' or
+// '}}', so the two syntaxes do not collide.
+var macroPattern = regexp.MustCompile(`\{\{\s*(var|now|chain|hookservice)(?::([^{}]*?))?\s*\}\}`)
+
+// macroEnv is what macros expand from.
+type macroEnv struct {
+	vars  map[string]string
+	now   time.Time
+	chain string
+	tools Tools
+}
+
+// expandMacros replaces the macros in text. In a Go template (quote true)
+// each expansion becomes a quoted string action, so a value containing
+// "{{" is printed, never interpreted.
+func (m macroEnv) expandMacros(ctx context.Context, text string, quote bool) (string, error) {
+	if !strings.Contains(text, "{{") {
+		return text, nil
+	}
+	var firstErr error
+	out := macroPattern.ReplaceAllStringFunc(text, func(match string) string {
+		sub := macroPattern.FindStringSubmatch(match)
+		val, err := m.expand(ctx, sub[1], strings.TrimSpace(sub[2]))
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			return match
+		}
+		if quote {
+			return "{{" + strconv.Quote(val) + "}}"
+		}
+		return val
+	})
+	return out, firstErr
+}
+
+func (m macroEnv) expand(ctx context.Context, ns, payload string) (string, error) {
+	switch ns {
+	case "var":
+		return m.vars[payload], nil
+	case "now":
+		layout := time.RFC3339
+		if payload != "" {
+			layout = payload
+		}
+		return m.now.Format(layout), nil
+	case "chain":
+		return m.chain, nil
+	case "hookservice":
+		return m.hookservice(ctx, payload)
+	}
+	return "", fmt.Errorf("unknown macro namespace %q", ns)
+}
+
+// hookservice expands {{hookservice:list}}, {{hookservice:hooks}} and
+// {{hookservice:tools NAME}} as JSON.
+func (m macroEnv) hookservice(ctx context.Context, payload string) (string, error) {
+	if m.tools == nil {
+		return "", Errorf(EINVALID, "{{hookservice:%s}} needs hooks, and none are configured", payload)
+	}
+	verb, arg, _ := strings.Cut(payload, " ")
+	arg = strings.TrimSpace(arg)
+	var v any
+	switch verb {
+	case "list":
+		names, err := m.tools.Hooks(ctx)
+		if err != nil {
+			return "", err
+		}
+		all := map[string][]string{}
+		for _, h := range names {
+			tools, err := m.tools.ToolsOf(ctx, h)
+			if err != nil {
+				continue // a broken hook is left out of the listing
+			}
+			all[h] = toolNames(tools)
+		}
+		v = all
+	case "hooks":
+		names, err := m.tools.Hooks(ctx)
+		if err != nil {
+			return "", err
+		}
+		v = names
+	case "tools":
+		tools, err := m.tools.ToolsOf(ctx, arg)
+		if err != nil {
+			return "", err
+		}
+		v = toolNames(tools)
+	default:
+		return "", Errorf(EINVALID, "unknown hookservice macro %q (want list, hooks or tools NAME)", verb)
+	}
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+func toolNames(tools []Tool) []string {
+	out := make([]string, len(tools))
+	for i, t := range tools {
+		out[i] = t.Function.Name
+	}
+	return out
+}
+
+// checkMacros reports malformed macros without expanding them.
+func checkMacros(text string) []error {
+	var errs []error
+	for _, sub := range macroPattern.FindAllStringSubmatch(text, -1) {
+		ns, payload := sub[1], strings.TrimSpace(sub[2])
+		switch ns {
+		case "var":
+			if payload == "" {
+				errs = append(errs, fmt.Errorf("macro {{var:NAME}} needs a name"))
+			}
+		case "chain":
+			if payload != "id" {
+				errs = append(errs, fmt.Errorf("unknown macro {{chain:%s}} (only {{chain:id}} exists)", payload))
+			}
+		case "hookservice":
+			verb, arg, _ := strings.Cut(payload, " ")
+			switch {
+			case verb == "list" || verb == "hooks":
+			case verb == "tools" && strings.TrimSpace(arg) != "":
+			default:
+				errs = append(errs, fmt.Errorf("unknown macro {{hookservice:%s}} (want list, hooks or tools NAME)", payload))
+			}
+		}
+	}
+	return errs
+}
+
+// templateFuncs are the functions templates may call besides text/template's
+// built-ins.
+var templateFuncs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+}
+
+// parseTemplate parses text as a Go template that errors on a missing
+// variable instead of printing "<no value>".
+func parseTemplate(name, text string) (*template.Template, error) {
+	return template.New(name).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
+}
+
+// checkTemplate parses text with its macros replaced by placeholders.
+func checkTemplate(text string) error {
+	masked := macroPattern.ReplaceAllString(text, `{{"macro"}}`)
+	_, err := parseTemplate("check", masked)
+	if err != nil {
+		return fmt.Errorf("template: %s", strings.TrimPrefix(err.Error(), "template: check:"))
+	}
+	return nil
+}
+
+// templateCache keeps parsed templates by their text, so a task that runs
+// often (a loop, a popular chain) is not parsed on every step. Parsed
+// templates are safe for concurrent execution.
+type templateCache struct {
+	mu sync.Mutex
+	m  map[string]*template.Template
+}
+
+// maxCachedTemplates bounds the cache; it is emptied when full.
+const maxCachedTemplates = 1024
+
+func (c *templateCache) parse(name, text string) (*template.Template, error) {
+	key := name + "\x00" + text
+	c.mu.Lock()
+	t, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := parseTemplate(name, text)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedTemplates {
+		c.m = make(map[string]*template.Template)
+	}
+	c.m[key] = t
+	c.mu.Unlock()
+	return t, nil
+}
+
+// renderTemplate expands macros, then executes text over data.
+func (r *stepRun) renderTemplate(ctx context.Context, name, text string, data any) (string, error) {
+	expanded, err := r.macros.expandMacros(ctx, text, true)
+	if err != nil {
+		return "", err
+	}
+	if !strings.Contains(expanded, "{{") {
+		return expanded, nil
+	}
+	tmpl, err := r.e.templates.parse(name, expanded)
+	if err != nil {
+		return "", WrapError(EINVALID, err, "%s", name)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		return "", WrapError(EINVALID, err, "%s", name)
+	}
+	return buf.String(), nil
+}
+
+// templateData builds the variables a template sees: input,
+// previous_output and every task's output, in their Go forms.
+func templateData(e *Execution) map[string]any {
+	data := make(map[string]any, len(e.Vars)+2)
+	for k, v := range e.Vars {
+		data[k] = templateValue(v)
+	}
+	data[VarInput] = templateValue(e.Input)
+	data[VarPreviousOutput] = templateValue(e.previousOutput())
+	return data
+}
+
+// templateValue is a value's Go form, with nil shown as "" rather than
+// text/template's "<no value>".
+func templateValue(v Value) any {
+	if v.Data == nil {
+		return ""
+	}
+	return v.Data
+}

@@ -1,0 +1,13 @@
+package mem_test
+
+import (
+	"testing"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/coretest"
+	"github.com/stepwise-run/stepwise/infra/mem"
+)
+
+func TestExecutionStore(t *testing.T) {
+	coretest.ExecutionStoreSuite(t, func(*testing.T) core.ExecutionStore { return mem.New() })
+}
