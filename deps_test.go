@@ -9,6 +9,7 @@ import (
 	"go/token"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -93,8 +94,8 @@ func layerViolation(from, to string) string {
 		return "core imports only events; packages below core import core, never the reverse"
 	case under(from, "core") && (under(to, "infra") || under(to, "functions") || under(to, "cmd")):
 		return "core/* must not import adapters or entry points"
-	case under(from, "core") && under(to, "core/coretest"):
-		return "core/coretest is for tests only"
+	case under(from, "core") && suiteOf(to) != "" && suiteOf(from) == "":
+		return suiteOf(to) + " is for tests only"
 	case under(from, "infra") && under(to, "infra") && strings.Split(rel(from), "/")[1] != strings.Split(rel(to), "/")[1]:
 		return "adapters never import each other"
 	case under(from, "infra") && (under(to, "functions") || under(to, "cmd")):
@@ -116,6 +117,11 @@ func TestLayerRules(t *testing.T) {
 		{"core/llm/ollama", "core/llm", true},
 		{"core/hooks", "infra/mem", false},
 		{"core/llm", "core/coretest", false},
+		{"core/llm", "core/llm/llmtest", false},
+		{"core/llm/ollama", "core/llm/llmtest", false},
+		{"core/llm/llmtest", "core/coretest", true},
+		{"core/llm/llmtest", "core/llm", true},
+		{"core/llm/llmtest", "core/llm/fakellm", true},
 		{"events", "core", false},
 		{"infra/mem", "core", true},
 		{"infra/mem", "infra/sqlite", false},
@@ -134,11 +140,33 @@ func TestLayerRules(t *testing.T) {
 	}
 }
 
+// suites are the packages of conformance suites: they import testing and
+// are imported only from _test.go files. core/coretest holds the suites of
+// core's ports; core/llm/llmtest the one every llm.Provider must pass, which
+// the ollama and openai tests run.
+var suites = []string{"core/coretest", "core/llm/llmtest"}
+
+// suiteOf returns the suite package path is in, or "".
+func suiteOf(path string) string {
+	for _, s := range suites {
+		if under(path, s) {
+			return s
+		}
+	}
+	return ""
+}
+
 // TestNoTestingInProduction keeps the testing package out of shipped code;
 // only the conformance suites, which are imported from tests, may use it.
 func TestNoTestingInProduction(t *testing.T) {
-	for _, p := range listPackages(t) {
-		if under(p.ImportPath, "core/coretest") {
+	pkgs := listPackages(t)
+	for _, s := range suites {
+		if !slices.ContainsFunc(pkgs, func(p pkg) bool { return rel(p.ImportPath) == s }) {
+			t.Errorf("suite package %s does not exist; drop it from suites", s)
+		}
+	}
+	for _, p := range pkgs {
+		if suiteOf(p.ImportPath) != "" {
 			continue
 		}
 		for _, imp := range p.Imports {

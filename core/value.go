@@ -114,49 +114,30 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 
 // decodeTyped decodes JSON text into the Go form of typ.
 func decodeTyped(typ DataType, raw []byte) (Value, error) {
-	var err error
 	var data any
+	var err error
 	switch typ {
 	case TypeString:
-		var s string
-		err = json.Unmarshal(raw, &s)
-		data = s
+		data, err = decodeAs[string](raw)
 	case TypeBool:
-		var x bool
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[bool](raw)
 	case TypeInt:
-		var x int
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[int](raw)
 	case TypeFloat:
-		var x float64
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[float64](raw)
 	case TypeVector:
-		var x []float32
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[[]float32](raw)
 	case TypeSearchResults:
-		var x []SearchResult
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[[]SearchResult](raw)
 	case TypeChatHistory:
-		var x ChatHistory
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[ChatHistory](raw)
 	case TypeOpenAIChat:
-		var x OpenAIChatRequest
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[OpenAIChatRequest](raw)
 	case TypeOpenAIChatResponse:
-		var x OpenAIChatResponse
-		err = json.Unmarshal(raw, &x)
-		data = x
+		data, err = decodeAs[OpenAIChatResponse](raw)
 	case TypeJSON, TypeAny:
 		data, err = decodeJSON(raw)
 	case TypeNil:
-		data = nil
 	default:
 		_, err = ParseDataType(string(typ))
 	}
@@ -164,6 +145,13 @@ func decodeTyped(typ DataType, raw []byte) (Value, error) {
 		return Value{}, err
 	}
 	return Value{Type: typ, Data: data}, nil
+}
+
+// decodeAs decodes JSON text into a T.
+func decodeAs[T any](raw []byte) (T, error) {
+	var x T
+	err := json.Unmarshal(raw, &x)
+	return x, err
 }
 
 // decodeJSON decodes arbitrary JSON keeping numbers as json.Number, so

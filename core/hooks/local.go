@@ -25,15 +25,7 @@ func (h *funcHook) Call(ctx context.Context, call core.HookCall) (core.Value, er
 // tool call {"text": "..."} comes back as its text.
 func Echo() Hook {
 	return &funcHook{
-		tool: core.Tool{Type: "function", Function: core.ToolFunction{
-			Name:        "echo",
-			Description: "Returns the given text unchanged.",
-			Parameters: map[string]any{
-				"type":       "object",
-				"properties": map[string]any{"text": map[string]any{"type": "string", "description": "The text to return."}},
-				"required":   []any{"text"},
-			},
-		}},
+		tool: oneStringTool("echo", "Returns the given text unchanged.", "text", "The text to return."),
 		call: func(_ context.Context, call core.HookCall) (core.Value, error) {
 			switch in := call.Input.Data.(type) {
 			case core.ChatHistory:
@@ -64,15 +56,7 @@ func Echo() Hook {
 // appends the message to it as a system message.
 func Print() Hook {
 	return &funcHook{
-		tool: core.Tool{Type: "function", Function: core.ToolFunction{
-			Name:        "print",
-			Description: "Prints a message and returns it.",
-			Parameters: map[string]any{
-				"type":       "object",
-				"properties": map[string]any{"message": map[string]any{"type": "string", "description": "The message to print."}},
-				"required":   []any{"message"},
-			},
-		}},
+		tool: oneStringTool("print", "Prints a message and returns it.", "message", "The message to print."),
 		call: func(_ context.Context, call core.HookCall) (core.Value, error) {
 			msg, ok := call.Args["message"]
 			if m, isMap := call.Input.Data.(map[string]any); isMap && !ok {
@@ -89,4 +73,17 @@ func Print() Hook {
 			return core.String(msg), nil
 		},
 	}
+}
+
+// oneStringTool describes a tool taking one required string argument.
+func oneStringTool(name, description, param, paramDescription string) core.Tool {
+	return core.Tool{Type: "function", Function: core.ToolFunction{
+		Name:        name,
+		Description: description,
+		Parameters: map[string]any{
+			"type":       "object",
+			"properties": map[string]any{param: map[string]any{"type": "string", "description": paramDescription}},
+			"required":   []any{param},
+		},
+	}}
 }
