@@ -6,10 +6,11 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/stepwise
 
-# make run settings: any chain file, a model your backend has, the input.
+# make run settings: any chain file, a model your backend has, and the
+# input (examples/qa.json carries its own, so INPUT may stay empty).
 CHAIN    ?= examples/qa.json
 MODEL    ?= llama3.2:1b
-INPUT    ?= What's the best way to optimize database queries?
+INPUT    ?=
 ARGS     ?=
 
 .PHONY: all build run test lint fmt bench clean
@@ -23,7 +24,7 @@ build:
 ## run: run CHAIN on INPUT with MODEL against Ollama (ARGS adds flags,
 ## e.g. ARGS='-openai-base-url http://127.0.0.1:8000/v1')
 run: build
-	./$(BIN) run -chain '$(CHAIN)' -model '$(MODEL)' -input "$(INPUT)" -steps $(ARGS)
+	./$(BIN) run -chain '$(CHAIN)' -model '$(MODEL)' $(if $(INPUT),-input "$(INPUT)") -steps $(ARGS)
 
 ## test: lint, then every test with the race detector
 test: lint

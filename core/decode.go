@@ -20,21 +20,38 @@ import (
 // reported as warnings. DecodeChain does not validate the chain's
 // semantics: call Validate, or use ParseChain for both.
 func DecodeChain(data []byte) (*Chain, []Problem, error) {
+	tree, err := ParseDocument(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return DecodeChainValue(tree)
+}
+
+// ParseDocument parses a JSON or YAML document into generic values (maps,
+// slices, strings, bools, json.Number for JSON numbers). A document
+// starting with '{' is JSON, or YAML in flow style if it is not valid
+// JSON. Errors are EINVALID.
+func ParseDocument(data []byte) (any, error) {
 	var tree any
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
-		return nil, nil, Errorf(EINVALID, "empty chain document")
+		return nil, Errorf(EINVALID, "empty document")
 	}
 	if trimmed[0] == '{' {
 		dec := json.NewDecoder(bytes.NewReader(trimmed))
 		dec.UseNumber()
-		if err := dec.Decode(&tree); err != nil {
-			return nil, nil, WrapError(EINVALID, err, "chain is not valid JSON")
+		if jerr := dec.Decode(&tree); jerr != nil {
+			// YAML's flow style also starts with '{'.
+			if yaml.Unmarshal(trimmed, &tree) != nil {
+				return nil, WrapError(EINVALID, jerr, "not valid JSON")
+			}
 		}
-	} else if err := yaml.Unmarshal(trimmed, &tree); err != nil {
-		return nil, nil, WrapError(EINVALID, err, "chain is not valid YAML")
+		return tree, nil
 	}
-	return DecodeChainValue(tree)
+	if err := yaml.Unmarshal(trimmed, &tree); err != nil {
+		return nil, WrapError(EINVALID, err, "not valid YAML")
+	}
+	return tree, nil
 }
 
 // ParseChain decodes and validates a chain.
@@ -175,6 +192,13 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 			}
 		}
 		return s, true
+	case kText:
+		s, ok := scalarText(v)
+		if !ok {
+			d.fail(task, path, "want a string, got %s", describe(v))
+			return nil, false
+		}
+		return s, true
 	case kInt:
 		n, ok := asInt(v)
 		if !ok {
@@ -287,7 +311,9 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 }
 
 // moveTaskCompose puts a task-level compose (older generation) onto every
-// branch of the task that has no compose of its own.
+// branch of the task that has no compose of its own; a task without
+// branches gets the default branch to the end that it implied, carrying
+// the compose.
 func moveTaskCompose(chain map[string]any) {
 	tasks, _ := chain["tasks"].([]any)
 	for _, t := range tasks {
@@ -299,9 +325,14 @@ func moveTaskCompose(chain map[string]any) {
 		delete(task, "compose")
 		tr, _ := task["transition"].(map[string]any)
 		if tr == nil {
-			continue
+			tr = map[string]any{}
+			task["transition"] = tr
 		}
 		branches, _ := tr["branches"].([]any)
+		if len(branches) == 0 {
+			tr["branches"] = []any{map[string]any{"operator": OpDefault, "goto": End, "compose": compose}}
+			continue
+		}
 		for _, b := range branches {
 			branch, _ := b.(map[string]any)
 			if _, has := branch["compose"]; !has {

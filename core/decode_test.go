@@ -71,6 +71,18 @@ func TestDecodeAliases(t *testing.T) {
 				wantEq(t, c.Tasks[0].Transition.Branches[0].Operator, core.OpGt)
 				wantEq(t, c.Tasks[0].Transition.Branches[1].Operator, core.OpLt)
 			}},
+		{"ScalarWhen", "id: c\ntasks:\n  - id: a\n    handler: noop\n    transition:\n      branches:\n        - {when: 4, goto: end}\n        - {when: true, goto: end}\n",
+			func(t *testing.T, c *core.Chain) {
+				wantEq(t, c.Tasks[0].Transition.Branches[0].When, "4")
+				wantEq(t, c.Tasks[0].Transition.Branches[1].When, "true")
+			}},
+		{"YAMLFlowStyle", `{id: c, tasks: [{id: a, handler: noop}]}`,
+			func(t *testing.T, c *core.Chain) { wantEq(t, c.Tasks[0].Handler, "noop") }},
+		{"TaskLevelComposeWithoutTransition", `{"id":"c","tasks":[{"id":"a","handler":"noop","compose":{"with_var":"input","strategy":"override"}}]}`,
+			func(t *testing.T, c *core.Chain) {
+				b := c.Tasks[0].Transition.Branches[0]
+				wantEq(t, []string{b.Operator, b.Goto, b.Compose.Strategy}, []string{"default", "end", "override"})
+			}},
 		{"EmptyOperatorDefaults", `{"id":"c","tasks":[{"id":"a","handler":"noop","transition":{"branches":[{"when":"x","goto":"end"},{"goto":"end"}]}}]}`,
 			func(t *testing.T, c *core.Chain) {
 				wantEq(t, c.Tasks[0].Transition.Branches[0].Operator, core.OpEquals)

@@ -256,7 +256,7 @@ func TestDocsCoverTheLanguage(t *testing.T) {
 	for _, s := range core.Strategies() {
 		need("strategy:"+s, "an example of compose strategy "+s)
 	}
-	for _, dt := range core.DataTypes {
+	for _, dt := range core.DataTypes() {
 		if !inputTypes[string(dt)] && !(dt == core.TypeString && inputTypes[""]) {
 			missing = append(missing, "an example with input_type or output_type "+string(dt))
 		}

@@ -454,3 +454,74 @@ func keysOf(m map[string]core.Value) []string {
 	}
 	return out
 }
+
+// panicHook crashes on every call, as a buggy tool might.
+type panicHook struct{}
+
+func (panicHook) Name() string { return "crash" }
+func (panicHook) Tools(context.Context) ([]core.Tool, error) {
+	return []core.Tool{{Type: "function", Function: core.ToolFunction{Name: "crash"}}}, nil
+}
+func (panicHook) Call(context.Context, core.HookCall) (core.Value, error) {
+	var m map[string]int
+	m["boom"]++ // a nil-map write: a Go panic
+	return core.Nil, nil
+}
+
+func TestHandlerPanicFailsTheStepNotTheProcess(t *testing.T) {
+	e := core.NewEngine(core.EngineConfig{Store: mem.New(), LLM: newLLM(), Tools: hooks.NewRegistry(panicHook{})})
+	doc := `{"id":"c","tasks":[{"id":"a","handler":"hook","hook":{"name":"crash"},"transition":{"on_failure":"b"}},{"id":"b","handler":"noop"}]}`
+	ex, err := e.Execute(context.Background(), core.StartRequest{Chain: mustChain(t, doc), Input: core.String("x")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Status != core.StatusSucceeded || !strings.Contains(ex.Output.Display(), "handler hook crashed: assignment to entry in nil map") {
+		t.Errorf("status %s output %v; want the crash as the on_failure input", ex.Status, ex.Output)
+	}
+}
+
+func TestHiddenToolsCannotBeCalled(t *testing.T) {
+	llm := newLLM(
+		&reply{match: "go", calls: []core.ToolCall{toolCall("c1", "print", `{"message":"SECRET"}`)}},
+		&reply{match: "no tool named", text: "ok, I cannot"},
+	)
+	doc := `{"id":"c","tasks":[
+		{"id":"chat","handler":"chat_completion","execute_config":{"hooks":["echo","print"],"hide_tools":["print"]},"transition":{"branches":[{"operator":"equals","when":"tool-call","goto":"tools"},{"operator":"default","goto":"end"}]}},
+		{"id":"tools","handler":"execute_tool_calls","transition":{"branches":[{"operator":"default","goto":"chat"}]}}]}`
+	ex, steps := newHarness(llm).run(t, doc, core.String("go"), nil)
+	if ex.Status != core.StatusSucceeded || len(steps) != 3 {
+		t.Fatalf("status %s, %d steps", ex.Status, len(steps))
+	}
+	msgs := ex.Output.Data.(core.ChatHistory).Messages
+	if tool := msgs[2]; tool.Role != "tool" || strings.Contains(tool.Content, "SECRET") || !strings.Contains(tool.Content, `there is no tool named "print"`) {
+		t.Errorf("tool message = %+v; a hidden tool must not run", tool)
+	}
+}
+
+func TestFailedAttemptLeavesTheExecutionAsItWas(t *testing.T) {
+	// The print template fails after the handler succeeded: the retry must
+	// see the same input, and the failed attempt's output must not stick.
+	doc := `{"id":"c","tasks":[{"id":"a","handler":"parse_key_value","print":"{{.missing}}","retry_on_failure":1,"retry_backoff":"1ms"}]}`
+	ex, steps := newHarness(newLLM()).run(t, doc, core.String("k=v"), nil)
+	if ex.Status != core.StatusFailed || len(steps) != 2 {
+		t.Fatalf("status %s, %d steps", ex.Status, len(steps))
+	}
+	if steps[1].Input != core.String("k=v") {
+		t.Errorf("retry input = %#v, want the original input", steps[1].Input)
+	}
+	if _, ok := ex.Vars["a"]; ok {
+		t.Errorf("vars keep the output of a failed attempt: %v", ex.Vars["a"])
+	}
+}
+
+func TestTemplatesCompareJSONNumbers(t *testing.T) {
+	doc := `{"id":"c","tasks":[{"id":"a","handler":"noop","prompt_template":"{{if gt .input.n 3}}big{{else}}small{{end}} {{.input.n}} {{.input.f}}"}]}`
+	input, err := core.Coerce(core.TypeJSON, `{"n": 5, "f": 2.5}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, _ := newHarness(newLLM()).run(t, doc, input, nil)
+	if ex.Output != core.String("big 5 2.5") {
+		t.Errorf("output = %v (%+v)", ex.Output, ex.Error)
+	}
+}

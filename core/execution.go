@@ -99,8 +99,8 @@ func (e *Execution) nextInput() Value {
 type ExecError struct {
 	// Code is one of the core error codes.
 	Code string `json:"code"`
-	// Reason is a short machine-readable cause such as "max_steps",
-	// "task_failed" or "no_transition".
+	// Reason is a short machine-readable cause: one of the Reason*
+	// constants.
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
 	// Task is the task that failed, if any.
@@ -109,9 +109,12 @@ type ExecError struct {
 
 // Failure reasons.
 const (
-	ReasonTaskFailed   = "task_failed"
-	ReasonMaxSteps     = "max_steps"
-	ReasonCancelled    = "cancelled"
+	// ReasonTaskFailed: a task failed after its retries, with no
+	// on_failure task to go to.
+	ReasonTaskFailed = "task_failed"
+	// ReasonMaxSteps: the execution used up its max_steps.
+	ReasonMaxSteps = "max_steps"
+	// ReasonInvalidChain: the chain snapshot names a task it lacks.
 	ReasonInvalidChain = "invalid_chain"
 )
 
@@ -135,7 +138,7 @@ type Step struct {
 	// on_failure task, or empty when the execution fails.
 	Transition string        `json:"transition,omitempty"`
 	StartedAt  time.Time     `json:"started_at"`
-	Duration   time.Duration `json:"duration"`
+	Duration   time.Duration `json:"duration_ns"`
 	TokensIn   int           `json:"tokens_in,omitempty"`
 	TokensOut  int           `json:"tokens_out,omitempty"`
 	Model      string        `json:"model,omitempty"`

@@ -277,9 +277,8 @@ func runParseCommand(_ context.Context, _ *stepRun, in Value) (result, error) {
 	case t == "":
 		eval = ""
 	case strings.HasPrefix(t, "/"):
-		eval = strings.Fields(t[1:] + " ")[0]
-		if eval == "" {
-			eval = "pass"
+		if f := strings.Fields(t[1:]); len(f) > 0 {
+			eval = f[0]
 		}
 	}
 	return result{output: in, eval: eval}, nil

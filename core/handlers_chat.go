@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Eval values of chat_completion. The reference's later generation spells
@@ -170,27 +171,17 @@ func (r *stepRun) offeredTools(ctx context.Context, req *OpenAIChatRequest) ([]T
 	if ec == nil {
 		return nil, nil
 	}
-	hts, err := r.hookTools(ctx, ec.Hooks)
+	hts, err := r.visibleHookTools(ctx, ec)
 	if err != nil {
 		return nil, err
 	}
-	hidden := func(names ...string) bool {
-		for _, n := range names {
-			if slices.Contains(ec.HideTools, n) {
-				return true
-			}
-		}
-		return false
-	}
 	var tools []Tool
 	for _, ht := range hts {
-		if !hidden(ht.def.Function.Name, ht.tool, ht.hook+"."+ht.tool) {
-			tools = append(tools, ht.def)
-		}
+		tools = append(tools, ht.def)
 	}
 	if ec.PassClientsTools && req != nil {
 		for _, t := range req.Tools {
-			if !hidden(t.Function.Name) {
+			if !hidden(ec, t.Function.Name) {
 				tools = append(tools, t)
 			}
 		}
@@ -198,25 +189,57 @@ func (r *stepRun) offeredTools(ctx context.Context, req *OpenAIChatRequest) ([]T
 	return tools, nil
 }
 
-// chainHooks lists the hooks execute_tool_calls resolves calls against:
-// the task's own execute_config.hooks, or else every hook any task of the
-// chain offers.
-func chainHooks(c *Chain, t *Task) []string {
-	if t.ExecuteConfig != nil && len(t.ExecuteConfig.Hooks) > 0 {
-		return t.ExecuteConfig.Hooks
+// visibleHookTools are the tools of ec's hooks that hide_tools leaves.
+func (r *stepRun) visibleHookTools(ctx context.Context, ec *ExecuteConfig) ([]hookTool, error) {
+	hts, err := r.hookTools(ctx, ec.Hooks)
+	if err != nil {
+		return nil, err
 	}
-	var out []string
-	for _, task := range c.Tasks {
-		if task.ExecuteConfig == nil {
-			continue
+	visible := hts[:0]
+	for _, ht := range hts {
+		if !hidden(ec, ht.def.Function.Name, ht.tool, ht.hook+"."+ht.tool) {
+			visible = append(visible, ht)
 		}
-		for _, h := range task.ExecuteConfig.Hooks {
-			if !slices.Contains(out, h) {
-				out = append(out, h)
+	}
+	return visible, nil
+}
+
+// hidden reports whether hide_tools names any of a tool's names.
+func hidden(ec *ExecuteConfig, names ...string) bool {
+	for _, n := range names {
+		if slices.Contains(ec.HideTools, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// callableTools are the tools execute_tool_calls may run, by the names a
+// model may call them: what the task's own execute_config offers, or else
+// what any task of the chain offers a model. A tool hidden from the model
+// is not callable either, whatever the model asks.
+func (r *stepRun) callableTools(ctx context.Context) (map[string]hookTool, error) {
+	configs := []*ExecuteConfig{r.task.ExecuteConfig}
+	if ec := r.task.ExecuteConfig; ec == nil || len(ec.Hooks) == 0 {
+		configs = configs[:0]
+		for _, t := range r.ex.Chain.Tasks {
+			if t.ExecuteConfig != nil && len(t.ExecuteConfig.Hooks) > 0 {
+				configs = append(configs, t.ExecuteConfig)
 			}
 		}
 	}
-	return out
+	byName := map[string]hookTool{}
+	for _, ec := range configs {
+		hts, err := r.visibleHookTools(ctx, ec)
+		if err != nil {
+			return nil, err
+		}
+		for _, ht := range hts {
+			byName[ht.def.Function.Name] = ht
+			byName[ht.hook+"."+ht.tool] = ht // the reference's spelling
+		}
+	}
+	return byName, nil
 }
 
 // Eval values of execute_tool_calls.
@@ -241,14 +264,9 @@ func runExecuteToolCalls(ctx context.Context, r *stepRun, in Value) (result, err
 		return result{output: Value{Type: TypeChatHistory, Data: hist}, eval: EvalNoOp}, nil
 	}
 	calls := hist.Last().ToolCalls
-	hts, err := r.hookTools(ctx, chainHooks(r.ex.Chain, r.task))
+	byName, err := r.callableTools(ctx)
 	if err != nil {
 		return result{}, err
-	}
-	byName := map[string]hookTool{}
-	for _, ht := range hts {
-		byName[ht.def.Function.Name] = ht
-		byName[ht.hook+"."+ht.tool] = ht // the reference's spelling
 	}
 	clientTools := map[string]bool{}
 	if req, ok := r.ex.Input.Data.(OpenAIChatRequest); ok {
@@ -308,7 +326,11 @@ func (r *stepRun) callTool(ctx context.Context, ht hookTool, call ToolCall, args
 	}
 	text := out.Display()
 	if len(text) > maxToolResult {
-		text = text[:maxToolResult] + fmt.Sprintf("\n[truncated: the result was %d bytes]", len(text))
+		cut := maxToolResult
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + fmt.Sprintf("\n[truncated: the result was %d bytes]", len(text))
 	}
 	return text, nil
 }

@@ -11,6 +11,7 @@ type fieldKind int
 
 const (
 	kString fieldKind = iota
+	kText             // a string; a number or boolean is taken as its text
 	kInt
 	kBool
 	kNumber
@@ -50,7 +51,7 @@ var (
 	branchSchema = &schema{
 		fields: map[string]field{
 			"operator": {kind: kString, values: operatorAliases},
-			"when":     {kind: kString},
+			"when":     {kind: kText},
 			"goto":     {kind: kString},
 			"compose":  {kind: kObject, schema: composeSchema},
 		},

@@ -110,7 +110,7 @@ func (e *Engine) attempt(ctx context.Context, r *stepRun) (result, Value, error)
 		actx, cancel = context.WithTimeout(ctx, time.Duration(task.Timeout))
 		defer cancel()
 	}
-	res, err := run(actx, r, in)
+	res, err := runRecovered(actx, run, r, in)
 	if err != nil && ctx.Err() == nil && actx.Err() != nil {
 		err = WrapError(ETIMEOUT, err, "task timed out after %s", time.Duration(task.Timeout))
 	}
@@ -133,6 +133,18 @@ func (e *Engine) attempt(ctx context.Context, r *stepRun) (result, Value, error)
 	return res, in, nil
 }
 
+// runRecovered runs a handler, turning a panic into an EINTERNAL error of
+// the attempt: one bad handler or input must not take down the process and
+// every other execution in it.
+func runRecovered(ctx context.Context, run handlerFunc, r *stepRun, in Value) (res result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = result{}, Errorf(EINTERNAL, "handler %s crashed: %v", r.task.Handler, p)
+		}
+	}()
+	return run(ctx, r, in)
+}
+
 // advance applies a successful attempt: it takes the transition, composes,
 // stores the task's variable, renders print, and moves the cursor.
 func (e *Engine) advance(ctx context.Context, r *stepRun, res result, st *Step) error {
@@ -143,7 +155,10 @@ func (e *Engine) advance(ctx context.Context, r *stepRun, res result, st *Step) 
 	if err != nil {
 		return err
 	}
+	// Everything that can fail runs before ex changes, so that a failed
+	// attempt leaves the execution as it was for the retry or on_failure.
 	out := res.output
+	composedName := ""
 	if branch != nil && branch.Compose != nil {
 		with, err := resolveVar(ex, branch.Compose.WithVar)
 		if err != nil {
@@ -152,17 +167,26 @@ func (e *Engine) advance(ctx context.Context, r *stepRun, res result, st *Step) 
 		if out, err = composeValues(res.output, with, branch.Compose.Strategy); err != nil {
 			return err
 		}
-		ex.Vars[composedVarName(task.ID, branch.When)] = out
+		composedName = composedVarName(task.ID, branch.When)
 	}
-	ex.Vars[task.ID] = out
-	ex.Cursor.Previous, ex.Cursor.Input = task.ID, nil
 	if task.Print != "" {
-		text, err := r.renderTemplate(ctx, "print", task.Print, templateData(ex))
+		data := templateData(ex)
+		data[task.ID] = templateValue(out)
+		data[VarPreviousOutput] = templateValue(out)
+		if composedName != "" {
+			data[composedName] = templateValue(out)
+		}
+		text, err := r.renderTemplate(ctx, "print", task.Print, data)
 		if err != nil {
 			return err
 		}
 		st.Printed = text
 	}
+	if composedName != "" {
+		ex.Vars[composedName] = out
+	}
+	ex.Vars[task.ID] = out
+	ex.Cursor.Previous, ex.Cursor.Input = task.ID, nil
 	next := End
 	if branch != nil && branch.Goto != "" {
 		next = branch.Goto

@@ -236,11 +236,42 @@ func templateData(e *Execution) map[string]any {
 	return data
 }
 
-// templateValue is a value's Go form, with nil shown as "" rather than
-// text/template's "<no value>".
+// templateValue is a value's Go form as templates see it: nil as ""
+// rather than text/template's "<no value>", and JSON numbers (kept as
+// json.Number in storage, for their precision) as int64 or float64, so
+// that {{if gt .input.count 3}} compares numbers.
 func templateValue(v Value) any {
 	if v.Data == nil {
 		return ""
 	}
+	if v.Type == TypeJSON || v.Type == TypeAny {
+		return templateJSON(v.Data)
+	}
 	return v.Data
+}
+
+func templateJSON(x any) any {
+	switch t := x.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return t.String()
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, v := range t {
+			out[k] = templateJSON(v)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, v := range t {
+			out[i] = templateJSON(v)
+		}
+		return out
+	}
+	return x
 }

@@ -213,15 +213,6 @@ func resolveVar(e *Execution, name string) (Value, error) {
 	return Value{}, Errorf(EINVALID, "unknown variable %q%s", name, suggest(name, known))
 }
 
-// jsonObject is a helper for handlers producing json maps.
-func jsonObject(kv ...any) Value {
-	m := make(map[string]any, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i].(string)] = kv[i+1]
-	}
-	return Value{Type: TypeJSON, Data: m}
-}
-
 // isJSONText reports whether s holds a JSON object or array.
 func isJSONText(s string) bool {
 	s = strings.TrimSpace(s)

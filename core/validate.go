@@ -172,6 +172,9 @@ func validateBranch(t *Task, b *Branch, path string, ids map[string]int, vars fu
 // unreachable returns the ids of tasks no path from the first task leads
 // to, in chain order.
 func unreachable(c *Chain) []string {
+	if c.Tasks[0] == nil {
+		return nil // reported as a null task already
+	}
 	seen := map[string]bool{}
 	queue := []string{c.Tasks[0].ID}
 	for len(queue) > 0 {

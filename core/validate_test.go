@@ -47,6 +47,19 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestValidateNilTasks(t *testing.T) {
+	c := &core.Chain{ID: "c", Tasks: []*core.Task{nil, {ID: "b", Handler: "noop"}}}
+	wantProblem(t, core.Validate(c), "", "tasks[0]", "task is null")
+}
+
+func TestValidateTaskComposeWithoutTransition(t *testing.T) {
+	c, _, err := core.DecodeChain([]byte(`{"id":"c","tasks":[{"id":"a","handler":"noop","compose":{"with_var":"input","strategy":"overide"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, core.Validate(c), "a", "tasks[0].transition.branches[0].compose.strategy", `did you mean "override"`)
+}
+
 func TestValidateAcceptsLoops(t *testing.T) {
 	doc := `{"id":"loop","tasks":[
 		{"id":"chat","handler":"chat_completion","transition":{"branches":[{"operator":"equals","when":"tool-call","goto":"tools"},{"operator":"default","goto":"end"}]}},

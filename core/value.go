@@ -28,22 +28,25 @@ const (
 	TypeNil                DataType = "nil"
 )
 
-// DataTypes lists every data type, in documentation order.
-var DataTypes = []DataType{
-	TypeString, TypeBool, TypeInt, TypeFloat, TypeJSON, TypeChatHistory,
-	TypeOpenAIChat, TypeOpenAIChatResponse, TypeVector, TypeSearchResults, TypeAny, TypeNil,
+// DataTypes returns every data type, in documentation order.
+func DataTypes() []DataType {
+	return []DataType{
+		TypeString, TypeBool, TypeInt, TypeFloat, TypeJSON, TypeChatHistory,
+		TypeOpenAIChat, TypeOpenAIChatResponse, TypeVector, TypeSearchResults, TypeAny, TypeNil,
+	}
 }
 
 // ParseDataType returns the DataType named s, or an EINVALID error naming
 // the known types.
 func ParseDataType(s string) (DataType, error) {
-	for _, t := range DataTypes {
+	types := DataTypes()
+	for _, t := range types {
 		if string(t) == s {
 			return t, nil
 		}
 	}
-	names := make([]string, len(DataTypes))
-	for i, t := range DataTypes {
+	names := make([]string, len(types))
+	for i, t := range types {
 		names[i] = string(t)
 	}
 	return "", Errorf(EINVALID, "unknown data type %q (known: %s)", s, strings.Join(names, ", "))

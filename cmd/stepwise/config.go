@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -29,6 +31,7 @@ type fileConfig struct {
 	TemplateVarsFromEnv []string     `yaml:"template_vars_from_env"`
 	Steps               bool         `yaml:"steps"`
 	Trace               bool         `yaml:"trace"`
+	Tracing             bool         `yaml:"tracing"` // the reference CLI's name for trace
 	Raw                 bool         `yaml:"raw"`
 	Timeout             string       `yaml:"timeout"`
 
@@ -39,7 +42,7 @@ type fileConfig struct {
 // configKeys are the keys config.yaml may hold.
 var configKeys = []string{
 	"context", "default_chain", "extra_models", "model", "ollama", "openai_base_url",
-	"raw", "steps", "template_vars_from_env", "timeout", "trace",
+	"raw", "steps", "template_vars_from_env", "timeout", "trace", "tracing",
 }
 
 // extraModel declares a model besides -model, with its context length and
@@ -83,9 +86,12 @@ func loadConfig(e env) (*fileConfig, error) {
 			sort.Strings(unknown)
 			return nil, fmt.Errorf("%s: unknown key %q (known: %s)", path, unknown[0], strings.Join(configKeys, ", "))
 		}
-		if err := yaml.Unmarshal(data, cfg); err != nil {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true) // also inside extra_models
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
+		cfg.Trace = cfg.Trace || cfg.Tracing
 		return cfg, nil
 	}
 	return &fileConfig{}, nil

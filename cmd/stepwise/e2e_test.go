@@ -147,6 +147,49 @@ func TestSeedExampleChain(t *testing.T) {
 	})
 }
 
+func TestSeedRequestFileCarriesItsInput(t *testing.T) {
+	fake := fakellm.Start()
+	t.Cleanup(fake.Close)
+	fake.Script(fakellm.Reply{Match: "optimize database queries", Text: "Use EXPLAIN."})
+	c := newCLI(t)
+	r := c.run("", "run", "-ollama", fake.URL(), "-model", "llama3.2:1b", "-chain", examplePath("qa.json"))
+	if r.code != 0 || r.stdout != "Use EXPLAIN.\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	t.Run("FlagsWin", func(t *testing.T) {
+		r := c.run("", "run", "-ollama", fake.URL(), "-model", "llama3.2:1b", "-chain", examplePath("qa.json"), "-input", "other question")
+		if reqs := modelCalls(fake); r.code != 0 || reqs[len(reqs)-1].Prompt != "other question" {
+			t.Errorf("exit %d, prompt %q", r.code, reqs[len(reqs)-1].Prompt)
+		}
+	})
+	t.Run("TypedInputAndVars", func(t *testing.T) {
+		f := c.write("req.yaml", "input: {n: 2}\ninputType: json\ntemplateVars: {who: ops}\nchain:\n  id: r\n  tasks:\n    - id: show\n      handler: noop\n      prompt_template: \"{{var:who}} got {{.input.n}}\"\n")
+		r := c.run("", "run", "-chain", f)
+		if r.code != 0 || r.stdout != "ops got 2\n" {
+			t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("UnknownKey", func(t *testing.T) {
+		f := c.write("typo.json", `{"chain":{"id":"x","tasks":[{"id":"a","handler":"noop"}]},"inptu":"x"}`)
+		r := c.run("", "run", "-chain", f)
+		if r.code != 2 || !strings.Contains(r.stderr, `unknown key "inptu" in a request file`) {
+			t.Errorf("exit %d stderr %q", r.code, r.stderr)
+		}
+	})
+}
+
+func TestBackendErrorPageIsOneLine(t *testing.T) {
+	fake := fakellm.Start()
+	t.Cleanup(fake.Close)
+	fake.Script(fakellm.Reply{Status: 502, Text: "<html>\n<body>\n<h1>502 Bad Gateway</h1>\n</body>\n</html>"})
+	c := newCLI(t)
+	chain := c.write("c.json", `{"id":"c","tasks":[{"id":"ask","handler":"raw_string"}]}`)
+	r := c.run("", "run", "-ollama", fake.URL(), "-model", "llama3.2:1b", "-chain", chain, "-input", "x")
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "502 Bad Gateway") {
+		t.Errorf("exit %d stderr %q; want one line naming the 502", r.code, r.stderr)
+	}
+}
+
 func TestConditionalBranch(t *testing.T) {
 	tests := []struct {
 		name, input, classify, want string
@@ -316,6 +359,23 @@ func TestConfigFileAndDefaultChain(t *testing.T) {
 		c3.write(".stepwise/config.yaml", "modle: x\n")
 		r := c3.run("", "run", "-input", "x")
 		if r.code != 2 || !strings.Contains(r.stderr, `unknown key "modle"`) {
+			t.Errorf("exit %d stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("UnknownExtraModelKey", func(t *testing.T) {
+		c4 := newCLI(t)
+		c4.write(".stepwise/config.yaml", "extra_models:\n  - name: qwen2.5:7b\n    contxt: 4096\n")
+		r := c4.run("", "run", "-input", "x")
+		if r.code != 2 || !strings.Contains(r.stderr, "contxt") {
+			t.Errorf("exit %d stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("TracingIsTrace", func(t *testing.T) {
+		c5 := newCLI(t)
+		c5.write(".stepwise/config.yaml", "tracing: true\n")
+		c5.write(".stepwise/default-chain.json", `{"id":"d","tasks":[{"id":"n","handler":"noop"}]}`)
+		r := c5.run("", "run", "-input", "x")
+		if r.code != 0 || !strings.Contains(r.stderr, `"task_id":"n"`) {
 			t.Errorf("exit %d stderr %q", r.code, r.stderr)
 		}
 	})

@@ -79,6 +79,12 @@ func (p *progress) Observe(e core.Event) {
 	case core.EventStepCommitted:
 		p.clear()
 		p.report(e.Step)
+		// Between steps the line says what happens next, not the step that
+		// is over: a retry may wait for its backoff.
+		p.status, p.deltas = "", 0
+		if st := e.Step; st.Error != nil && st.Transition == st.TaskID {
+			p.status, p.since = fmt.Sprintf("waiting to retry %s", st.TaskID), time.Now()
+		}
 		p.redraw()
 	case core.EventFinished:
 		p.status = ""

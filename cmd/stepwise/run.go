@@ -28,6 +28,7 @@ type runOptions struct {
 	input         string
 	inputGiven    bool
 	inputType     string
+	typeGiven     bool
 	model         string
 	context       int
 	ollamaURL     string
@@ -78,7 +79,7 @@ func parseRunFlags(args []string, e env) (*runOptions, error) {
 	fs.IntVar(&o.context, "context", 0, "context length of -model in tokens (0 = unknown, not checked)")
 	fs.StringVar(&o.ollamaURL, "ollama", defaultOllama, "Ollama base URL")
 	fs.StringVar(&o.openAIBaseURL, "openai-base-url", "", "base URL of an OpenAI-compatible API (OpenAI, vLLM, Gemini, ...); the key is read from OPENAI_API_KEY")
-	fs.BoolVar(&o.steps, "steps", false, "print one line per step on stderr: index, task, handler, duration, transition")
+	fs.BoolVar(&o.steps, "steps", false, "print one line per step on stderr: index, task, handler, duration, model, error, transition")
 	fs.BoolVar(&o.trace, "trace", false, "print every step record as a JSON line on stderr")
 	fs.BoolVar(&o.raw, "raw", false, "print the whole output as JSON instead of its text")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "stop the execution after this long")
@@ -95,6 +96,7 @@ func parseRunFlags(args []string, e env) (*runOptions, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	o.inputGiven = set["input"]
+	o.typeGiven = set["input-type"]
 
 	cfg, err := loadConfig(e)
 	if err != nil {
@@ -143,8 +145,9 @@ func parseRunFlags(args []string, e env) (*runOptions, error) {
 }
 
 func dataTypeNames() string {
-	names := make([]string, len(core.DataTypes))
-	for i, t := range core.DataTypes {
+	types := core.DataTypes()
+	names := make([]string, len(types))
+	for i, t := range types {
 		names[i] = string(t)
 	}
 	return strings.Join(names, ", ")
@@ -172,19 +175,24 @@ func reportError(w io.Writer, err error) {
 	var ve *core.ValidationError
 	if errors.As(err, &ve) {
 		for _, p := range ve.Problems {
-			fmt.Fprintf(w, "stepwise: invalid chain: %s\n", p)
+			fmt.Fprintf(w, "stepwise: invalid chain: %s\n", oneLine(p.String()))
 		}
 		return
 	}
-	fmt.Fprintf(w, "stepwise: %v\n", err)
+	fmt.Fprintf(w, "stepwise: %s\n", oneLine(err.Error()))
 }
 
+// oneLine folds a message's line breaks and runs of spaces into single
+// spaces: a message is one line, whatever a backend put into it.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 func run(ctx context.Context, o *runOptions, e env) (int, error) {
-	chain, err := loadChain(o.chainPath, e.stderr)
+	file, err := loadChain(o.chainPath, e.stderr)
 	if err != nil {
 		return exitUsage, err
 	}
-	input, err := readInput(o, e)
+	chain := file.chain
+	input, err := readInput(o, e, file)
 	if err != nil {
 		return exitUsage, err
 	}
@@ -202,6 +210,9 @@ func run(ctx context.Context, o *runOptions, e env) (int, error) {
 		Tools: hooks.NewRegistry(hooks.Echo(), hooks.Print()),
 	})
 	vars := map[string]string{"model": o.model, "provider": providerName(o), "chain": chain.ID}
+	for k, v := range file.vars {
+		vars[k] = v
+	}
 	for _, name := range o.varsFromEnv {
 		vars[name] = e.getenv(name)
 	}
@@ -240,14 +251,42 @@ func run(ctx context.Context, o *runOptions, e env) (int, error) {
 	return exitOK, nil
 }
 
+// chainFile is what a chain file holds: a chain, or a request to run one
+// in the shape of the API's POST /tasks (the seed README's qa.json), whose
+// input, inputType and templateVars serve as defaults for the flags.
+type chainFile struct {
+	chain     *core.Chain
+	input     any
+	hasInput  bool
+	inputType string
+	vars      map[string]string
+}
+
+// requestKeys maps the keys of a /tasks request besides chain, in both
+// spellings, to their camelCase names.
+var requestKeys = map[string]string{
+	"input": "input", "inputType": "inputType", "input_type": "inputType",
+	"templateVars": "templateVars", "template_vars": "templateVars",
+}
+
 // loadChain reads, decodes and validates a chain file, printing decoder
 // warnings. A chain without an id takes the file's name.
-func loadChain(path string, warn io.Writer) (*core.Chain, error) {
+func loadChain(path string, warn io.Writer) (*chainFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read chain: %w", err)
 	}
-	chain, warnings, err := core.DecodeChain(data)
+	tree, err := core.ParseDocument(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f := &chainFile{}
+	if m, ok := tree.(map[string]any); ok && m["chain"] != nil && m["tasks"] == nil {
+		if tree, err = f.fromRequest(m); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	chain, warnings, err := core.DecodeChainValue(tree)
 	for _, w := range warnings {
 		fmt.Fprintf(warn, "stepwise: warning: %s: %s\n", path, w)
 	}
@@ -260,7 +299,40 @@ func loadChain(path string, warn io.Writer) (*core.Chain, error) {
 	if err := core.Validate(chain); err != nil {
 		return nil, err
 	}
-	return chain, nil
+	f.chain = chain
+	return f, nil
+}
+
+// fromRequest keeps the input, type and variables of a /tasks request and
+// returns its chain.
+func (f *chainFile) fromRequest(req map[string]any) (any, error) {
+	for key, v := range req {
+		if key == "chain" {
+			continue
+		}
+		switch requestKeys[key] {
+		case "input":
+			f.input, f.hasInput = v, true
+		case "inputType":
+			s, ok := v.(string)
+			if !ok {
+				return nil, usagef("inputType: want a string")
+			}
+			f.inputType = s
+		case "templateVars":
+			vars, ok := v.(map[string]any)
+			if !ok {
+				return nil, usagef("templateVars: want an object of strings")
+			}
+			f.vars = map[string]string{}
+			for name, x := range vars {
+				f.vars[name] = fmt.Sprint(x)
+			}
+		default:
+			return nil, usagef("unknown key %q in a request file (known: chain, input, inputType, templateVars)", key)
+		}
+	}
+	return req["chain"], nil
 }
 
 // checkModels catches, before anything runs, a task that needs a model
@@ -286,12 +358,23 @@ func checkModels(c *core.Chain, o *runOptions, input core.Value) error {
 	return nil
 }
 
-// readInput takes -input, or stdin when it is piped, and coerces it to
-// -input-type.
-func readInput(o *runOptions, e env) (core.Value, error) {
-	typ, err := core.ParseDataType(o.inputType)
+// readInput takes -input, or the chain file's input, or stdin when it is
+// piped, and coerces it to -input-type (or the file's inputType).
+func readInput(o *runOptions, e env, file *chainFile) (core.Value, error) {
+	typeName := o.inputType
+	if !o.typeGiven && file.inputType != "" {
+		typeName = file.inputType
+	}
+	typ, err := core.ParseDataType(typeName)
 	if err != nil {
 		return core.Value{}, usagef("-input-type: %v", err)
+	}
+	if !o.inputGiven && file.hasInput {
+		v, err := core.Coerce(typ, file.input)
+		if err != nil {
+			return core.Value{}, usagef("the chain file's input: %v", err)
+		}
+		return v, nil
 	}
 	text := o.input
 	if !o.inputGiven {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 )
@@ -189,20 +190,27 @@ func (r *Router) fetch(ctx context.Context, i int, l *listing) {
 	close(l.ready)
 }
 
+// listTimeout bounds one fetch of a backend's model list.
+const listTimeout = 30 * time.Second
+
 // listingOf returns the models backend i lists, fetching them if no listing
 // is cached or the cached attempt failed. Concurrent requests share one
-// fetch rather than each listing the backend.
+// fetch rather than each listing the backend. The fetch runs on its own
+// context, detached from the request that started it, so that a caller
+// giving up does not fail the listing for every other caller waiting on it.
 func (r *Router) listingOf(ctx context.Context, i int) (map[string]string, error) {
 	r.mu.Lock()
 	l := r.listings[i]
 	if l == nil || (l.done && l.err != nil) {
 		l = &listing{ready: make(chan struct{})}
 		r.listings[i] = l
-		r.mu.Unlock()
-		r.fetch(ctx, i, l)
-	} else {
-		r.mu.Unlock()
+		go func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listTimeout)
+			defer cancel()
+			r.fetch(fctx, i, l)
+		}()
 	}
+	r.mu.Unlock()
 	select {
 	case <-l.ready:
 		return l.names, l.err
@@ -287,7 +295,7 @@ func (r *Router) route(ctx context.Context, c core.Capability, sel core.ModelSel
 			}
 			served, ok := listed[want]
 			if !ok {
-				reasons = append(reasons, fmt.Sprintf("%s does not list %s", b.Name, name))
+				reasons = append(reasons, fmt.Sprintf("%s does not list %s%s", b.Name, name, otherTags(listed, want)))
 				continue
 			}
 			streamed, err := try(b.Provider, served)
@@ -308,6 +316,23 @@ func (r *Router) route(ctx context.Context, c core.Capability, sel core.ModelSel
 		code = core.EUNAVAILABLE
 	}
 	return "", "", core.Errorf(code, "no backend could serve %s with %s: %s", c, quoteAll(names), strings.Join(reasons, "; "))
+}
+
+// otherTags names the models a listing has under the same name as want
+// with another tag ("llama3.2" asked, "llama3.2:1b" listed), as a hint.
+func otherTags(listed map[string]string, want string) string {
+	base := want[:strings.LastIndex(want, ":")]
+	var same []string
+	for key, served := range listed {
+		if key[:strings.LastIndex(key, ":")] == base {
+			same = append(same, served)
+		}
+	}
+	if len(same) == 0 {
+		return ""
+	}
+	slices.Sort(same)
+	return " (it has " + strings.Join(same, ", ") + ")"
 }
 
 // retryable reports whether another candidate may succeed where err failed:

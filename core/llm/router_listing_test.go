@@ -196,3 +196,35 @@ func TestRouterStreamedFailure(t *testing.T) {
 		})
 	}
 }
+
+func TestRouterSharedListingOutlivesItsFirstCaller(t *testing.T) {
+	a := &fakeProvider{name: "a", models: []string{"m:1b"}, delay: 150 * time.Millisecond}
+	r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}}, nil, llm.Defaults{})
+	sel := core.ModelSelector{Models: []string{"m:1b"}}
+	impatient, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	var errA, errB error
+	wg.Go(func() { _, _, errA = route(impatient, r, core.CapChat, sel) })
+	time.Sleep(5 * time.Millisecond) // B joins the listing A started
+	wg.Go(func() { _, _, errB = route(context.Background(), r, core.CapChat, sel) })
+	wg.Wait()
+	if core.ErrorCode(errA) != core.ETIMEOUT {
+		t.Errorf("impatient caller: %v, want a timeout", errA)
+	}
+	if errB != nil {
+		t.Errorf("patient caller failed with the first caller's deadline: %v", errB)
+	}
+	if n := a.lists(); n != 1 {
+		t.Errorf("listed %d times, want 1 shared listing", n)
+	}
+}
+
+func TestRouterNamesOtherTags(t *testing.T) {
+	a := backend("a", "llama3.2:1b", "llama3.2:3b", "qwen2.5:7b")
+	r := llm.NewRouter([]llm.Backend{{Name: "a", Provider: a}}, nil, llm.Defaults{})
+	_, _, err := route(context.Background(), r, core.CapChat, core.ModelSelector{Models: []string{"llama3.2"}})
+	if core.ErrorCode(err) != core.ENOTFOUND || !strings.Contains(err.Error(), "a does not list llama3.2 (it has llama3.2:1b, llama3.2:3b)") {
+		t.Errorf("error = %v", err)
+	}
+}

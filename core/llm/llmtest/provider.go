@@ -48,6 +48,10 @@ type Harness struct {
 	// NotFoundText is part of the fake's message for a model it does not
 	// have, which the provider's error must keep.
 	NotFoundText string
+	// ToolResultNamed says that a tool result goes out with the name of
+	// its tool (Ollama's tool_name); OpenAI's schema has no such field on
+	// tool messages, and strict servers reject one.
+	ToolResultNamed bool
 }
 
 // ProviderSuite checks an llm.Provider against a fakellm server: streamed
@@ -307,6 +311,9 @@ func toolRoundTrip(t *testing.T, h Harness) {
 				{calls[0].ID, "get_weather", `{"sky":"sunny"}`},
 				{calls[1].ID, "get_time", "12:00"},
 			} {
+				if !h.ToolResultNamed {
+					want.name = ""
+				}
 				m := sent[3+i]
 				if m.Role != core.RoleTool || m.ToolCallID != want.id || m.Name != want.name || m.Content != want.content {
 					t.Errorf("tool message %d sent as %+v, want id %q name %q", i, m, want.id, want.name)
@@ -520,6 +527,7 @@ func errorCodes(t *testing.T, h Harness) {
 		model   string
 		code    string
 		msg     []string
+		oneLine bool // the error must fit on one short line
 	}{
 		{name: "UnknownChatModel", op: opChat, model: "nope:1b", code: core.ENOTFOUND, msg: []string{"nope:1b", h.NotFoundText}},
 		{name: "UnknownEmbeddingModel", op: opEmbed, model: "nope:1b", code: core.ENOTFOUND, msg: []string{"nope:1b", h.NotFoundText}},
@@ -530,6 +538,8 @@ func errorCodes(t *testing.T, h Harness) {
 		{name: "401OnChat", reply: fakellm.Reply{Status: 401}, op: opChat, code: core.EINVALID},
 		{name: "400OnEmbed", reply: fakellm.Reply{Status: 400}, op: opEmbed, code: core.EINVALID},
 		{name: "503OnEmbed", reply: fakellm.Reply{Status: 503}, op: opEmbed, code: core.EUNAVAILABLE},
+		{name: "ErrorPageIsBrief", reply: fakellm.Reply{Status: 502, Text: "<html>\n<body>\n<h1>Bad Gateway</h1>\n" + strings.Repeat("<p>upstream trouble</p>\n", 200) + "</body>\n</html>"},
+			op: opChat, code: core.EUNAVAILABLE, msg: []string{"Bad Gateway"}, oneLine: true},
 		{name: "ConnectionRefusedOnChat", refused: true, op: opChat, code: core.EUNAVAILABLE},
 		{name: "ConnectionRefusedOnListing", refused: true, op: opModels, code: core.EUNAVAILABLE},
 		{name: "CutChatStream", reply: fakellm.Reply{Text: "one two three four", CutAfter: 2}, op: opChat, code: core.EUNAVAILABLE, msg: []string{"cut"}},
@@ -550,7 +560,11 @@ func errorCodes(t *testing.T, h Harness) {
 				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
 				defer cancel()
 			}
-			WantError(t, tt.op.call(ctx, h, p, tt.model), tt.code, append([]string{fake.URL()}, tt.msg...)...)
+			err := tt.op.call(ctx, h, p, tt.model)
+			WantError(t, err, tt.code, append([]string{fake.URL()}, tt.msg...)...)
+			if tt.oneLine && (strings.Contains(err.Error(), "\n") || len(err.Error()) > 600) {
+				t.Errorf("error is %d bytes over several lines, want one short line: %q", len(err.Error()), err)
+			}
 		})
 	}
 }

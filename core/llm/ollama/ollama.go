@@ -277,7 +277,7 @@ func (p *Provider) streamError(ctx context.Context, err error, done bool, chunks
 		return core.Errorf(core.EUNAVAILABLE, "ollama %s: %s with %s: the server closed the stream without answering", p.base, op, model)
 	}
 	if err != nil {
-		return core.WrapError(core.EUNAVAILABLE, err, "ollama %s: %s with %s: the stream was cut after %d chunk(s)", p.base, op, model, chunks)
+		return core.WrapError(core.EUNAVAILABLE, wire.Brief(err), "ollama %s: %s with %s: the stream was cut after %d chunk(s)", p.base, op, model, chunks)
 	}
 	return core.Errorf(core.EUNAVAILABLE, "ollama %s: %s with %s: the stream was cut after %d chunk(s), before the final one", p.base, op, model, chunks)
 }
@@ -306,11 +306,11 @@ func (p *Provider) fail(ctx context.Context, err error, op, model string) error 
 			// line; keep it visible.
 			what += fmt.Sprintf(": HTTP %d", se.StatusCode)
 		}
-		return core.WrapError(wire.CodeForStatus(se.StatusCode), err, "ollama %s: %s", p.base, what)
+		return core.WrapError(wire.CodeForStatus(se.StatusCode), wire.Brief(err), "ollama %s: %s", p.base, what)
 	}
 	var ae api.AuthorizationError
 	if errors.As(err, &ae) {
-		return core.WrapError(wire.CodeForStatus(ae.StatusCode), err, "ollama %s: %s", p.base, what)
+		return core.WrapError(wire.CodeForStatus(ae.StatusCode), wire.Brief(err), "ollama %s: %s", p.base, what)
 	}
-	return core.WrapError(wire.TransportCode(err), err, "ollama %s: %s", p.base, what)
+	return core.WrapError(wire.TransportCode(err), wire.Brief(err), "ollama %s: %s", p.base, what)
 }

@@ -44,6 +44,7 @@ func TestProvider(t *testing.T) {
 		ChatModel: chatModel, EmbedModel: "nomic-embed-text:latest",
 		ChatPath: "/api/chat", PromptPath: "/api/generate", EmbedPath: "/api/embed",
 		MaxTokensKey: "num_predict", ZeroTemperature: "0", NotFoundText: "not found",
+		ToolResultNamed: true,
 	})
 }
 

@@ -12,11 +12,12 @@ import (
 
 // toMessages converts core messages to the wire format. core keeps messages
 // in OpenAI's own shape, so nothing is lost: tool calls keep their ids and
-// JSON text arguments, tool results their tool_call_id and name. A tool
-// result without a name gets the name of the call it answers.
+// JSON text arguments, tool results their tool_call_id. A tool result goes
+// out without a name: OpenAI's schema has none on tool messages (the id
+// ties it to its call), and strict compatible servers reject one.
 func toMessages(msgs []core.Message) []goopenai.ChatCompletionMessage {
 	out := make([]goopenai.ChatCompletionMessage, 0, len(msgs))
-	for i, m := range msgs {
+	for _, m := range msgs {
 		om := goopenai.ChatCompletionMessage{
 			Role:       m.Role,
 			Content:    m.Content,
@@ -24,7 +25,7 @@ func toMessages(msgs []core.Message) []goopenai.ChatCompletionMessage {
 			ToolCallID: m.ToolCallID,
 		}
 		if m.Role == core.RoleTool {
-			om.Name = wire.ToolName(msgs, i)
+			om.Name = ""
 		}
 		for _, tc := range m.ToolCalls {
 			typ := goopenai.ToolType(tc.Type)

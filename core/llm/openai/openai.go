@@ -240,7 +240,7 @@ func (p *Provider) cut(ctx context.Context, err error, chunks int, op, model str
 	if chunks == 0 {
 		return p.fail(ctx, err, op, model)
 	}
-	return core.WrapError(core.EUNAVAILABLE, err, "openai %s: %s with %s: the stream was cut after %d chunk(s)", p.base, op, model, chunks)
+	return core.WrapError(core.EUNAVAILABLE, wire.Brief(err), "openai %s: %s with %s: the stream was cut after %d chunk(s)", p.base, op, model, chunks)
 }
 
 // fail maps an error from go-openai to a core error naming the server, the
@@ -254,18 +254,18 @@ func (p *Provider) fail(ctx context.Context, err error, op, model string) error 
 		return cerr
 	}
 	if status := httpStatus(err); status != 0 {
-		return core.WrapError(wire.CodeForStatus(status), err, "openai %s: %s", p.base, what)
+		return core.WrapError(wire.CodeForStatus(status), wire.Brief(err), "openai %s: %s", p.base, what)
 	}
 	var apiErr *goopenai.APIError
 	if errors.As(err, &apiErr) {
 		// An error event inside a 200 stream has no status: the server
 		// accepted the request and then failed.
-		return core.WrapError(core.EUNAVAILABLE, err, "openai %s: %s", p.base, what)
+		return core.WrapError(core.EUNAVAILABLE, wire.Brief(err), "openai %s: %s", p.base, what)
 	}
 	if isClientCheck(err) {
-		return core.WrapError(core.EINVALID, err, "openai %s: %s", p.base, what)
+		return core.WrapError(core.EINVALID, wire.Brief(err), "openai %s: %s", p.base, what)
 	}
-	return core.WrapError(wire.TransportCode(err), err, "openai %s: %s", p.base, what)
+	return core.WrapError(wire.TransportCode(err), wire.Brief(err), "openai %s: %s", p.base, what)
 }
 
 // httpStatus returns the HTTP status go-openai attached to err, or 0.

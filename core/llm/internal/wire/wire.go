@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stepwise-run/stepwise/core"
 )
@@ -120,3 +122,33 @@ func FinishReason(toolCalls bool, reason string) string {
 		return "stop"
 	}
 }
+
+// maxErrorText bounds the text a backend's error contributes to a message.
+const maxErrorText = 300
+
+// Brief returns err with its text on one line and at most about 300
+// characters, keeping err in the chain for errors.As and errors.Is. A
+// backend or proxy answering with an HTML error page must not turn a step's
+// error into a page of markup.
+func Brief(err error) error {
+	if err == nil {
+		return nil
+	}
+	text := strings.Join(strings.Fields(err.Error()), " ")
+	if len(text) > maxErrorText {
+		cut := maxErrorText
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + " …"
+	}
+	return brief{err: err, text: text}
+}
+
+type brief struct {
+	err  error
+	text string
+}
+
+func (b brief) Error() string { return b.text }
+func (b brief) Unwrap() error { return b.err }
