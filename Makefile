@@ -1,19 +1,23 @@
-# stepwise: `make run` runs a chain against a local model, `make test`
-# checks everything. Nothing here needs anything but Go.
+# stepwise: `make run` starts the server on the embedded SQLite store,
+# `make test` checks everything. Nothing here needs anything but Go.
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/stepwise
 
-# make run settings: any chain file, a model your backend has, and the
-# input (examples/qa.json carries its own, so INPUT may stay empty).
+# make run settings: flags of `stepwise serve` (the seed's EMBED_MODEL,
+# TASK_MODEL, CHAT_MODEL and OLLAMA_BACKEND_URL are read from the
+# environment).
+ARGS     ?=
+
+# make run-chain settings: any chain file, a model your backend has, and
+# the input (examples/qa.json carries its own, so INPUT may stay empty).
 CHAIN    ?= examples/qa.json
 MODEL    ?= llama3.2:1b
 INPUT    ?=
-ARGS     ?=
 
-.PHONY: all build run test lint fmt bench clean
+.PHONY: all build run run-chain test lint fmt bench clean
 
 all: build
 
@@ -21,9 +25,14 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/stepwise
 
-## run: run CHAIN on INPUT with MODEL against Ollama (ARGS adds flags,
-## e.g. ARGS='-openai-base-url http://127.0.0.1:8000/v1')
+## run: the server on 127.0.0.1:8081 over .stepwise/stepwise.db
+## (ARGS adds flags, e.g. ARGS='-addr 0.0.0.0:8081')
 run: build
+	./$(BIN) serve $(ARGS)
+
+## run-chain: run CHAIN on INPUT with MODEL against Ollama (ARGS adds
+## flags, e.g. ARGS='-openai-base-url http://127.0.0.1:8000/v1')
+run-chain: build
 	./$(BIN) run -chain '$(CHAIN)' -model '$(MODEL)' $(if $(INPUT),-input "$(INPUT)") -steps $(ARGS)
 
 ## test: lint, then every test with the race detector
@@ -39,9 +48,10 @@ lint:
 fmt:
 	gofmt -w .
 
-## bench: the engine's cost per step, in process and through HTTP
+## bench: the engine's cost per step, in process and through HTTP; the
+## SQLite checkpoint; POST /tasks on the server against the backend alone
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./core/ ./core/llm/...
+	$(GO) test -run '^$$' -bench . -benchmem ./core/ ./core/llm/... ./infra/sqlite/ ./cmd/stepwise/
 
 clean:
 	rm -rf bin

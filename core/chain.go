@@ -17,8 +17,12 @@ type Chain struct {
 	// history (0 = unlimited).
 	TokenLimit int `json:"token_limit,omitempty"`
 	// MaxSteps bounds the steps of one execution (0 = DefaultMaxSteps).
-	MaxSteps int     `json:"max_steps,omitempty"`
-	Tasks    []*Task `json:"tasks"`
+	MaxSteps int `json:"max_steps,omitempty"`
+	// RoutingPolicy orders the backends that can serve a model for every
+	// model call of the chain (one of RoutingPolicies; "" = the server's
+	// default). A request may override it.
+	RoutingPolicy string  `json:"routing_policy,omitempty"`
+	Tasks         []*Task `json:"tasks"`
 }
 
 // DefaultMaxSteps bounds an execution whose chain sets no max_steps.

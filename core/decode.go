@@ -126,7 +126,7 @@ func (d *decoder) warn(task, path, format string, args ...any) {
 func (d *decoder) object(v any, s *schema, path, task string) map[string]any {
 	m, ok := asMap(v)
 	if !ok {
-		d.fail(task, path, "want an object, got %s", describe(v))
+		d.fail(task, path, "want an object, got %s", DescribeJSON(v))
 		return nil
 	}
 	if s == taskSchema {
@@ -155,7 +155,7 @@ func (d *decoder) object(v any, s *schema, path, task string) map[string]any {
 				continue
 			}
 			candidates := s.names()
-			if hint := closest(key, candidates); hint != "" {
+			if hint := Closest(key, candidates); hint != "" {
 				d.fail(task, fpath, "unknown field; did you mean %q?", hint)
 			} else {
 				d.fail(task, fpath, "unknown field (known: %s)", strings.Join(candidates, ", "))
@@ -183,7 +183,7 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 	case kString:
 		s, ok := v.(string)
 		if !ok {
-			d.fail(task, path, "want a string, got %s", describe(v))
+			d.fail(task, path, "want a string, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		if f.values != nil {
@@ -195,14 +195,14 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 	case kText:
 		s, ok := scalarText(v)
 		if !ok {
-			d.fail(task, path, "want a string, got %s", describe(v))
+			d.fail(task, path, "want a string, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		return s, true
 	case kInt:
 		n, ok := asInt(v)
 		if !ok {
-			d.fail(task, path, "want an integer, got %s", describe(v))
+			d.fail(task, path, "want an integer, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		if n < 0 {
@@ -213,21 +213,21 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 	case kNumber:
 		n, ok := asFloat(v)
 		if !ok {
-			d.fail(task, path, "want a number, got %s", describe(v))
+			d.fail(task, path, "want a number, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		return n, true
 	case kBool:
 		b, ok := v.(bool)
 		if !ok {
-			d.fail(task, path, "want true or false, got %s", describe(v))
+			d.fail(task, path, "want true or false, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		return b, true
 	case kDuration:
 		s, ok := v.(string)
 		if !ok {
-			d.fail(task, path, "want a duration string such as \"30s\", got %s", describe(v))
+			d.fail(task, path, "want a duration string such as \"30s\", got %s", DescribeJSON(v))
 			return nil, false
 		}
 		if _, err := parseDuration(s); err != nil {
@@ -241,14 +241,14 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 		}
 		list, ok := v.([]any)
 		if !ok {
-			d.fail(task, path, "want a list of strings, got %s", describe(v))
+			d.fail(task, path, "want a list of strings, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		out := make([]string, 0, len(list))
 		for i, x := range list {
 			s, ok := x.(string)
 			if !ok {
-				d.fail(task, fmt.Sprintf("%s[%d]", path, i), "want a string, got %s", describe(x))
+				d.fail(task, fmt.Sprintf("%s[%d]", path, i), "want a string, got %s", DescribeJSON(x))
 				continue
 			}
 			out = append(out, s)
@@ -257,14 +257,14 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 	case kStringMap:
 		m, ok := asMap(v)
 		if !ok {
-			d.fail(task, path, "want an object of strings, got %s", describe(v))
+			d.fail(task, path, "want an object of strings, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		out := make(map[string]string, len(m))
 		for k, x := range m {
 			s, ok := scalarText(x)
 			if !ok {
-				d.fail(task, joinPath(path, k), "want a string, got %s", describe(x))
+				d.fail(task, joinPath(path, k), "want a string, got %s", DescribeJSON(x))
 				continue
 			}
 			out[k] = s
@@ -273,14 +273,14 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 	case kBoolMap:
 		m, ok := asMap(v)
 		if !ok {
-			d.fail(task, path, "want an object of true/false values, got %s", describe(v))
+			d.fail(task, path, "want an object of true/false values, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		out := make(map[string]bool, len(m))
 		for k, x := range m {
 			b, ok := x.(bool)
 			if !ok {
-				d.fail(task, joinPath(path, k), "want true or false, got %s", describe(x))
+				d.fail(task, joinPath(path, k), "want true or false, got %s", DescribeJSON(x))
 				continue
 			}
 			out[k] = b
@@ -292,7 +292,7 @@ func (d *decoder) value(v any, f field, path, task string) (any, bool) {
 	case kObjectList:
 		list, ok := v.([]any)
 		if !ok {
-			d.fail(task, path, "want a list of objects, got %s", describe(v))
+			d.fail(task, path, "want a list of objects, got %s", DescribeJSON(v))
 			return nil, false
 		}
 		out := make([]any, 0, len(list))
@@ -415,8 +415,9 @@ func scalarText(v any) (string, bool) {
 	return "", false
 }
 
-// describe names the JSON type of a generic value for error messages.
-func describe(v any) string {
+// DescribeJSON names the JSON type of a decoded value ("a string", "an
+// object", "null", ...) for error messages.
+func DescribeJSON(v any) string {
 	switch v.(type) {
 	case nil:
 		return "null"

@@ -16,6 +16,10 @@ func TestDecodeAliases(t *testing.T) {
 		doc   string
 		check func(t *testing.T, c *core.Chain)
 	}{
+		{"RoutingStrategy", `{"id":"c","routing_strategy":"least_busy","tasks":[{"id":"a","type":"noop"}]}`,
+			func(t *testing.T, c *core.Chain) { wantEq(t, c.RoutingPolicy, core.PolicyLeastBusy) }},
+		{"RoutingPolicyCamel", `{"id":"c","routingPolicy":"random","tasks":[{"id":"a","type":"noop"}]}`,
+			func(t *testing.T, c *core.Chain) { wantEq(t, c.RoutingPolicy, core.PolicyRandom) }},
 		{"HandlerTypeField", `{"id":"c","tasks":[{"id":"a","type":"noop"}]}`,
 			func(t *testing.T, c *core.Chain) { wantEq(t, c.Tasks[0].Handler, "noop") }},
 		{"RawString", `{"id":"c","tasks":[{"id":"a","handler":"raw_string"}]}`,

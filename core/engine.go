@@ -128,7 +128,7 @@ func (e *Engine) checkHooks(ctx context.Context, c *Chain) error {
 	var ps []Problem
 	for _, r := range refs {
 		if !slices.Contains(available, r.hook) {
-			ps = append(ps, Problem{TaskID: r.task, Path: r.path, Message: fmt.Sprintf("unknown hook %q%s", r.hook, suggest(r.hook, available))})
+			ps = append(ps, Problem{TaskID: r.task, Path: r.path, Message: fmt.Sprintf("unknown hook %q%s", r.hook, Suggest(r.hook, available))})
 		}
 	}
 	return invalidChain(ps)

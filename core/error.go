@@ -68,3 +68,32 @@ func ErrorCode(err error) string {
 	}
 	return EINTERNAL
 }
+
+// upstream marks an error as the answer of a service we called.
+type upstream struct{ err error }
+
+func (u *upstream) Error() string { return u.err.Error() }
+func (u *upstream) Unwrap() error { return u.err }
+
+// Upstream marks err as the answer of a service stepwise called on the
+// caller's behalf (a model backend, a hook) rather than a verdict of
+// stepwise's own: a backend that refuses a bad API key says EINVALID about
+// our request to it, not about the caller's request to us. The code stays
+// the one ErrorCode finds in err, so routing and retries are unchanged;
+// the HTTP layer uses the mark to answer 502 and put the blame on the
+// backend. Upstream(nil) is nil.
+func Upstream(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &upstream{err: err}
+}
+
+// IsUpstream reports whether err carries the mark of Upstream for the code
+// ErrorCode returns. An error wrapped around the marked one with another
+// code (a task timeout around a backend's failure) is a judgement of
+// stepwise's own, so the mark no longer applies to it.
+func IsUpstream(err error) bool {
+	var u *upstream
+	return errors.As(err, &u) && ErrorCode(u.err) == ErrorCode(err)
+}

@@ -105,6 +105,10 @@ type ExecError struct {
 	Message string `json:"message"`
 	// Task is the task that failed, if any.
 	Task string `json:"task,omitempty"`
+	// Upstream says the error is the answer of a service the task called
+	// (IsUpstream), such as a model backend refusing a bad API key: the
+	// HTTP layer answers 502 for it rather than blaming the caller.
+	Upstream bool `json:"upstream,omitempty"`
 }
 
 // Failure reasons.

@@ -58,7 +58,7 @@ func handlerFor(name string) (handlerFunc, bool) {
 
 // selector builds the model selector and options of a task.
 func (r *stepRun) selector(contextTokens int) (ModelSelector, GenOptions) {
-	sel := ModelSelector{ContextTokens: contextTokens}
+	sel := ModelSelector{ContextTokens: contextTokens, Policy: r.ex.Chain.RoutingPolicy}
 	var opts GenOptions
 	if ec := r.task.ExecuteConfig; ec != nil {
 		if ec.Model != "" {

@@ -246,3 +246,22 @@ func TestClientToolCallsAreLeftForTheClient(t *testing.T) {
 		t.Errorf("%d messages, want 2 (no tool message for a client tool)", n)
 	}
 }
+
+func TestRoutingPolicyReachesModel(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"ChainPolicy", `{"id":"t","routing_policy":"round_robin","tasks":[{"id":"a","handler":"prompt_to_string"}]}`, core.PolicyRoundRobin},
+		{"NoPolicy", oneTask("prompt_to_string", ""), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			llm := newLLM(&reply{text: "ok"})
+			h := newHarness(llm)
+			h.run(t, tt.doc, core.String("x"), nil)
+			if got := llm.prompts[0].Select.Policy; got != tt.want {
+				t.Errorf("Select.Policy = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

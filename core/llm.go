@@ -47,6 +47,9 @@ type ModelSelector struct {
 	// ContextTokens is the estimated size of the request; a model whose
 	// declared context is smaller is not chosen.
 	ContextTokens int
+	// Policy is the routing policy (one of RoutingPolicies) that orders the
+	// backends able to serve a model; "" means the router's default.
+	Policy string
 }
 
 // GenOptions are the sampling options passed on to the backend. Nil and

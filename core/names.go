@@ -93,3 +93,22 @@ func OperatorAliases() map[string]string {
 
 // Strategies returns the compose strategy names.
 func Strategies() []string { return append([]string(nil), strategies...) }
+
+// Routing policies: how the router orders the backends that can serve a
+// model.
+const (
+	// PolicyOrdered tries the first healthy backend in registration order,
+	// then the next.
+	PolicyOrdered = "ordered"
+	// PolicyRoundRobin rotates through the backends, per model.
+	PolicyRoundRobin = "round_robin"
+	// PolicyRandom picks at random.
+	PolicyRandom = "random"
+	// PolicyLeastBusy picks the backend with the fewest calls in flight.
+	PolicyLeastBusy = "least_busy"
+)
+
+// RoutingPolicies returns the routing policy names.
+func RoutingPolicies() []string {
+	return []string{PolicyOrdered, PolicyRoundRobin, PolicyRandom, PolicyLeastBusy}
+}

@@ -53,9 +53,11 @@ func invalidChain(problems []Problem) error {
 	return &Error{Code: EINVALID, Message: "invalid chain", Err: &ValidationError{Problems: problems}}
 }
 
-// closest returns the candidate nearest to name by edit distance when it
-// is near enough to be a plausible typo, or "".
-func closest(name string, candidates []string) string {
+// Closest returns the candidate nearest to name by edit distance when it
+// is near enough to be a plausible typo, else a candidate that name begins
+// ("purpose" for "purposeType"), else "". Case and underscores do not
+// count, so "input_type" is close to "inputType".
+func Closest(name string, candidates []string) string {
 	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
 	best, bestDist := "", -1
 	for _, c := range candidates {
@@ -68,10 +70,17 @@ func closest(name string, candidates []string) string {
 	if limit < 2 {
 		limit = 2
 	}
-	if bestDist < 0 || bestDist > limit {
-		return ""
+	if bestDist >= 0 && bestDist <= limit {
+		return best
 	}
-	return best
+	if len(name) >= 3 {
+		for _, c := range candidates {
+			if strings.HasPrefix(norm(c), norm(name)) {
+				return c
+			}
+		}
+	}
+	return ""
 }
 
 // editDistance is the Levenshtein distance between a and b.

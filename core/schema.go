@@ -125,8 +125,12 @@ var (
 			"debug":       {kind: kBool},
 			"token_limit": {kind: kInt},
 			"max_steps":   {kind: kInt},
-			"tasks":       {kind: kObjectList, schema: taskSchema},
+			// routing_strategy is the older reference's name; its value
+			// names the same policies.
+			"routing_policy": {kind: kString},
+			"tasks":          {kind: kObjectList, schema: taskSchema},
 		},
+		aliases: map[string]string{"routing_strategy": "routing_policy"},
 	}
 )
 

@@ -204,7 +204,7 @@ func (e *Engine) advance(ctx context.Context, r *stepRun, res result, st *Step) 
 // backoff, the on_failure task with the error text as its input, or the
 // end of the execution.
 func (e *Engine) fail(ex *Execution, task *Task, attempt int, err error, st *Step) {
-	xerr := &ExecError{Code: ErrorCode(err), Reason: ReasonTaskFailed, Task: task.ID, Message: err.Error()}
+	xerr := &ExecError{Code: ErrorCode(err), Reason: ReasonTaskFailed, Task: task.ID, Message: err.Error(), Upstream: IsUpstream(err)}
 	st.Error = xerr
 	if attempt <= task.RetryOnFailure {
 		st.Transition = task.ID // the task runs again
@@ -219,10 +219,10 @@ func (e *Engine) fail(ex *Execution, task *Task, attempt int, err error, st *Ste
 		return
 	}
 	if attempt > 1 {
-		xerr = &ExecError{Code: xerr.Code, Reason: xerr.Reason, Task: task.ID,
+		xerr = &ExecError{Code: xerr.Code, Reason: xerr.Reason, Task: task.ID, Upstream: xerr.Upstream,
 			Message: fmt.Sprintf("task %q failed after %d attempts: %s", task.ID, attempt, err.Error())}
 	} else {
-		xerr = &ExecError{Code: xerr.Code, Reason: xerr.Reason, Task: task.ID,
+		xerr = &ExecError{Code: xerr.Code, Reason: xerr.Reason, Task: task.ID, Upstream: xerr.Upstream,
 			Message: fmt.Sprintf("task %q failed: %s", task.ID, err.Error())}
 	}
 	e.finish(ex, StatusFailed, Nil, xerr)

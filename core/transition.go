@@ -210,7 +210,7 @@ func resolveVar(e *Execution, name string) (Value, error) {
 		return Value{}, Errorf(EINVALID, "variable %q has no value yet: task %q has not completed", name, name)
 	}
 	known := append([]string{VarInput, VarPreviousOutput}, keys(e.Vars)...)
-	return Value{}, Errorf(EINVALID, "unknown variable %q%s", name, suggest(name, known))
+	return Value{}, Errorf(EINVALID, "unknown variable %q%s", name, Suggest(name, known))
 }
 
 // isJSONText reports whether s holds a JSON object or array.

@@ -23,6 +23,9 @@ func Validate(c *Chain) error {
 	if strings.TrimSpace(c.ID) == "" {
 		add("", "id", "missing required field")
 	}
+	if c.RoutingPolicy != "" && !slices.Contains(RoutingPolicies(), c.RoutingPolicy) {
+		add("", "routing_policy", "unknown routing policy %q%s (known: %s)", c.RoutingPolicy, Suggest(c.RoutingPolicy, RoutingPolicies()), strings.Join(RoutingPolicies(), ", "))
+	}
 	if len(c.Tasks) == 0 {
 		add("", "tasks", "a chain needs at least one task")
 		return invalidChain(ps)
@@ -65,7 +68,7 @@ func Validate(c *Chain) error {
 		path := fmt.Sprintf("tasks[%d]", i)
 		validateHandler(t, path, add)
 		if t.InputVar != "" && !vars(t.InputVar) {
-			add(t.ID, path+".input_var", "unknown variable %q%s", t.InputVar, suggest(t.InputVar, known()))
+			add(t.ID, path+".input_var", "unknown variable %q%s", t.InputVar, Suggest(t.InputVar, known()))
 		}
 		for _, tf := range []struct{ name, text string }{
 			{"prompt_template", t.PromptTemplate},
@@ -92,7 +95,7 @@ func Validate(c *Chain) error {
 		if tr := t.Transition; tr != nil {
 			if tr.OnFailure != "" {
 				if _, ok := ids[tr.OnFailure]; !ok {
-					add(t.ID, path+".transition.on_failure", "unknown task %q%s", tr.OnFailure, suggest(tr.OnFailure, keys(ids)))
+					add(t.ID, path+".transition.on_failure", "unknown task %q%s", tr.OnFailure, Suggest(tr.OnFailure, keys(ids)))
 				}
 			}
 			for j, b := range tr.Branches {
@@ -131,7 +134,7 @@ func validateHandler(t *Task, path string, add addFunc) {
 		}
 	default:
 		if !slices.Contains(Handlers(), t.Handler) {
-			add(t.ID, path+".handler", "unknown handler %q%s", t.Handler, suggest(t.Handler, append(Handlers(), keys(handlerAliases)...)))
+			add(t.ID, path+".handler", "unknown handler %q%s", t.Handler, Suggest(t.Handler, append(Handlers(), keys(handlerAliases)...)))
 		}
 	}
 }
@@ -150,21 +153,21 @@ func validateBranch(t *Task, b *Branch, path string, ids map[string]int, vars fu
 	case "":
 		add(t.ID, path+".operator", "missing required field")
 	default:
-		add(t.ID, path+".operator", "unknown operator %q%s (known: %s)", b.Operator, suggest(b.Operator, operators), strings.Join(operators, ", "))
+		add(t.ID, path+".operator", "unknown operator %q%s (known: %s)", b.Operator, Suggest(b.Operator, operators), strings.Join(operators, ", "))
 	}
 	if b.Goto != "" && b.Goto != End {
 		if _, ok := ids[b.Goto]; !ok {
-			add(t.ID, path+".goto", "unknown task %q%s", b.Goto, suggest(b.Goto, append(keys(ids), End)))
+			add(t.ID, path+".goto", "unknown task %q%s", b.Goto, Suggest(b.Goto, append(keys(ids), End)))
 		}
 	}
 	if c := b.Compose; c != nil {
 		if c.WithVar == "" {
 			add(t.ID, path+".compose.with_var", "missing required field")
 		} else if !vars(c.WithVar) {
-			add(t.ID, path+".compose.with_var", "unknown variable %q%s", c.WithVar, suggest(c.WithVar, known()))
+			add(t.ID, path+".compose.with_var", "unknown variable %q%s", c.WithVar, Suggest(c.WithVar, known()))
 		}
 		if c.Strategy != "" && !slices.Contains(strategies, c.Strategy) {
-			add(t.ID, path+".compose.strategy", "unknown strategy %q%s (known: %s)", c.Strategy, suggest(c.Strategy, strategies), strings.Join(strategies, ", "))
+			add(t.ID, path+".compose.strategy", "unknown strategy %q%s (known: %s)", c.Strategy, Suggest(c.Strategy, strategies), strings.Join(strategies, ", "))
 		}
 	}
 }
@@ -206,8 +209,10 @@ func unreachable(c *Chain) []string {
 	return out
 }
 
-func suggest(name string, candidates []string) string {
-	if hint := closest(name, candidates); hint != "" && hint != name {
+// Suggest returns "; did you mean "X"?" for the candidate Closest finds,
+// or "" when there is none: the tail of an error message about name.
+func Suggest(name string, candidates []string) string {
+	if hint := Closest(name, candidates); hint != "" && hint != name {
 		return fmt.Sprintf("; did you mean %q?", hint)
 	}
 	return ""

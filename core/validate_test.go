@@ -34,6 +34,7 @@ func TestValidate(t *testing.T) {
 		{"ComposeUnknownVar", `{"id":"c","tasks":[{"id":"a","handler":"noop","transition":{"branches":[{"operator":"default","goto":"end","compose":{"with_var":"inptu"}}]}}]}`, "a", "tasks[0].transition.branches[0].compose.with_var", `did you mean "input"`},
 		{"InputVarUnknown", `{"id":"c","tasks":[{"id":"a","handler":"noop","input_var":"nothing"}]}`, "a", "tasks[0].input_var", `unknown variable "nothing"`},
 		{"BadTemplate", `{"id":"c","tasks":[{"id":"a","handler":"noop","prompt_template":"{{.input"}]}`, "a", "tasks[0].prompt_template", "template"},
+		{"UnknownRoutingPolicy", `{"id":"c","routing_policy":"round-robin","tasks":[{"id":"a","handler":"noop"}]}`, "", "routing_policy", `did you mean "round_robin"`},
 		{"BadMacro", `{"id":"c","tasks":[{"id":"a","handler":"noop","prompt_template":"{{chain:name}}"}]}`, "a", "tasks[0].prompt_template", "only {{chain:id}} exists"},
 	}
 	for _, tt := range tests {

@@ -172,7 +172,7 @@ func TestSeedRequestFileCarriesItsInput(t *testing.T) {
 	t.Run("UnknownKey", func(t *testing.T) {
 		f := c.write("typo.json", `{"chain":{"id":"x","tasks":[{"id":"a","handler":"noop"}]},"inptu":"x"}`)
 		r := c.run("", "run", "-chain", f)
-		if r.code != 2 || !strings.Contains(r.stderr, `unknown key "inptu" in a request file`) {
+		if r.code != 2 || !strings.Contains(r.stderr, `inptu: unknown field; did you mean "input"?`) {
 			t.Errorf("exit %d stderr %q", r.code, r.stderr)
 		}
 	})

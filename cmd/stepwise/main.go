@@ -1,6 +1,9 @@
-// Command stepwise runs task chains: `stepwise run` executes one chain file
-// against Ollama or any OpenAI-compatible server and shows every step it
-// took. Run `stepwise help` for the commands.
+// Command stepwise runs task chains. `stepwise serve` is the server: the
+// HTTP API of the reference system over an embedded SQLite store, with
+// routing across the registered backends. `stepwise run` executes one
+// chain file against Ollama or any OpenAI-compatible server and shows every
+// step it took. `stepwise bootstrap` configures a running server the way
+// the seed's bootstrap script did. Run `stepwise help` for the commands.
 package main
 
 import (
@@ -63,6 +66,10 @@ func dispatch(ctx context.Context, args []string, e env) int {
 	switch args[0] {
 	case "run":
 		return runCommand(ctx, args[1:], e)
+	case "serve":
+		return serveCommand(ctx, args[1:], e)
+	case "bootstrap":
+		return bootstrapCommand(ctx, args[1:], e)
 	case "version", "-version", "--version":
 		fmt.Fprintln(e.stdout, "stepwise", version)
 		return exitOK
@@ -78,6 +85,10 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `stepwise runs task chains: state machines of LLM calls, parsers, branches and tools.
 
 Usage:
+  stepwise serve [flags]   run the server: the HTTP API on a SQLite file (serve -h)
+  stepwise bootstrap [flags] EMBED_MODEL TASK_MODEL CHAT_MODEL
+                           register an Ollama backend and the default models with a
+                           running server, and wait for the downloads (bootstrap -h)
   stepwise run [flags]     run one chain file (stepwise run -h lists the flags)
   stepwise version         print the version
   stepwise help            print this help

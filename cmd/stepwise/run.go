@@ -262,13 +262,6 @@ type chainFile struct {
 	vars      map[string]string
 }
 
-// requestKeys maps the keys of a /tasks request besides chain, in both
-// spellings, to their camelCase names.
-var requestKeys = map[string]string{
-	"input": "input", "inputType": "inputType", "input_type": "inputType",
-	"templateVars": "templateVars", "template_vars": "templateVars",
-}
-
 // loadChain reads, decodes and validates a chain file, printing decoder
 // warnings. A chain without an id takes the file's name.
 func loadChain(path string, warn io.Writer) (*chainFile, error) {
@@ -281,12 +274,20 @@ func loadChain(path string, warn io.Writer) (*chainFile, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	f := &chainFile{}
-	if m, ok := tree.(map[string]any); ok && m["chain"] != nil && m["tasks"] == nil {
-		if tree, err = f.fromRequest(m); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+	var (
+		chain    *core.Chain
+		warnings []core.Problem
+	)
+	isRequest := core.IsRunRequest(tree)
+	if isRequest {
+		var req *core.RunRequest
+		req, warnings, err = core.DecodeRunRequest(tree)
+		if req != nil {
+			chain, f.input, f.hasInput, f.inputType, f.vars = req.Chain, req.Input, req.HasInput, req.InputType, req.TemplateVars
 		}
+	} else {
+		chain, warnings, err = core.DecodeChainValue(tree)
 	}
-	chain, warnings, err := core.DecodeChainValue(tree)
 	for _, w := range warnings {
 		fmt.Fprintf(warn, "stepwise: warning: %s: %s\n", path, w)
 	}
@@ -297,42 +298,13 @@ func loadChain(path string, warn io.Writer) (*chainFile, error) {
 		chain.ID = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
 	if err := core.Validate(chain); err != nil {
+		if isRequest {
+			err = core.InRunRequest(err)
+		}
 		return nil, err
 	}
 	f.chain = chain
 	return f, nil
-}
-
-// fromRequest keeps the input, type and variables of a /tasks request and
-// returns its chain.
-func (f *chainFile) fromRequest(req map[string]any) (any, error) {
-	for key, v := range req {
-		if key == "chain" {
-			continue
-		}
-		switch requestKeys[key] {
-		case "input":
-			f.input, f.hasInput = v, true
-		case "inputType":
-			s, ok := v.(string)
-			if !ok {
-				return nil, usagef("inputType: want a string")
-			}
-			f.inputType = s
-		case "templateVars":
-			vars, ok := v.(map[string]any)
-			if !ok {
-				return nil, usagef("templateVars: want an object of strings")
-			}
-			f.vars = map[string]string{}
-			for name, x := range vars {
-				f.vars[name] = fmt.Sprint(x)
-			}
-		default:
-			return nil, usagef("unknown key %q in a request file (known: chain, input, inputType, templateVars)", key)
-		}
-	}
-	return req["chain"], nil
 }
 
 // checkModels catches, before anything runs, a task that needs a model

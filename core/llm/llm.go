@@ -10,6 +10,7 @@ package llm
 
 import (
 	"context"
+	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 )
@@ -34,16 +35,69 @@ type Provider interface {
 	Models(ctx context.Context) ([]ModelInfo, error)
 }
 
-// ModelInfo describes a model a backend lists.
+// ModelInfo describes a model a backend lists. Only Name is always set;
+// the rest is what the backend's listing happens to carry (Ollama's
+// /api/tags gives size, digest, date and details, OpenAI's /models none of
+// them), shown on the state page and never used for routing.
 type ModelInfo struct {
 	// Name is the model's name as the backend spells it.
 	Name string
 	// ContextLength is the model's context window in tokens, 0 if unknown.
 	ContextLength int
+	// Size is the model's size on the backend in bytes, 0 if unknown.
+	Size int64
+	// Digest identifies the model's content, "" if unknown.
+	Digest string
+	// ModifiedAt is when the backend last changed the model, zero if
+	// unknown.
+	ModifiedAt time.Time
+	// Details describe the model's format and family.
+	Details ModelDetails
+}
+
+// ModelDetails describe a model as Ollama reports it.
+type ModelDetails struct {
+	// ParentModel is the model this one was derived from, if any.
+	ParentModel string
+	// Format is the weights' file format ("gguf").
+	Format string
+	// Family and Families name the model architecture ("llama").
+	Family   string
+	Families []string
+	// ParameterSize is the parameter count as written by the backend
+	// ("8.0B").
+	ParameterSize string
+	// QuantizationLevel is the weights' quantization ("Q4_K_M").
+	QuantizationLevel string
+}
+
+// PullProgress is one step of downloading a model onto a backend.
+type PullProgress struct {
+	// Status is the backend's description of the step ("pulling
+	// manifest", "success", ...).
+	Status string
+	// Digest names the layer being downloaded, when the step downloads
+	// one.
+	Digest string
+	// Total and Completed count the bytes of that layer.
+	Total, Completed int64
+}
+
+// Puller is a Provider that can download a model onto its backend (Ollama
+// can; OpenAI-compatible servers serve what they are given). It is a
+// separate interface so that routing never depends on it.
+type Puller interface {
+	// Pull downloads model, passing each progress step to progress when it
+	// is not nil, and returns once the backend reports success.
+	Pull(ctx context.Context, model string, progress func(PullProgress)) error
 }
 
 // Backend is one configured backend.
 type Backend struct {
+	// ID identifies the backend across rebuilds of the router: health and
+	// in-flight counts are kept by ID, so a rebuilt router still knows
+	// which backends failed a moment ago. "" means Name.
+	ID string
 	// Name identifies the backend in configuration, errors and Usage.
 	Name string
 	// Type is the kind of backend ("ollama", "openai", "vllm", "gemini",
@@ -51,6 +105,10 @@ type Backend struct {
 	Type string
 	// Provider is the client that talks to the backend.
 	Provider Provider
+	// Models, when not nil, are the only models the backend may serve
+	// (names compared as the Router compares them); nil means every model
+	// it lists. An affinity group's backend gets its groups' models here.
+	Models []string
 }
 
 // Model is a declared model: what the configuration says it can do.
@@ -83,17 +141,22 @@ type Defaults struct {
 	// Chat, Prompt and Embed are model names; "" means the capability has
 	// no default and a request for it must name its models.
 	Chat, Prompt, Embed string
+	// ChatProvider, PromptProvider and EmbedProvider, when set, are the
+	// backend type allowed to serve the default model of their capability,
+	// for requests that name neither models nor providers.
+	ChatProvider, PromptProvider, EmbedProvider string
 }
 
-// of returns the default model for capability c.
-func (d Defaults) of(c core.Capability) string {
+// of returns the default model for capability c and the backend type
+// allowed to serve it ("" for any).
+func (d Defaults) of(c core.Capability) (model, provider string) {
 	switch c {
 	case core.CapChat:
-		return d.Chat
+		return d.Chat, d.ChatProvider
 	case core.CapPrompt:
-		return d.Prompt
+		return d.Prompt, d.PromptProvider
 	case core.CapEmbed:
-		return d.Embed
+		return d.Embed, d.EmbedProvider
 	}
-	return ""
+	return "", ""
 }

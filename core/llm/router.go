@@ -1,12 +1,12 @@
 package llm
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 )
@@ -16,13 +16,23 @@ var _ core.LLM = (*Router)(nil)
 // Router implements core.LLM over a list of backends. For each request it
 // takes the requested models in order of preference (or the default model
 // for the capability), skips those whose declaration rules them out, and
-// tries every backend that lists the model, in the order the backends were
-// given, until one answers.
+// tries the backends that may serve the model and list it, in the order of
+// the request's routing policy, until one answers.
+//
+// Routing policies (core.RoutingPolicies; the request's
+// ModelSelector.Policy, else the router's default, else ordered) order the
+// backends able to serve one model: ordered keeps the order the backends
+// were given; round_robin starts one further along the list with each
+// request for the model; random shuffles them; least_busy prefers the
+// fewest calls in flight, ties keeping the given order. Under every policy
+// a backend that failed within the Health's cooldown goes after the others:
+// the first healthy backend is tried first, and the failing one is tried
+// last rather than not at all. An unknown policy is EINVALID.
 //
 // Model names are compared exactly, except that a name without a ":tag"
 // means ":latest": "llama3" and "llama3:latest" are the same model, while
 // "qwen2.5:7b" and "qwen2.5:0.5b" are not, and neither case nor an "org/"
-// prefix is ever ignored.
+// prefix is ever ignored. A Backend's Models are matched the same way.
 //
 // A model that is not declared but that a backend lists may be used for
 // every capability and has an unknown context length. This keeps ad-hoc use
@@ -34,13 +44,16 @@ var _ core.LLM = (*Router)(nil)
 // ETIMEOUT while the caller's context is still live) gives way to the next,
 // unless part of its answer has already been passed to the caller's
 // onDelta: the caller cannot take streamed text back, so that failure is
-// returned as it is. Any other error is returned at once.
+// returned as it is. Any other error is returned at once. Every call's
+// outcome and the calls in flight are recorded in the router's Health.
 //
 // The Usage of a result names the model as the backend spells it (with its
 // tag, on Ollama) and the Name of the Backend. When no candidate serves, the
 // error names the requested models, the capability and each backend's
-// reason; its code is EUNAVAILABLE if some backend failed in a way that may
-// pass, ENOTFOUND otherwise.
+// reason. Its code is ENOTFOUND when no backend failed in a way that may
+// pass, ETIMEOUT when every such failure was a backend timing out, and
+// EUNAVAILABLE otherwise, marked core.Upstream when every failure was an
+// error the backend answered.
 //
 // Each backend's model listing is fetched the first time a request needs it
 // and cached until Refresh. A listing that fails is not cached: the backend
@@ -49,31 +62,72 @@ var _ core.LLM = (*Router)(nil)
 // use.
 type Router struct {
 	backends []Backend
-	declared map[string]Model // by canonical name
+	assigned []map[string]bool // per backend: canonical names it may serve; nil = any
+	declared map[string]Model  // by canonical name
 	defaults Defaults
+	policy   string
+	health   *Health
 
 	mu       sync.Mutex
-	listings []*listing // one per backend, nil until first needed
+	listings []*listing     // one per backend, nil until first needed
+	turns    map[string]int // round-robin counters by canonical model name
 }
 
-// listing is one fetch of a backend's model list. ready is closed when the
-// fetch has finished; names and err are written under Router.mu before that.
-type listing struct {
-	ready chan struct{}
-	done  bool
-	names map[string]string // canonical name → name as the backend spells it
-	err   error
+// Option configures a Router.
+type Option func(*Router)
+
+// WithPolicy sets the routing policy of requests that name none ("" means
+// core.PolicyOrdered). An unknown name makes those requests fail with
+// EINVALID; CheckPolicy tells beforehand.
+func WithPolicy(name string) Option {
+	return func(r *Router) {
+		if name != "" {
+			r.policy = name
+		}
+	}
 }
 
-// NewRouter returns a Router over backends, which are tried in the given
-// order. models are the declared models and defaults the model used for
-// each capability when a request names none.
-func NewRouter(backends []Backend, models []Model, defaults Defaults) *Router {
+// WithHealth makes the router record into and order by h, which may be
+// shared with the routers built before and after it. Without it a router
+// has a Health of its own with the default cooldown.
+func WithHealth(h *Health) Option {
+	return func(r *Router) {
+		if h != nil {
+			r.health = h
+		}
+	}
+}
+
+// NewRouter returns a Router over backends. models are the declared models
+// and defaults the model used for each capability when a request names
+// none. A Backend without an ID gets its Name as ID.
+func NewRouter(backends []Backend, models []Model, defaults Defaults, opts ...Option) *Router {
 	r := &Router{
 		backends: slices.Clone(backends),
+		assigned: make([]map[string]bool, len(backends)),
 		declared: make(map[string]Model, len(models)),
 		defaults: defaults,
+		policy:   core.PolicyOrdered,
 		listings: make([]*listing, len(backends)),
+		turns:    make(map[string]int),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.health == nil {
+		r.health = NewHealth(0, nil)
+	}
+	for i := range r.backends {
+		b := &r.backends[i]
+		if b.ID == "" {
+			b.ID = b.Name
+		}
+		if b.Models != nil {
+			r.assigned[i] = make(map[string]bool, len(b.Models))
+			for _, m := range b.Models {
+				r.assigned[i][canonical(m)] = true
+			}
+		}
 	}
 	for _, m := range models {
 		key := canonical(m.Name)
@@ -83,6 +137,9 @@ func NewRouter(backends []Backend, models []Model, defaults Defaults) *Router {
 	}
 	return r
 }
+
+// Health returns the Health the router records into.
+func (r *Router) Health() *Health { return r.health }
 
 // canonical returns the name with its tag made explicit. A ":" counts as a
 // tag separator only after the last "/", so a registry host with a port
@@ -141,84 +198,6 @@ func (r *Router) Embed(ctx context.Context, req core.EmbedRequest) (core.Embeddi
 	return out, nil
 }
 
-// Refresh lists the models of every backend again, replacing the cached
-// listings. Backends are asked concurrently. A backend whose listing fails
-// loses its cached listing (and is asked again when next needed); the error
-// names every such backend.
-func (r *Router) Refresh(ctx context.Context) error {
-	fresh := make([]*listing, len(r.backends))
-	var wg sync.WaitGroup
-	for i := range r.backends {
-		fresh[i] = &listing{ready: make(chan struct{})}
-		wg.Go(func() { r.fetch(ctx, i, fresh[i]) })
-	}
-	wg.Wait()
-
-	var failed []string
-	r.mu.Lock()
-	for i, l := range fresh {
-		r.listings[i] = l
-		if l.err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", r.backends[i].Name, l.err))
-		}
-	}
-	r.mu.Unlock()
-	if len(failed) > 0 {
-		return core.Errorf(core.EUNAVAILABLE, "listing models failed: %s", strings.Join(failed, "; "))
-	}
-	return nil
-}
-
-// fetch lists the models of backend i into l and marks l finished.
-func (r *Router) fetch(ctx context.Context, i int, l *listing) {
-	infos, err := r.backends[i].Provider.Models(ctx)
-	names := make(map[string]string, len(infos))
-	for _, m := range infos {
-		key := canonical(m.Name)
-		if _, dup := names[key]; !dup {
-			names[key] = m.Name
-		}
-	}
-	r.mu.Lock()
-	l.done = true
-	if err != nil {
-		l.err = err
-	} else {
-		l.names = names
-	}
-	r.mu.Unlock()
-	close(l.ready)
-}
-
-// listTimeout bounds one fetch of a backend's model list.
-const listTimeout = 30 * time.Second
-
-// listingOf returns the models backend i lists, fetching them if no listing
-// is cached or the cached attempt failed. Concurrent requests share one
-// fetch rather than each listing the backend. The fetch runs on its own
-// context, detached from the request that started it, so that a caller
-// giving up does not fail the listing for every other caller waiting on it.
-func (r *Router) listingOf(ctx context.Context, i int) (map[string]string, error) {
-	r.mu.Lock()
-	l := r.listings[i]
-	if l == nil || (l.done && l.err != nil) {
-		l = &listing{ready: make(chan struct{})}
-		r.listings[i] = l
-		go func() {
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listTimeout)
-			defer cancel()
-			r.fetch(fctx, i, l)
-		}()
-	}
-	r.mu.Unlock()
-	select {
-	case <-l.ready:
-		return l.names, l.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
 // watch wraps onDelta so that the caller can tell whether any text reached
 // it. A nil onDelta stays nil: providers may skip work for it.
 func watch(onDelta core.DeltaFunc) (core.DeltaFunc, *bool) {
@@ -238,13 +217,20 @@ func watch(onDelta core.DeltaFunc) (core.DeltaFunc, *bool) {
 // caller; if so a failure is final, because the next candidate's answer
 // would be spliced onto the start of this one in the caller's stream.
 func (r *Router) route(ctx context.Context, c core.Capability, sel core.ModelSelector, try func(p Provider, model string) (bool, error)) (string, string, error) {
+	policy := cmp.Or(sel.Policy, r.policy)
+	if err := CheckPolicy(policy); err != nil {
+		return "", "", err
+	}
 	names := sel.Models
 	if len(names) == 0 {
-		d := r.defaults.of(c)
+		d, provider := r.defaults.of(c)
 		if d == "" {
 			return "", "", core.Errorf(core.ENOTFOUND, "no default model is configured for %s", c)
 		}
 		names = []string{d}
+		if len(sel.Providers) == 0 && provider != "" {
+			sel.Providers = []string{provider}
+		}
 	}
 	var backends []int
 	for i, b := range r.backends {
@@ -258,9 +244,9 @@ func (r *Router) route(ctx context.Context, c core.Capability, sel core.ModelSel
 	}
 
 	var (
-		reasons   []string
-		transient bool // some failure may go away: answer EUNAVAILABLE, not ENOTFOUND
-		listFail  = make(map[int]bool)
+		reasons  []string
+		failed   failures
+		listFail = make(map[int]bool)
 	)
 	for _, name := range names {
 		want := canonical(name)
@@ -275,7 +261,15 @@ func (r *Router) route(ctx context.Context, c core.Capability, sel core.ModelSel
 				continue
 			}
 		}
+		var cands []int
 		for _, i := range backends {
+			if r.assigned[i] != nil && !r.assigned[i][want] {
+				reasons = append(reasons, fmt.Sprintf("%s is not assigned %s", r.backends[i].Name, name))
+				continue
+			}
+			cands = append(cands, i)
+		}
+		for _, i := range r.order(policy, want, cands) {
 			if err := ctx.Err(); err != nil {
 				return "", "", core.WrapError(core.ETIMEOUT, err, "%s with %s", c, quoteAll(names))
 			}
@@ -283,39 +277,85 @@ func (r *Router) route(ctx context.Context, c core.Capability, sel core.ModelSel
 			if listFail[i] {
 				continue // asked once in this request already
 			}
-			listed, err := r.listingOf(ctx, i)
+			l, err := r.listingOf(ctx, i)
 			if err != nil {
 				if ctx.Err() != nil {
 					return "", "", core.WrapError(core.ETIMEOUT, ctx.Err(), "%s with %s", c, quoteAll(names))
 				}
 				listFail[i] = true
-				transient = true
+				failed.add(err)
 				reasons = append(reasons, fmt.Sprintf("%s: listing models failed: %v", b.Name, err))
 				continue
 			}
-			served, ok := listed[want]
+			served, ok := l.names[want]
 			if !ok {
-				reasons = append(reasons, fmt.Sprintf("%s does not list %s%s", b.Name, name, otherTags(listed, want)))
+				reasons = append(reasons, fmt.Sprintf("%s does not list %s%s", b.Name, name, otherTags(l.names, want)))
 				continue
 			}
-			streamed, err := try(b.Provider, served)
+			streamed, err := r.attempt(ctx, b.ID, func() (bool, error) { return try(b.Provider, served) })
 			if err == nil {
+				if policy == core.PolicyRoundRobin {
+					r.servedTurn(want)
+				}
 				return served, b.Name, nil
 			}
 			if streamed || !retryable(ctx, err) {
 				return "", "", err
 			}
 			if core.ErrorCode(err) != core.ENOTFOUND {
-				transient = true
+				failed.add(err)
 			}
 			reasons = append(reasons, fmt.Sprintf("%s: %v", b.Name, err))
 		}
 	}
-	code := core.ENOTFOUND
-	if transient {
-		code = core.EUNAVAILABLE
+	return "", "", failed.aggregate(fmt.Sprintf("no backend could serve %s with %s: %s", c, quoteAll(names), strings.Join(reasons, "; ")))
+}
+
+// failures tallies the calls of one request that failed in a way that may
+// pass (a backend not having the model is not one of them), so that the
+// error of a request no candidate served tells the caller what to expect
+// of a retry.
+type failures struct {
+	n, timeouts, upstream int
+}
+
+// add counts one failed call.
+func (f *failures) add(err error) {
+	f.n++
+	if core.ErrorCode(err) == core.ETIMEOUT {
+		f.timeouts++
 	}
-	return "", "", core.Errorf(code, "no backend could serve %s with %s: %s", c, quoteAll(names), strings.Join(reasons, "; "))
+	if core.IsUpstream(err) {
+		f.upstream++
+	}
+}
+
+// aggregate returns the error of a request that no candidate served, with
+// msg as its message: ENOTFOUND when no call failed (no backend has the
+// model); ETIMEOUT when every failed call timed out on the backend's side;
+// EUNAVAILABLE marked core.Upstream when every backend answered with a
+// refusal or a failure of its own, so that the caller learns the backends,
+// not its request, are at fault; EUNAVAILABLE otherwise.
+func (f *failures) aggregate(msg string) error {
+	switch {
+	case f.n == 0:
+		return core.Errorf(core.ENOTFOUND, "%s", msg)
+	case f.timeouts == f.n:
+		return core.Errorf(core.ETIMEOUT, "%s", msg)
+	case f.upstream == f.n:
+		return core.Upstream(core.Errorf(core.EUNAVAILABLE, "%s", msg))
+	}
+	return core.Errorf(core.EUNAVAILABLE, "%s", msg)
+}
+
+// attempt makes one call to backend id, counting it in flight and
+// recording its outcome in the Health. A call that panics is uncounted and
+// records nothing, so that least_busy does not shun the backend forever.
+func (r *Router) attempt(ctx context.Context, id string, call func() (bool, error)) (streamed bool, err error) {
+	r.health.begin(id)
+	err = core.Errorf(core.EINTERNAL, "the call did not return") // what end sees on a panic
+	defer func() { r.health.end(ctx, id, err) }()
+	return call()
 }
 
 // otherTags names the models a listing has under the same name as want

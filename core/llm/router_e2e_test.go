@@ -170,3 +170,31 @@ func TestRouterOverLoopbackAllFail(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultModelProvider(t *testing.T) {
+	local, localFake := liveBackend(t, "local", "ollama", false)
+	cloud, cloudFake := liveBackend(t, "cloud", "openai", false)
+	tests := []struct {
+		name     string
+		defaults llm.Defaults
+		sel      core.ModelSelector
+		want     string
+	}{
+		{"DefaultsProviderPicksTheCloud", llm.Defaults{Prompt: "llama3.2:1b", PromptProvider: "openai"}, core.ModelSelector{}, "cloud"},
+		{"NoProviderTakesTheFirst", llm.Defaults{Prompt: "llama3.2:1b"}, core.ModelSelector{}, "local"},
+		{"RequestProvidersWin", llm.Defaults{Prompt: "llama3.2:1b", PromptProvider: "openai"}, core.ModelSelector{Providers: []string{"ollama"}}, "local"},
+		{"NamedModelIgnoresIt", llm.Defaults{Prompt: "qwen2.5:7b", PromptProvider: "openai"}, core.ModelSelector{Models: []string{"llama3.2:1b"}}, "local"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := llm.NewRouter([]llm.Backend{local, cloud}, nil, tt.defaults)
+			out, err := r.Prompt(context.Background(), core.PromptRequest{Select: tt.sel, Prompt: "hi"}, nil)
+			if err != nil || out.Usage.Backend != tt.want {
+				t.Fatalf("served by %q (%v), want %s", out.Usage.Backend, err, tt.want)
+			}
+		})
+	}
+	if served(localFake) == 0 || served(cloudFake) == 0 {
+		t.Error("one of the backends never served; the cases prove nothing")
+	}
+}

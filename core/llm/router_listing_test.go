@@ -10,6 +10,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/llm"
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 )
 
 func TestRouterListings(t *testing.T) {
@@ -227,4 +228,70 @@ func TestRouterNamesOtherTags(t *testing.T) {
 	if core.ErrorCode(err) != core.ENOTFOUND || !strings.Contains(err.Error(), "a does not list llama3.2 (it has llama3.2:1b, llama3.2:3b)") {
 		t.Errorf("error = %v", err)
 	}
+}
+
+func TestRouterListingsForState(t *testing.T) {
+	ctx := context.Background()
+	up, fakeUp := liveBackend(t, "up", "ollama", false)
+	down, _ := liveBackend(t, "down", "ollama", true)
+	up.ID, down.ID = "id-up", "id-down"
+	fakeUp.SetModels(fakellm.Model{Name: "llama3.2:1b"})
+	r := llm.NewRouter([]llm.Backend{up, down}, nil, llm.Defaults{})
+	for _, l := range r.Cached() {
+		if l.Models != nil || l.Err != nil {
+			t.Errorf("before any listing Cached has %+v", l)
+		}
+	}
+	if n := len(fakeUp.Requests()); n != 0 {
+		t.Errorf("Cached asked the backend (%d requests)", n)
+	}
+
+	got := r.Listings(ctx)
+	if len(got) != 2 || got[0].ID != "id-up" || got[1].ID != "id-down" {
+		t.Fatalf("listings %+v, want one per backend in order", got)
+	}
+	if got[0].Err != nil || len(got[0].Models) != 1 || got[0].Models[0].Name != "llama3.2:1b" || got[0].Models[0].Digest == "" {
+		t.Errorf("up: %+v", got[0])
+	}
+	if core.ErrorCode(got[1].Err) != core.EUNAVAILABLE || got[1].Models != nil {
+		t.Errorf("down: %+v, want an unavailable error", got[1])
+	}
+	if h := r.Health().Of("id-down"); !h.Failing() {
+		t.Errorf("a backend whose listing was refused is not failing: %+v", h)
+	}
+
+	t.Run("a cached listing is not fetched again", func(t *testing.T) {
+		fakeUp.Reset()
+		r.Listings(ctx)
+		if n := len(fakeUp.Requests()); n != 0 {
+			t.Errorf("the backend saw %d requests", n)
+		}
+		cached := r.Cached()
+		if len(cached[0].Models) != 1 || cached[1].Err == nil {
+			t.Errorf("Cached %+v, want up's listing and down's error", cached)
+		}
+	})
+	t.Run("RefreshBackend sees a newly pulled model", func(t *testing.T) {
+		fakeUp.SetModels(fakellm.Model{Name: "llama3.2:1b"}, fakellm.Model{Name: "phi4:14b"})
+		if len(r.Listings(ctx)[0].Models) != 1 {
+			t.Fatal("the cached listing changed before the refresh")
+		}
+		if err := r.RefreshBackend(ctx, "id-up"); err != nil {
+			t.Fatal(err)
+		}
+		if models := r.Listings(ctx)[0].Models; len(models) != 2 || models[1].Name != "phi4:14b" {
+			t.Errorf("after the refresh: %+v", models)
+		}
+		if _, err := chatWith(ctx, r, "phi4:14b", "", "hi"); err != nil {
+			t.Errorf("routing to the pulled model: %v", err)
+		}
+	})
+	t.Run("RefreshBackend of a down or unknown backend", func(t *testing.T) {
+		if err := r.RefreshBackend(ctx, "id-down"); core.ErrorCode(err) != core.EUNAVAILABLE || !strings.Contains(err.Error(), "down") {
+			t.Errorf("down: %v", err)
+		}
+		if err := r.RefreshBackend(ctx, "nope"); core.ErrorCode(err) != core.ENOTFOUND {
+			t.Errorf("unknown: %v", err)
+		}
+	})
 }

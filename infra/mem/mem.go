@@ -1,7 +1,8 @@
 // Package mem is an in-memory implementation of core's storage ports, for
-// tests and for `stepwise run`. Records are kept as JSON, exactly as a
-// durable store would keep them, so that nothing a caller holds aliases the
-// stored state and every value round-trips as it would through a database.
+// tests and for `stepwise run`. Executions and steps are kept as JSON, and
+// catalog records as copies of their bytes, exactly as a durable store would
+// keep them, so that nothing a caller holds aliases the stored state and
+// every value round-trips as it would through a database.
 package mem
 
 import (
@@ -12,11 +13,12 @@ import (
 	"github.com/stepwise-run/stepwise/core"
 )
 
-// Store keeps executions and steps in memory. It is safe for concurrent
-// use.
+// Store keeps executions, steps and catalog records in memory. It is safe
+// for concurrent use.
 type Store struct {
 	mu         sync.Mutex
 	executions map[key]*record
+	records    map[kindKey]*kindRecords
 }
 
 type key struct{ tenant, id string }
@@ -31,11 +33,14 @@ type record struct {
 	maxStep   int
 }
 
-var _ core.ExecutionStore = (*Store)(nil)
+var (
+	_ core.ExecutionStore = (*Store)(nil)
+	_ core.RecordStore    = (*Store)(nil)
+)
 
 // New returns an empty Store.
 func New() *Store {
-	return &Store{executions: map[key]*record{}}
+	return &Store{executions: map[key]*record{}, records: map[kindKey]*kindRecords{}}
 }
 
 // CreateExecution implements core.ExecutionStore.

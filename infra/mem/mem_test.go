@@ -11,3 +11,7 @@ import (
 func TestExecutionStore(t *testing.T) {
 	coretest.ExecutionStoreSuite(t, func(*testing.T) core.ExecutionStore { return mem.New() })
 }
+
+func TestRecordStore(t *testing.T) {
+	coretest.RecordStoreSuite(t, func(*testing.T) core.RecordStore { return mem.New() })
+}

@@ -32,8 +32,8 @@ import (
 // Reply is a scripted answer.
 type Reply struct {
 	// Match selects the requests this reply answers: those whose last
-	// message content (chat), prompt (generate) or input text (embed)
-	// contains it. "" matches every request.
+	// message content (chat), prompt (generate), input text (embed) or
+	// model name (pull) contains it. "" matches every request.
 	Match string
 	// Text is the answer. A reply with neither Text nor ToolCalls answers
 	// the default text, so a reply can script only a delay or a cut.
@@ -47,6 +47,8 @@ type Reply struct {
 	// an error body in the protocol's format (Text, if set, is its message).
 	Status int
 	// Latency is waited before answering, or until the request is canceled.
+	// A streamed pull waits it after its first progress step instead, so
+	// that the client sees the download start and can cancel it midway.
 	Latency time.Duration
 	// Times is how many requests the reply answers; 0 means no limit.
 	Times int
@@ -94,7 +96,11 @@ func DefaultModels() []Model {
 type Request struct {
 	// Protocol is "ollama" or "openai".
 	Protocol string
+	// Method is the HTTP method.
+	Method string
 	// Path is the URL path, such as "/api/chat" or "/v1/chat/completions".
+	// Requests for paths the fake does not serve are recorded too (and
+	// answered 404), so a test can check that a client never called one.
 	Path string
 	// Model is the model requested.
 	Model string
@@ -128,8 +134,9 @@ type Server struct {
 	replies  []*slot
 	models   []Model
 	requests []Request
-	calls    int // tool call ids made so far
-	seq      int // completions answered so far, for response ids
+	auths    []string // Authorization headers received
+	calls    int      // tool call ids made so far
+	seq      int      // completions answered so far, for response ids
 }
 
 // slot is a scripted reply and how many requests it has answered.
@@ -148,8 +155,28 @@ func Start() *Server {
 	})
 	s.ollamaRoutes(mux)
 	s.openaiRoutes(mux)
-	s.hs = httptest.NewServer(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.record(Request{Method: r.Method, Path: r.URL.Path})
+		http.NotFound(w, r)
+	})
+	s.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if auth := r.Header.Get("Authorization"); auth != "" {
+			s.mu.Lock()
+			s.auths = append(s.auths, auth)
+			s.mu.Unlock()
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	return s
+}
+
+// Authorizations returns the Authorization headers of the requests
+// received so far, oldest first; requests without one are not listed. Tests
+// use it to see which backend got an API key.
+func (s *Server) Authorizations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.auths...)
 }
 
 // URL returns the server's base URL, such as "http://127.0.0.1:41234".
@@ -189,11 +216,12 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
-// Reset clears the script and the recorded requests. The models are kept.
+// Reset clears the script, the recorded requests and the Authorization
+// headers. The models are kept.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.replies, s.requests = nil, nil
+	s.replies, s.requests, s.auths = nil, nil, nil
 }
 
 // record stores a received request.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -221,54 +220,6 @@ func TestOllamaStreamShape(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestPull(t *testing.T) {
-	s := start(t)
-	u, _ := url.Parse(s.URL())
-	client := api.NewClient(u, http.DefaultClient)
-	ctx := context.Background()
-
-	t.Run("streamed progress ends with success", func(t *testing.T) {
-		var statuses []string
-		var last int64
-		err := client.Pull(ctx, &api.PullRequest{Model: "phi4:14b"}, func(p api.ProgressResponse) error {
-			statuses = append(statuses, p.Status)
-			if p.Completed < last && p.Total > 0 {
-				t.Errorf("progress went back: %+v", p)
-			}
-			if p.Total > 0 {
-				last = p.Completed
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(statuses) < 4 || statuses[0] != "pulling manifest" || statuses[len(statuses)-1] != "success" || last == 0 {
-			t.Errorf("statuses %q", statuses)
-		}
-	})
-	t.Run("the pulled model is listed", func(t *testing.T) {
-		tags, err := client.List(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.ContainsFunc(tags.Models, func(m api.ListModelResponse) bool { return m.Name == "phi4:14b" }) {
-			t.Errorf("models %+v", tags.Models)
-		}
-	})
-	t.Run("without streaming", func(t *testing.T) {
-		stream := false
-		var statuses []string
-		err := client.Pull(ctx, &api.PullRequest{Model: "gemma3", Stream: &stream}, func(p api.ProgressResponse) error {
-			statuses = append(statuses, p.Status)
-			return nil
-		})
-		if err != nil || !slices.Equal(statuses, []string{"success"}) {
-			t.Errorf("statuses %q, error %v", statuses, err)
-		}
-	})
 }
 
 // sseEvents reads an event stream into its data payloads.

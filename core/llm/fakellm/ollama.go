@@ -15,7 +15,7 @@ import (
 // ollamaRoutes registers the Ollama API.
 func (s *Server) ollamaRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/version", func(w http.ResponseWriter, r *http.Request) {
-		s.record(Request{Protocol: "ollama", Path: r.URL.Path})
+		s.record(Request{Protocol: "ollama", Method: r.Method, Path: r.URL.Path})
 		writeJSON(w, http.StatusOK, map[string]string{"version": "0.17.4"})
 	})
 	mux.HandleFunc("GET /api/tags", s.ollamaTags)
@@ -67,7 +67,7 @@ func (s *Server) readOllama(w http.ResponseWriter, r *http.Request) (ollamaReque
 	if err == nil {
 		err = json.Unmarshal(raw, &req)
 	}
-	rec := Request{Protocol: "ollama", Path: r.URL.Path, Raw: raw}
+	rec := Request{Protocol: "ollama", Method: r.Method, Path: r.URL.Path, Raw: raw}
 	if err != nil {
 		s.record(rec)
 		ollamaError(w, http.StatusBadRequest, "invalid request body: "+err.Error())
@@ -139,7 +139,7 @@ func (s *Server) ollamaModel(w http.ResponseWriter, name string, generates bool)
 
 // ollamaTags lists the models.
 func (s *Server) ollamaTags(w http.ResponseWriter, r *http.Request) {
-	s.record(Request{Protocol: "ollama", Path: r.URL.Path})
+	s.record(Request{Protocol: "ollama", Method: r.Method, Path: r.URL.Path})
 	models := []map[string]any{}
 	for _, m := range s.modelList() {
 		models = append(models, map[string]any{
@@ -380,8 +380,11 @@ func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// ollamaPull streams the progress of a fake download and then adds the
-// model to the server's models.
+// ollamaPull streams the progress of a fake download, scripted like any
+// answer (matched on the model name): a Status fails it before the first
+// step, a Latency holds it after the first step, a CutAfter drops the
+// connection midway. The model is added to the server's models only when
+// the download succeeds, just before the final "success" step.
 func (s *Server) ollamaPull(w http.ResponseWriter, r *http.Request) {
 	req, rec, ok := s.readOllama(w, r)
 	if !ok {
@@ -391,9 +394,22 @@ func (s *Server) ollamaPull(w http.ResponseWriter, r *http.Request) {
 		ollamaError(w, http.StatusBadRequest, "model is required")
 		return
 	}
-	s.addModel(Model{Name: req.Model, ContextLength: 8192, Embed: strings.Contains(req.Model, "embed")})
+	a := s.plan(req.Model)
+	pulled := Model{Name: req.Model, ContextLength: 8192, Embed: strings.Contains(req.Model, "embed")}
 	if !rec.Stream {
+		if !s.wait(r.Context(), a.Latency) {
+			return
+		}
+		if a.Status != 0 {
+			ollamaError(w, a.Status, errorText(a))
+			return
+		}
+		s.addModel(pulled)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		return
+	}
+	if a.Status != 0 {
+		ollamaError(w, a.Status, errorText(a))
 		return
 	}
 	d := "sha256:" + digest(req.Model)
@@ -409,7 +425,22 @@ func (s *Server) ollamaPull(w http.ResponseWriter, r *http.Request) {
 		map[string]any{"status": "writing manifest"},
 		map[string]any{"status": "success"},
 	)
-	ndjson(w, steps, 0)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	for i, step := range steps {
+		if i == 1 && !s.wait(r.Context(), a.Latency) {
+			return
+		}
+		if a.CutAfter > 0 && i == a.CutAfter {
+			cut(w)
+		}
+		if i == len(steps)-1 {
+			s.addModel(pulled)
+		}
+		_ = enc.Encode(step)
+		flush(w)
+	}
 }
 
 // errorText is the message of a scripted error status.

@@ -43,7 +43,7 @@ func (s *Server) readOpenAI(w http.ResponseWriter, r *http.Request) (openaiReque
 	if err == nil {
 		err = json.Unmarshal(raw, &req)
 	}
-	rec := Request{Protocol: "openai", Path: r.URL.Path, Raw: raw}
+	rec := Request{Protocol: "openai", Method: r.Method, Path: r.URL.Path, Raw: raw}
 	if err != nil {
 		s.record(rec)
 		openaiError(w, http.StatusBadRequest, "invalid request body: "+err.Error(), "")
@@ -99,7 +99,7 @@ func (s *Server) openaiModel(w http.ResponseWriter, name string, chat bool) bool
 
 // openaiModels lists the models.
 func (s *Server) openaiModels(w http.ResponseWriter, r *http.Request) {
-	s.record(Request{Protocol: "openai", Path: r.URL.Path})
+	s.record(Request{Protocol: "openai", Method: r.Method, Path: r.URL.Path})
 	data := []map[string]any{}
 	for _, m := range s.modelList() {
 		data = append(data, map[string]any{"id": m.Name, "object": "model", "created": 1735787045, "owned_by": "fakellm"})

@@ -528,18 +528,26 @@ func errorCodes(t *testing.T, h Harness) {
 		code    string
 		msg     []string
 		oneLine bool // the error must fit on one short line
+		// upstream: the backend itself refused or failed the call
+		// (core.Upstream; the API answers 502). A missing model, an
+		// overloaded backend (429, 503), one that is down and a deadline
+		// are not.
+		upstream bool
 	}{
 		{name: "UnknownChatModel", op: opChat, model: "nope:1b", code: core.ENOTFOUND, msg: []string{"nope:1b", h.NotFoundText}},
 		{name: "UnknownEmbeddingModel", op: opEmbed, model: "nope:1b", code: core.ENOTFOUND, msg: []string{"nope:1b", h.NotFoundText}},
-		{name: "500OnChat", reply: fakellm.Reply{Status: 500}, op: opChat, code: core.EUNAVAILABLE, msg: []string{h.ChatModel, "500"}},
+		{name: "500OnChat", reply: fakellm.Reply{Status: 500}, op: opChat, code: core.EUNAVAILABLE, msg: []string{h.ChatModel, "500"}, upstream: true},
 		{name: "503OnPrompt", reply: fakellm.Reply{Status: 503}, op: opPrompt, code: core.EUNAVAILABLE},
 		{name: "429OnChat", reply: fakellm.Reply{Status: 429}, op: opChat, code: core.EUNAVAILABLE},
-		{name: "400OnChat", reply: fakellm.Reply{Status: 400, Text: "bad options"}, op: opChat, code: core.EINVALID, msg: []string{"bad options"}},
-		{name: "401OnChat", reply: fakellm.Reply{Status: 401}, op: opChat, code: core.EINVALID},
-		{name: "400OnEmbed", reply: fakellm.Reply{Status: 400}, op: opEmbed, code: core.EINVALID},
+		{name: "400OnChat", reply: fakellm.Reply{Status: 400, Text: "bad options"}, op: opChat, code: core.EINVALID, msg: []string{"bad options"}, upstream: true},
+		{name: "401OnChat", reply: fakellm.Reply{Status: 401}, op: opChat, code: core.EINVALID, upstream: true},
+		{name: "400OnEmbed", reply: fakellm.Reply{Status: 400}, op: opEmbed, code: core.EINVALID, upstream: true},
+		{name: "403OnChat", reply: fakellm.Reply{Status: 403}, op: opChat, code: core.EINVALID, msg: []string{"403"}, upstream: true},
+		{name: "422OnEmbed", reply: fakellm.Reply{Status: 422}, op: opEmbed, code: core.EINVALID, msg: []string{"422"}, upstream: true},
+		{name: "504OnChat", reply: fakellm.Reply{Status: 504}, op: opChat, code: core.EUNAVAILABLE, msg: []string{"504"}, upstream: true},
 		{name: "503OnEmbed", reply: fakellm.Reply{Status: 503}, op: opEmbed, code: core.EUNAVAILABLE},
 		{name: "ErrorPageIsBrief", reply: fakellm.Reply{Status: 502, Text: "<html>\n<body>\n<h1>Bad Gateway</h1>\n" + strings.Repeat("<p>upstream trouble</p>\n", 200) + "</body>\n</html>"},
-			op: opChat, code: core.EUNAVAILABLE, msg: []string{"Bad Gateway"}, oneLine: true},
+			op: opChat, code: core.EUNAVAILABLE, msg: []string{"Bad Gateway"}, oneLine: true, upstream: true},
 		{name: "ConnectionRefusedOnChat", refused: true, op: opChat, code: core.EUNAVAILABLE},
 		{name: "ConnectionRefusedOnListing", refused: true, op: opModels, code: core.EUNAVAILABLE},
 		{name: "CutChatStream", reply: fakellm.Reply{Text: "one two three four", CutAfter: 2}, op: opChat, code: core.EUNAVAILABLE, msg: []string{"cut"}},
@@ -562,6 +570,9 @@ func errorCodes(t *testing.T, h Harness) {
 			}
 			err := tt.op.call(ctx, h, p, tt.model)
 			WantError(t, err, tt.code, append([]string{fake.URL()}, tt.msg...)...)
+			if core.IsUpstream(err) != tt.upstream {
+				t.Errorf("IsUpstream(%v) = %v, want %v", err, core.IsUpstream(err), tt.upstream)
+			}
 			if tt.oneLine && (strings.Contains(err.Error(), "\n") || len(err.Error()) > 600) {
 				t.Errorf("error is %d bytes over several lines, want one short line: %q", len(err.Error()), err)
 			}

@@ -27,7 +27,10 @@ import (
 	"github.com/stepwise-run/stepwise/core/llm/internal/wire"
 )
 
-var _ llm.Provider = (*Provider)(nil)
+var (
+	_ llm.Provider = (*Provider)(nil)
+	_ llm.Puller   = (*Provider)(nil)
+)
 
 // Provider talks to one Ollama server. It is safe for concurrent use.
 type Provider struct {
@@ -167,9 +170,9 @@ func (p *Provider) Embed(ctx context.Context, model, text string) (core.Embeddin
 	}, nil
 }
 
-// Models lists the models the server has pulled (/api/tags). The context
-// length is left unknown because the listing does not carry it; Show reads
-// it for one model.
+// Models lists the models the server has pulled (/api/tags), with their
+// size, digest, date and details. The context length is left unknown
+// because the listing does not carry it; Show reads it for one model.
 func (p *Provider) Models(ctx context.Context) ([]llm.ModelInfo, error) {
 	resp, err := p.client.List(ctx)
 	if err != nil {
@@ -177,7 +180,20 @@ func (p *Provider) Models(ctx context.Context) ([]llm.ModelInfo, error) {
 	}
 	out := make([]llm.ModelInfo, 0, len(resp.Models))
 	for _, m := range resp.Models {
-		out = append(out, llm.ModelInfo{Name: m.Name})
+		out = append(out, llm.ModelInfo{
+			Name:       m.Name,
+			Size:       m.Size,
+			Digest:     m.Digest,
+			ModifiedAt: m.ModifiedAt,
+			Details: llm.ModelDetails{
+				ParentModel:       m.Details.ParentModel,
+				Format:            m.Details.Format,
+				Family:            m.Details.Family,
+				Families:          m.Details.Families,
+				ParameterSize:     m.Details.ParameterSize,
+				QuantizationLevel: m.Details.QuantizationLevel,
+			},
+		})
 	}
 	return out, nil
 }
@@ -224,19 +240,11 @@ func number(v any) int {
 	return 0
 }
 
-// Progress is one step of a Pull.
-type Progress struct {
-	// Status is the server's description of the step ("pulling manifest",
-	// "success", ...).
-	Status string
-	// Completed and Total count the bytes of the layer being downloaded,
-	// when the step downloads one.
-	Completed, Total int64
-}
-
-// Pull asks the server to download model, reporting each progress step to
-// progress when it is not nil. It returns once the server reports success.
-func (p *Provider) Pull(ctx context.Context, model string, progress func(Progress)) error {
+// Pull implements llm.Puller: it asks the server to download model,
+// reporting each progress step to progress when it is not nil, and returns
+// once the server reports success. A stream that ends without success is
+// EUNAVAILABLE; the caller's context ending is ETIMEOUT.
+func (p *Provider) Pull(ctx context.Context, model string, progress func(llm.PullProgress)) error {
 	stream := true
 	var success bool
 	err := p.client.Pull(ctx, &api.PullRequest{Model: model, Stream: &stream}, func(r api.ProgressResponse) error {
@@ -244,7 +252,7 @@ func (p *Provider) Pull(ctx context.Context, model string, progress func(Progres
 			success = true
 		}
 		if progress != nil {
-			progress(Progress{Status: r.Status, Completed: r.Completed, Total: r.Total})
+			progress(llm.PullProgress{Status: r.Status, Digest: r.Digest, Total: r.Total, Completed: r.Completed})
 		}
 		return nil
 	})
@@ -306,11 +314,16 @@ func (p *Provider) fail(ctx context.Context, err error, op, model string) error 
 			// line; keep it visible.
 			what += fmt.Sprintf(": HTTP %d", se.StatusCode)
 		}
-		return core.WrapError(wire.CodeForStatus(se.StatusCode), wire.Brief(err), "ollama %s: %s", p.base, what)
+		return wire.StatusError(se.StatusCode, err, "ollama %s: %s", p.base, what)
 	}
 	var ae api.AuthorizationError
 	if errors.As(err, &ae) {
-		return core.WrapError(wire.CodeForStatus(ae.StatusCode), wire.Brief(err), "ollama %s: %s", p.base, what)
+		if ae.Status == "" {
+			// The client drops the body of a non-streamed 401 and says
+			// only that something went wrong; say what it was.
+			what += fmt.Sprintf(": HTTP %d", ae.StatusCode)
+		}
+		return wire.StatusError(ae.StatusCode, err, "ollama %s: %s", p.base, what)
 	}
 	return core.WrapError(wire.TransportCode(err), wire.Brief(err), "ollama %s: %s", p.base, what)
 }

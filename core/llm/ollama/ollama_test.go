@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/llm"
@@ -177,29 +179,82 @@ func TestShow(t *testing.T) {
 }
 
 func TestPull(t *testing.T) {
-	_, p := start(t)
-	ctx := context.Background()
-	var steps []ollama.Progress
-	if err := p.Pull(ctx, "phi4:14b", func(pr ollama.Progress) { steps = append(steps, pr) }); err != nil {
-		t.Fatal(err)
-	}
-	if len(steps) < 3 || steps[0].Status != "pulling manifest" || steps[len(steps)-1].Status != "success" {
-		t.Fatalf("steps %+v", steps)
-	}
-	var sawBytes bool
-	for _, s := range steps {
-		if s.Total > 0 && s.Completed == s.Total {
-			sawBytes = true
+	t.Run("progress ends with success and the model is listed", func(t *testing.T) {
+		_, p := start(t)
+		ctx := context.Background()
+		var steps []llm.PullProgress
+		if err := p.Pull(ctx, "phi4:14b", func(pr llm.PullProgress) { steps = append(steps, pr) }); err != nil {
+			t.Fatal(err)
 		}
+		if len(steps) < 3 || steps[0].Status != "pulling manifest" || steps[len(steps)-1].Status != "success" {
+			t.Fatalf("steps %+v", steps)
+		}
+		var sawBytes bool
+		for _, s := range steps {
+			if s.Total > 0 && s.Completed == s.Total && s.Digest != "" {
+				sawBytes = true
+			}
+		}
+		if !sawBytes {
+			t.Errorf("no step completed a download of a digest: %+v", steps)
+		}
+		models, err := p.Models(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(models, func(m llm.ModelInfo) bool { return m.Name == "phi4:14b" }) {
+			t.Errorf("pulled model not listed: %+v", models)
+		}
+	})
+	for _, tt := range []struct {
+		name   string
+		reply  fakellm.Reply
+		cancel bool
+		code   string
+		msg    string
+	}{
+		{name: "a failing server", reply: fakellm.Reply{Status: 500, Text: "disk full"}, code: core.EUNAVAILABLE, msg: "disk full"},
+		{name: "a stream cut before success", reply: fakellm.Reply{CutAfter: 3}, code: core.EUNAVAILABLE, msg: "before success"},
+		{name: "the caller canceling", reply: fakellm.Reply{Latency: time.Minute}, cancel: true, code: core.ETIMEOUT},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, p := start(t)
+			fake.Script(tt.reply)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			err := p.Pull(ctx, "phi4:14b", func(pr llm.PullProgress) {
+				if tt.cancel {
+					cancel()
+				}
+			})
+			if core.ErrorCode(err) != tt.code || !strings.Contains(fmt.Sprint(err), tt.msg) || !strings.Contains(fmt.Sprint(err), "phi4:14b") {
+				t.Fatalf("error %v, want code %q mentioning %q and the model", err, tt.code, tt.msg)
+			}
+			models, err := p.Models(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.ContainsFunc(models, func(m llm.ModelInfo) bool { return m.Name == "phi4:14b" }) {
+				t.Errorf("a failed pull left the model listed")
+			}
+		})
 	}
-	if !sawBytes {
-		t.Errorf("no step completed a download: %+v", steps)
-	}
-	models, err := p.Models(ctx)
+}
+
+func TestModelsDetails(t *testing.T) {
+	fake, p := start(t)
+	fake.SetModels(fakellm.Model{Name: "llama3.2:1b"})
+	models, err := p.Models(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(models, func(m llm.ModelInfo) bool { return m.Name == "phi4:14b" }) {
-		t.Errorf("pulled model not listed: %+v", models)
+	if len(models) != 1 {
+		t.Fatalf("models %+v", models)
+	}
+	m := models[0]
+	if m.Name != "llama3.2:1b" || m.Size <= 0 || m.Digest == "" || m.ModifiedAt.IsZero() ||
+		m.Details.Format != "gguf" || m.Details.Family != "llama" || !slices.Equal(m.Details.Families, []string{"llama"}) ||
+		m.Details.ParameterSize == "" || m.Details.QuantizationLevel == "" {
+		t.Errorf("listing %+v", m)
 	}
 }

@@ -254,7 +254,7 @@ func (p *Provider) fail(ctx context.Context, err error, op, model string) error 
 		return cerr
 	}
 	if status := httpStatus(err); status != 0 {
-		return core.WrapError(wire.CodeForStatus(status), wire.Brief(err), "openai %s: %s", p.base, what)
+		return wire.StatusError(status, err, "openai %s: %s", p.base, what)
 	}
 	var apiErr *goopenai.APIError
 	if errors.As(err, &apiErr) {

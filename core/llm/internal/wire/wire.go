@@ -1,8 +1,9 @@
 // Package wire holds what the provider packages of core/llm share about
 // talking to a model backend over HTTP: the default HTTP client, the mapping
-// of statuses and transport failures onto core error codes, and the small
-// conversions both wire formats need (tool names of tool results, ids for
-// tool calls that arrive without one, finish reasons).
+// of statuses and transport failures onto core error codes (with the mark
+// of errors a backend answered), and the small conversions both wire
+// formats need (tool names of tool results, ids for tool calls that arrive
+// without one, finish reasons).
 //
 // It is internal so that these details can change without widening the
 // public API of core/llm.
@@ -33,6 +34,34 @@ func NewHTTPClient() *http.Client {
 	t.IdleConnTimeout = 90 * time.Second
 	t.MaxIdleConnsPerHost = 16
 	return &http.Client{Transport: t}
+}
+
+// StatusError returns the error for an HTTP error status a backend
+// answered: the code of CodeForStatus, marked core.Upstream when
+// UpstreamStatus says the status is the backend's verdict on the call, with
+// cause made brief. format and args name the backend and the model.
+func StatusError(status int, cause error, format string, args ...any) error {
+	err := core.WrapError(CodeForStatus(status), Brief(cause), format, args...)
+	if UpstreamStatus(status) {
+		return core.Upstream(err)
+	}
+	return err
+}
+
+// UpstreamStatus reports whether an HTTP error status from a backend is
+// the backend refusing or failing the call (every 4xx but 404 and 429, and
+// every 5xx but 503), which the HTTP layer answers with 502 naming the
+// backend, so that a bad API key on a backend does not read as the
+// caller's mistake. 404 (the model is not there) keeps its own meaning,
+// and 429 and 503 say the backend is busy: the caller should retry later,
+// which 503 tells it.
+func UpstreamStatus(status int) bool {
+	switch {
+	case status == http.StatusNotFound, status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable:
+		return false
+	default:
+		return status >= 400 && status < 600
+	}
 }
 
 // CodeForStatus maps an HTTP error status from a backend to a core error

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
+	"github.com/stepwise-run/stepwise/core/llm/ollama"
+)
+
+// BenchmarkServeTasks measures POST /tasks with a one-step chain on a
+// server over SQLite, beside the same prompt sent straight to the fake
+// backend through the same client library, in one run. Each reports
+// requests per second and its p50 and p99 latency; each tasks benchmark also
+// reports the p50 and p99 it adds over the direct call with as many clients.
+func BenchmarkServeTasks(b *testing.B) {
+	fake := fakellm.Start()
+	b.Cleanup(fake.Close)
+	fake.Script(fakellm.Reply{Match: "", Text: "pong"})
+	dir := b.TempDir()
+	o := &serveOptions{
+		addr: "127.0.0.1:0", dbPath: filepath.Join(dir, "bench.db"), keyFile: filepath.Join(dir, "key"),
+		policy: core.PolicyOrdered, syncInterval: time.Minute, maxBody: defaultMaxBody,
+		readTimeout: time.Minute, writeTimeout: time.Minute, idleTimeout: time.Minute, shutdownTimeout: 5 * time.Second,
+		defaults:  catalog.Defaults{Task: catalog.DefaultModel{Name: "llama3.2:1b", ContextLength: 8192}},
+		ollamaURL: fake.URL(), ollamaName: "fake",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(ctx, o, slog.New(slog.DiscardHandler), func(a string) { addrc <- a })
+	}()
+	var base string
+	select {
+	case a := <-addrc:
+		base = "http://" + a
+	case err := <-served:
+		b.Fatalf("serve: %v", err)
+	}
+	b.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			b.Errorf("serve: %v", err)
+		}
+	})
+
+	direct, err := ollama.New(fake.URL(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	body := []byte(`{"input":"ping","inputType":"string","chain":{"id":"one","tasks":[{"id":"ask","handler":"prompt_to_string"}]}}`)
+
+	callDirect := func() error {
+		_, err := direct.Prompt(context.Background(), "llama3.2:1b", core.PromptRequest{Prompt: "ping"}, nil)
+		return err
+	}
+	callTasks := func() error {
+		resp, err := hc.Post(base+"/tasks", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return core.Errorf(core.EINTERNAL, "POST /tasks = %d", resp.StatusCode)
+		}
+		return nil
+	}
+	// One client shows the latency the server adds; eight show the
+	// throughput and the latency under load on this machine.
+	for _, clients := range []int{1, 8} {
+		var directP50, directP99 time.Duration
+		b.Run(fmt.Sprintf("direct/clients=%d", clients), func(b *testing.B) {
+			directP50, directP99 = measure(b, clients, callDirect)
+		})
+		b.Run(fmt.Sprintf("tasks/clients=%d", clients), func(b *testing.B) {
+			p50, p99 := measure(b, clients, callTasks)
+			if directP50 > 0 {
+				b.ReportMetric(float64(p50-directP50)/1e3, "added-p50-µs")
+				b.ReportMetric(float64(p99-directP99)/1e3, "added-p99-µs")
+			}
+		})
+	}
+}
+
+// measure makes b.N calls from the given number of concurrent clients,
+// reports requests per second and the p50 and p99 latency, and returns
+// those percentiles.
+func measure(b *testing.B, clients int, call func() error) (p50, p99 time.Duration) {
+	b.Helper()
+	var (
+		mu    sync.Mutex
+		times = make([]time.Duration, 0, b.N)
+		next  atomic.Int64
+		wg    sync.WaitGroup
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Go(func() {
+			local := make([]time.Duration, 0, 64)
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			times = append(times, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(times) == 0 {
+		return 0, 0
+	}
+	slices.Sort(times)
+	p50 = times[len(times)*50/100]
+	p99 = times[min(len(times)-1, len(times)*99/100)]
+	b.ReportMetric(float64(len(times))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(p50)/1e3, "p50-µs")
+	b.ReportMetric(float64(p99)/1e3, "p99-µs")
+	return p50, p99
+}

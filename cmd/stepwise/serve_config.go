@@ -1,0 +1,208 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/seal"
+)
+
+// serveOptions are the settings of `stepwise serve`: flags, with the
+// seed's environment variables for the default models and backend.
+type serveOptions struct {
+	addr            string
+	dbPath          string
+	keyFile         string
+	policy          string
+	syncInterval    time.Duration
+	maxBody         int64
+	readTimeout     time.Duration
+	writeTimeout    time.Duration
+	idleTimeout     time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+	defaults        catalog.Defaults
+	ollamaURL       string
+	ollamaName      string
+	secretKey       string // STEPWISE_SECRET_KEY, base64 or hex
+	// providerURLs replace the cloud providers' base URLs
+	// (STEPWISE_OPENAI_BASE_URL, STEPWISE_GEMINI_BASE_URL).
+	providerURLs map[string]string
+}
+
+// Defaults of `stepwise serve`.
+const (
+	defaultAddr      = "127.0.0.1:8081"
+	defaultDB        = ".stepwise/stepwise.db"
+	keyFileName      = "secret.key"
+	defaultContext   = 2048
+	defaultMaxBody   = 1 << 20
+	defaultBackendNm = "local-ollama"
+)
+
+func parseServeFlags(args []string, e env) (*serveOptions, error) {
+	fs := flag.NewFlagSet("stepwise serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	o := &serveOptions{}
+	fs.StringVar(&o.addr, "addr", envOr(e, "STEPWISE_ADDR", defaultAddr), "address to listen on (env STEPWISE_ADDR)")
+	fs.StringVar(&o.dbPath, "db", envOr(e, "STEPWISE_DB", defaultDB), "SQLite file holding everything; created with its folder (env STEPWISE_DB)")
+	fs.StringVar(&o.keyFile, "secret-key-file", envOr(e, "STEPWISE_SECRET_KEY_FILE", ""), "file with the key that encrypts provider API keys (default: secret.key beside -db); created when missing, unless STEPWISE_SECRET_KEY is set")
+	fs.StringVar(&o.policy, "routing-policy", envOr(e, "STEPWISE_ROUTING_POLICY", core.PolicyOrdered), "default routing policy: "+strings.Join(core.RoutingPolicies(), ", "))
+	fs.DurationVar(&o.syncInterval, "sync-interval", 10*time.Second, "how often backends' model lists are refreshed and missing models pulled")
+	fs.Int64Var(&o.maxBody, "max-body", defaultMaxBody, "largest request body in bytes; larger ones get 413")
+	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "limit on reading a request, body included")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", 10*time.Minute, "limit on answering a request (a synchronous /tasks waits for its chain); event streams are exempt")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
+	fs.StringVar(&o.logLevel, "log-level", envOr(e, "STEPWISE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if !slices.Contains(core.RoutingPolicies(), o.policy) {
+		return nil, usagef("-routing-policy %q: want one of %s", o.policy, strings.Join(core.RoutingPolicies(), ", "))
+	}
+	if _, err := logLevel(o.logLevel); err != nil {
+		return nil, usageError{err}
+	}
+	if o.maxBody <= 0 || o.syncInterval <= 0 {
+		return nil, usagef("-max-body and -sync-interval must be positive")
+	}
+	var err error
+	if o.defaults, err = defaultsFromEnv(e); err != nil {
+		return nil, usageError{err}
+	}
+	o.ollamaURL = strings.TrimSpace(e.getenv("OLLAMA_BACKEND_URL"))
+	o.ollamaName = envOr(e, "OLLAMA_BACKEND_NAME", defaultBackendNm)
+	o.secretKey = e.getenv("STEPWISE_SECRET_KEY")
+	o.providerURLs = map[string]string{}
+	for typ, name := range map[string]string{catalog.ProviderOpenAI: "STEPWISE_OPENAI_BASE_URL", catalog.ProviderGemini: "STEPWISE_GEMINI_BASE_URL"} {
+		if v := strings.TrimSpace(e.getenv(name)); v != "" {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return nil, usagef("%s=%q: want an http(s) URL such as https://gateway.example/v1", name, v)
+			}
+			o.providerURLs[typ] = v
+		}
+	}
+	o.dbPath = resolve(e.workdir, o.dbPath)
+	if o.keyFile == "" {
+		// Beside the database, so that the two travel together and a
+		// server started from another directory finds the same key.
+		o.keyFile = filepath.Join(filepath.Dir(o.dbPath), keyFileName)
+	}
+	o.keyFile = resolve(e.workdir, o.keyFile)
+	return o, nil
+}
+
+// envOr returns the environment variable name, or def when it is unset
+// or empty.
+func envOr(e env, name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// resolve makes a relative path relative to the working directory.
+func resolve(workdir, path string) string {
+	if filepath.IsAbs(path) || workdir == "" {
+		return path
+	}
+	return filepath.Join(workdir, path)
+}
+
+// defaultsFromEnv reads the seed's variables: EMBED_MODEL, TASK_MODEL and
+// CHAT_MODEL with their _PROVIDER and _MODEL_CONTEXT_LENGTH.
+func defaultsFromEnv(e env) (catalog.Defaults, error) {
+	read := func(prefix string) (catalog.DefaultModel, error) {
+		m := catalog.DefaultModel{
+			Name:          strings.TrimSpace(e.getenv(prefix + "_MODEL")),
+			Provider:      strings.ToLower(strings.TrimSpace(e.getenv(prefix + "_PROVIDER"))),
+			ContextLength: defaultContext,
+		}
+		if m.Provider != "" && !slices.Contains(catalog.BackendTypes(), m.Provider) {
+			return m, fmt.Errorf("%s_PROVIDER=%q: want one of %s", prefix, m.Provider, strings.Join(catalog.BackendTypes(), ", "))
+		}
+		if v := strings.TrimSpace(e.getenv(prefix + "_MODEL_CONTEXT_LENGTH")); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return m, fmt.Errorf("%s_MODEL_CONTEXT_LENGTH=%q: want a positive number of tokens", prefix, v)
+			}
+			m.ContextLength = n
+		}
+		return m, nil
+	}
+	var d catalog.Defaults
+	var err error
+	if d.Embed, err = read("EMBED"); err != nil {
+		return d, err
+	}
+	if d.Task, err = read("TASK"); err != nil {
+		return d, err
+	}
+	if d.Chat, err = read("CHAT"); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// secretKey returns the key that seals provider API keys: from
+// STEPWISE_SECRET_KEY when set, else from the key file, which is created
+// with a new random key (mode 0600) when it does not exist.
+func secretKey(o *serveOptions) ([]byte, error) {
+	if o.secretKey != "" {
+		k, err := seal.ParseKey(o.secretKey)
+		if err != nil {
+			return nil, fmt.Errorf("STEPWISE_SECRET_KEY: %w", err)
+		}
+		return k, nil
+	}
+	b, err := os.ReadFile(o.keyFile)
+	if err == nil {
+		k, err := seal.ParseKey(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, fmt.Errorf("secret key file %s: %w", o.keyFile, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("secret key file: %w", err)
+	}
+	k := seal.GenerateKey()
+	if err := os.MkdirAll(filepath.Dir(o.keyFile), 0o700); err != nil {
+		return nil, fmt.Errorf("secret key file: %w", err)
+	}
+	// O_EXCL: if another process created the file meanwhile, use theirs.
+	f, err := os.OpenFile(o.keyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return secretKey(o)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secret key file: %w", err)
+	}
+	_, werr := f.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("secret key file %s: %w", o.keyFile, werr)
+	}
+	return k, nil
+}

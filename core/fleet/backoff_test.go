@@ -1,0 +1,59 @@
+package fleet
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// CycleForTest runs one listing and download cycle, as Run does at each
+// tick, and returns a function that waits for the pulls it started. It
+// lets the tests of package fleet_test step a fleet along their own clock
+// rather than wait for Run's ticker. (Defined in a _test file, it is not
+// part of the package's API.)
+func (f *Fleet) CycleForTest(ctx context.Context) (wait func()) {
+	var pulls sync.WaitGroup
+	f.cycle(ctx, &pulls)
+	return pulls.Wait
+}
+
+func TestRetryDelay(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		base     time.Duration
+		failures int
+		want     time.Duration
+	}{
+		{"the first failure waits the base", 30 * time.Second, 1, 30 * time.Second},
+		{"the second twice as long", 30 * time.Second, 2, time.Minute},
+		{"the sixth 32 times as long", 30 * time.Second, 6, 16 * time.Minute},
+		{"the seventh is capped", 30 * time.Second, 7, 30 * time.Minute},
+		{"many failures stay capped", 30 * time.Second, 1000, 30 * time.Minute},
+		{"a long base doubles up to the cap", 10 * time.Minute, 3, 30 * time.Minute},
+		{"a base above the cap is capped", time.Hour, 1, 30 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryDelay(tt.base, tt.failures); got != tt.want {
+				t.Errorf("retryDelay(%v, %d) = %v, want %v", tt.base, tt.failures, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryBase(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		sync time.Duration
+		want time.Duration
+	}{
+		{"the default sync interval is below the minimum", 0, 30 * time.Second},
+		{"a longer sync interval is the base", 2 * time.Minute, 2 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := New(Config{SyncInterval: tt.sync}).retryBase(); got != tt.want {
+				t.Errorf("base %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

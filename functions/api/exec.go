@@ -1,0 +1,299 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/catalog"
+)
+
+func (a *API) execRoutes() {
+	a.handle(http.MethodPost, "/execute", a.execute)
+	a.handle(http.MethodPost, "/tasks", a.tasks)
+	a.handle(http.MethodPost, "/embed", a.embed)
+	a.handle(http.MethodGet, "/defaultmodel", a.defaultModel)
+	a.handle(http.MethodGet, "/supported", a.supported)
+}
+
+// executeSystemPrompt is the system instruction of POST /execute: the
+// endpoint is for short, self-contained jobs, so the model is asked to do
+// the job and nothing around it.
+const executeSystemPrompt = "You carry out the task in the user's message. " +
+	"Answer with the result only: no preamble, no restating of the task, no offer of further help."
+
+// executeTemperature keeps /execute close to deterministic.
+const executeTemperature = 0.1
+
+// executeRequest is the body of POST /execute.
+type executeRequest struct {
+	Prompt        string `json:"prompt"`
+	ModelName     string `json:"model_name"`
+	ModelProvider string `json:"model_provider"`
+	RoutingPolicy string `json:"routing_policy"`
+}
+
+// executeResponse is the answer of POST /execute.
+type executeResponse struct {
+	// ID is the id of the execution that ran the prompt.
+	ID       string `json:"id"`
+	Response string `json:"response"`
+}
+
+// policyAliases maps the other spelling of the per-request routing policy
+// field to its canonical name.
+func policyAliases() map[string]string { return map[string]string{"routingPolicy": "routing_policy"} }
+
+// execute runs one prompt through a one-task chain, so that it is recorded
+// as an execution like any other.
+func (a *API) execute(w http.ResponseWriter, r *http.Request) {
+	var req executeRequest
+	if err := decodeInto(r, &req, policyAliases()); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if strings.TrimSpace(req.Prompt) == "" {
+		writeError(w, r, badRequest("prompt", "prompt: required"))
+		return
+	}
+	if err := checkPolicy("routing_policy", req.RoutingPolicy); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	model, provider := req.ModelName, req.ModelProvider
+	if model == "" {
+		d, err := a.cfg.Catalog.EffectiveDefaults(r.Context(), Tenant(r.Context()))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		task := d.Task
+		if task.Name == "" {
+			writeError(w, r, invalid("model_name", "model_name: required while no default task model is configured (set TASK_MODEL, or assign a model to %s, as `stepwise bootstrap` does)", catalog.GroupTasks))
+			return
+		}
+		model = task.Name
+		if provider == "" {
+			// Backend types are lower-case; the default comes from the
+			// environment, where "Ollama" is an easy thing to write.
+			provider = strings.ToLower(task.Provider)
+		}
+	}
+	temperature := executeTemperature
+	chain := &core.Chain{
+		ID:            "execute",
+		RoutingPolicy: req.RoutingPolicy,
+		Tasks: []*core.Task{{
+			ID:                "prompt",
+			Handler:           core.HandlerPromptToString,
+			SystemInstruction: executeSystemPrompt,
+			ExecuteConfig:     &core.ExecuteConfig{Model: model, Provider: provider, Temperature: &temperature},
+			Transition:        &core.Transition{Branches: []*core.Branch{{Operator: core.OpDefault, Goto: core.End}}},
+		}},
+	}
+	ex, err := a.cfg.Engine.Execute(r.Context(), core.StartRequest{
+		Tenant: Tenant(r.Context()), Chain: chain, Input: core.String(req.Prompt),
+		TemplateVars: map[string]string{"request_id": requestID(r.Context())},
+	}, nil)
+	if err != nil || ex.Status != core.StatusSucceeded {
+		writeExecutionError(w, r, ex, err, nil)
+		return
+	}
+	text, _ := ex.Output.Data.(string)
+	writeJSON(w, http.StatusOK, executeResponse{ID: ex.ID, Response: text})
+}
+
+// checkPolicy checks a routing policy given in a request ("" is the
+// chain's or the server's default).
+func checkPolicy(field, policy string) error {
+	policies := core.RoutingPolicies()
+	if policy == "" || slices.Contains(policies, policy) {
+		return nil
+	}
+	return invalid(field, "%s: unknown routing policy %q%s (known: %s)", field, policy, core.Suggest(policy, policies), strings.Join(policies, ", "))
+}
+
+// executionFailure is the body of a failed /tasks or /execute call: the
+// error envelope, with the execution and its steps beside it so that the
+// caller sees how far it got.
+type executionFailure struct {
+	Error errorObject `json:"error"`
+	ID    string      `json:"id,omitempty"`
+	State []stepState `json:"state,omitempty"`
+}
+
+// writeExecutionError answers an execution that did not succeed: err is
+// what Execute returned (nil when the execution ran and failed), ex the
+// execution as last committed (nil when it never started), state its steps
+// (nil for /execute, which does not report them). A failed step's error
+// code, and whether a backend answered it, give the status; the message is
+// the step's, which names the backend when a backend failed, and names the
+// task once.
+func writeExecutionError(w http.ResponseWriter, r *http.Request, ex *core.Execution, err error, state []stepState) {
+	body := executionFailure{State: state}
+	var status int
+	switch {
+	case err != nil:
+		status, body.Error = describeError(r, err)
+	case ex.Error != nil:
+		status = statusOf(ex.Error.Code, ex.Error.Upstream)
+		body.Error = errorObject{Message: ex.Error.Message, Type: errorType(status), Code: ex.Error.Code}
+		if named := fmt.Sprintf("task %q", ex.Error.Task); ex.Error.Task != "" && !strings.HasPrefix(ex.Error.Message, named) {
+			body.Error.Message = named + ": " + ex.Error.Message
+		}
+	default:
+		status = http.StatusInternalServerError
+		body.Error = errorObject{Message: "execution ended " + string(ex.Status), Type: errorType(status), Code: core.EINTERNAL}
+	}
+	if ex != nil {
+		body.ID = ex.ID
+	}
+	writeJSON(w, status, body)
+}
+
+// embedRequest is the body of POST /embed.
+type embedRequest struct {
+	Text string `json:"text"`
+}
+
+// embedResponse is the answer of POST /embed.
+type embedResponse struct {
+	Vector []float32 `json:"vector"`
+}
+
+// embed returns the embedding of a text by the default embedding model.
+func (a *API) embed(w http.ResponseWriter, r *http.Request) {
+	var req embedRequest
+	if err := decodeInto(r, &req, nil); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if req.Text == "" {
+		writeError(w, r, invalid("text", "text: required"))
+		return
+	}
+	d, err := a.cfg.Catalog.EffectiveDefaults(r.Context(), Tenant(r.Context()))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if d.Embed.Name == "" {
+		writeError(w, r, core.Errorf(core.EINVALID, "no default embedding model is configured: set EMBED_MODEL, or assign a model to %s, as `stepwise bootstrap` does", catalog.GroupEmbed))
+		return
+	}
+	var sel core.ModelSelector
+	if m := d.Embed; m.Name != "" {
+		sel.Models = []string{m.Name}
+		if m.Provider != "" {
+			sel.Providers = []string{strings.ToLower(m.Provider)}
+		}
+	}
+	emb, err := a.cfg.Fleet.LLM().Embed(r.Context(), core.EmbedRequest{Select: sel, Text: req.Text})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, embedResponse{Vector: emb.Vector})
+}
+
+// defaultModels is the body of GET /defaultmodel. ModelName is the
+// embedding model, as the reference answered; the others name each
+// default ("" when there is none).
+type defaultModels struct {
+	ModelName  string `json:"modelName"`
+	EmbedModel string `json:"embedModel"`
+	TaskModel  string `json:"taskModel"`
+	ChatModel  string `json:"chatModel"`
+}
+
+// defaultModel shows the default models in use: the configured ones,
+// else those assigned to the built-in groups.
+func (a *API) defaultModel(w http.ResponseWriter, r *http.Request) {
+	d, err := a.cfg.Catalog.EffectiveDefaults(r.Context(), Tenant(r.Context()))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, defaultModels{ModelName: d.Embed.Name, EmbedModel: d.Embed.Name, TaskModel: d.Task.Name, ChatModel: d.Chat.Name})
+}
+
+// supported lists the hooks chains can call.
+func (a *API) supported(w http.ResponseWriter, r *http.Request) {
+	names, err := a.cfg.Hooks.Hooks(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if names == nil {
+		names = []string{}
+	}
+	writeJSON(w, http.StatusOK, names)
+}
+
+// steps returns the step records of an execution in the reference's
+// shape. It reads them even when the request's context has ended, so that
+// an interrupted call still reports how far it got.
+func (a *API) steps(ctx context.Context, ex *core.Execution) ([]stepState, error) {
+	recs, err := a.cfg.Executions.ListSteps(context.WithoutCancel(ctx), ex.Tenant, ex.ID, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]stepState, len(recs))
+	for i, s := range recs {
+		out[i] = newStepState(ex.Chain, s)
+	}
+	return out, nil
+}
+
+// stepState is one step record in the reference's CapturedStateUnit shape.
+type stepState struct {
+	TaskID      string `json:"taskID"`
+	TaskHandler string `json:"taskHandler"`
+	InputType   string `json:"inputType"`
+	OutputType  string `json:"outputType"`
+	// Transition is the task taken next ("end" at the end, "" when the
+	// execution failed here).
+	Transition string `json:"transition"`
+	// Duration is the step's wall time in milliseconds.
+	Duration float64   `json:"duration"`
+	Error    stepError `json:"error"`
+	Input    any       `json:"input"`
+	Output   any       `json:"output"`
+	// InputVar is the variable that fed the task; as in the reference it
+	// is the task's own id when the task names none.
+	InputVar string `json:"inputVar"`
+}
+
+// stepError is the reference's error object of a step: an empty error
+// string when the step succeeded.
+type stepError struct {
+	Error string `json:"error"`
+}
+
+func newStepState(chain *core.Chain, s *core.Step) stepState {
+	st := stepState{
+		TaskID: s.TaskID, TaskHandler: s.Handler,
+		InputType: string(dataType(s.Input)), OutputType: string(dataType(s.Output)),
+		Transition: s.Transition,
+		Duration:   float64(s.Duration.Microseconds()) / 1000,
+		Input:      s.Input.Data, Output: s.Output.Data,
+		InputVar: s.TaskID,
+	}
+	if s.Error != nil {
+		st.Error.Error = s.Error.Message
+	}
+	if t := chain.Task(s.TaskID); t != nil && t.InputVar != "" {
+		st.InputVar = t.InputVar
+	}
+	return st
+}
+
+func dataType(v core.Value) core.DataType {
+	if v.Type == "" {
+		return core.TypeNil
+	}
+	return v.Type
+}

@@ -1,0 +1,99 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/stepwise-run/stepwise/core/catalog"
+)
+
+// Model ids are model names, which hold ':' and may hold '/'
+// ("library/llama3:8b"): the routes take the rest of the path as the id.
+func (a *API) modelRoutes() {
+	a.handle(http.MethodPost, "/models", a.createModel)
+	a.handle(http.MethodGet, "/models", a.listModels)
+	a.handle(http.MethodGet, "/models/{id...}", a.getModel)
+	a.handle(http.MethodPut, "/models/{id...}", a.putModel)
+	a.handle(http.MethodDelete, "/models/{id...}", a.deleteModel)
+}
+
+// createModel declares a model; its id is its name.
+func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
+	var m catalog.Model
+	if err := decodeInto(r, &m, nil); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	created, err := a.cfg.Catalog.CreateModel(r.Context(), Tenant(r.Context()), m)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	a.refresh(r.Context())
+	writeJSON(w, http.StatusCreated, created)
+}
+
+func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
+	q, err := listQuery(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	models, next, err := a.cfg.Catalog.ListModels(r.Context(), Tenant(r.Context()), q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeList(w, models, next)
+}
+
+func (a *API) getModel(w http.ResponseWriter, r *http.Request) {
+	m, err := a.cfg.Catalog.GetModel(r.Context(), Tenant(r.Context()), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// putModel replaces a model's context length and capabilities; it cannot
+// rename the model.
+func (a *API) putModel(w http.ResponseWriter, r *http.Request) {
+	var m catalog.Model
+	if err := decodeInto(r, &m, nil); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	updated, err := a.cfg.Catalog.UpdateModel(r.Context(), Tenant(r.Context()), r.PathValue("id"), m)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	a.refresh(r.Context())
+	writeJSON(w, http.StatusOK, updated)
+}
+
+// deleteModel removes a model's declaration; with ?purge=true it also
+// drops its queued downloads and cancels the running ones. Pulled copies
+// stay on the backends: stepwise never deletes a model from a backend.
+func (a *API) deleteModel(w http.ResponseWriter, r *http.Request) {
+	purge := false
+	if s := r.URL.Query().Get("purge"); s != "" {
+		var err error
+		if purge, err = strconv.ParseBool(s); err != nil {
+			writeError(w, r, badRequest("purge", "purge %q: want true or false", s))
+			return
+		}
+	}
+	id := r.PathValue("id")
+	if err := a.cfg.Catalog.DeleteModel(r.Context(), Tenant(r.Context()), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if purge {
+		a.cfg.Fleet.RemoveQueued(id)
+		a.cfg.Fleet.Cancel("", id)
+	}
+	a.refresh(r.Context())
+	writeJSON(w, http.StatusOK, "model removed")
+}

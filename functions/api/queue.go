@@ -1,0 +1,108 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/fleet"
+)
+
+func (a *API) queueRoutes() {
+	a.handle(http.MethodGet, "/queue", a.listQueue)
+	a.handle(http.MethodDelete, "/queue/{model...}", a.removeQueued)
+	a.handle(http.MethodGet, "/queue/inProgress", a.progress)
+	a.handle(http.MethodDelete, "/queue/cancel", a.cancelDownloads)
+}
+
+func (a *API) listQueue(w http.ResponseWriter, _ *http.Request) {
+	jobs := a.cfg.Fleet.Queue()
+	if jobs == nil {
+		jobs = []fleet.Job{}
+	}
+	writeJSON(w, http.StatusOK, jobs)
+}
+
+// removeQueued drops the queued downloads of a model. A model name may
+// hold '/' (the path's tail is the name).
+func (a *API) removeQueued(w http.ResponseWriter, r *http.Request) {
+	model := r.PathValue("model")
+	if a.cfg.Fleet.RemoveQueued(model) == 0 {
+		writeError(w, r, core.Errorf(core.ENOTFOUND, "no queued download of model %q", model))
+		return
+	}
+	writeJSON(w, http.StatusOK, "Model removed from queue")
+}
+
+// cancelDownloads stops the running downloads onto a backend URL or of a
+// model.
+func (a *API) cancelDownloads(w http.ResponseWriter, r *http.Request) {
+	url, model := r.URL.Query().Get("url"), r.URL.Query().Get("model")
+	if url == "" && model == "" {
+		writeError(w, r, badRequest("url", "give url (a backend's base URL) or model"))
+		return
+	}
+	a.cfg.Fleet.Cancel(url, model)
+	writeJSON(w, http.StatusOK, "Model download cancellation initiated")
+}
+
+// progress streams download progress as server-sent events, one
+// `data: {status,digest,total,completed,model,baseUrl}` event per update,
+// with a comment line every Heartbeat while nothing happens. The stream
+// ends when the client goes or the API is closed; a client that stops
+// reading is dropped when a write has waited two heartbeats.
+func (a *API) progress(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// The server's write timeout is for ordinary answers; a stream lives as
+	// long as its client, so each write gets a deadline of its own instead.
+	// Writers that have no deadline to set are fine.
+	writeWait := 2 * a.cfg.Heartbeat
+	_ = rc.SetWriteDeadline(time.Now().Add(writeWait))
+	ctx := r.Context()
+	updates := a.cfg.Fleet.Subscribe(ctx)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	// Flushing the headers tells the client it is subscribed.
+	if err := rc.Flush(); err != nil {
+		logger(ctx).Warn("event stream cannot flush", "error", err.Error())
+		return
+	}
+	beat := time.NewTicker(a.cfg.Heartbeat)
+	defer beat.Stop()
+	var buf bytes.Buffer
+	for {
+		buf.Reset()
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.closing:
+			return
+		case p, ok := <-updates:
+			if !ok {
+				return
+			}
+			b, err := json.Marshal(p)
+			if err != nil {
+				logger(ctx).Error("encode download progress", "error", err.Error())
+				continue
+			}
+			buf.WriteString("data: ")
+			buf.Write(b)
+			buf.WriteString("\n\n")
+		case <-beat.C:
+			buf.WriteString(": heartbeat\n\n")
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(writeWait))
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package sqlite
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/coretest"
+)
+
+// BenchmarkCommitExecution commits one step with a small output per
+// iteration, as the engine does after every task, and reports the time and
+// the growth of the database file per committed step.
+func BenchmarkCommitExecution(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "bench.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ex := coretest.NewExecution("default", "bench")
+	if err := s.CreateExecution(ctx, ex); err != nil {
+		b.Fatal(err)
+	}
+	before := dbSize(b, s, path)
+	n := 0
+	start := time.Now()
+	for b.Loop() {
+		n++
+		ex.StepCount = n
+		ex.Vars["t1"] = core.String("a small output")
+		ex.Cursor = core.Cursor{Task: "t1", Previous: "t1", Attempt: 1}
+		st := &core.Step{
+			Tenant: "default", ExecutionID: "bench", Index: n, TaskID: "t1", Handler: core.HandlerNoop,
+			Attempt: 1, Input: core.String("a small input"), Output: core.String("a small output"),
+			Transition: "t1", StartedAt: ex.CreatedAt, Duration: time.Millisecond,
+		}
+		if err := s.CommitExecution(ctx, ex, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(elapsed.Microseconds())/float64(n), "µs/step")
+	b.ReportMetric(float64(dbSize(b, s, path)-before)/float64(n), "bytes/step")
+}
+
+// dbSize checkpoints the WAL into the main file and returns its size.
+func dbSize(b *testing.B, s *Store, path string) int64 {
+	b.Helper()
+	if _, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// BenchmarkListSteps reads the ten steps of an execution per iteration, as
+// a client following an execution's timeline does.
+func BenchmarkListSteps(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ex := coretest.NewExecution("default", "bench")
+	if err := s.CreateExecution(ctx, ex); err != nil {
+		b.Fatal(err)
+	}
+	const steps = 10
+	for i := 1; i <= steps; i++ {
+		st := &core.Step{Tenant: "default", ExecutionID: "bench", Index: i, TaskID: "t1", Output: core.String("a small output")}
+		if err := s.CommitExecution(ctx, ex, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		got, err := s.ListSteps(ctx, "default", "bench", 0, steps)
+		if err != nil || len(got) != steps {
+			b.Fatalf("ListSteps = %d steps, %v; want %d", len(got), err, steps)
+		}
+	}
+}
