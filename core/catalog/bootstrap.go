@@ -179,31 +179,11 @@ func (c *Catalog) Snapshot(ctx context.Context, tenant string) (*Snapshot, error
 	return s, nil
 }
 
-// EffectiveDefaults returns the default models in use: each configured
-// one (Config.Defaults), else the first by name of the models assigned to
-// its built-in group — so that a server started without EMBED_MODEL,
-// TASK_MODEL and CHAT_MODEL gets its defaults from `stepwise bootstrap`
-// or the equivalent API calls.
-func (c *Catalog) EffectiveDefaults(ctx context.Context, tenant string) (Defaults, error) {
-	groupModels := map[string][]string{}
-	for _, g := range []string{GroupEmbed, GroupTasks, GroupChat} {
-		ms, err := c.ListGroupModels(ctx, tenant, g)
-		if core.ErrorCode(err) == core.ENOTFOUND {
-			continue
-		}
-		if err != nil {
-			return Defaults{}, err
-		}
-		for _, m := range ms {
-			groupModels[g] = append(groupModels[g], m.ID)
-		}
-		slices.Sort(groupModels[g])
-	}
-	return c.effective(groupModels), nil
-}
-
-// effective fills the defaults Config left empty from the built-in
-// groups' models (sorted names by group id).
+// effective returns the default models in use: each configured one
+// (Config.Defaults), else the first by name of the models assigned to its
+// built-in group — so that a server started without EMBED_MODEL,
+// TASK_MODEL and CHAT_MODEL gets its defaults from `stepwise bootstrap` or
+// the equivalent API calls. groupModels holds sorted names by group id.
 func (c *Catalog) effective(groupModels map[string][]string) Defaults {
 	d := c.defaults
 	fill := func(m *DefaultModel, group string) {

@@ -123,6 +123,7 @@ type Snapshot struct {
 	// KeyErrors maps such a backend's id to why its stored key could not
 	// be read.
 	KeyErrors map[string]string
-	// Defaults are the default models in use (see EffectiveDefaults).
+	// Defaults are the default models in use: each configured one, else
+	// the first by name of the models assigned to its built-in group.
 	Defaults Defaults
 }

@@ -78,6 +78,9 @@ type build struct {
 	spec     spec
 	members  []member                 // every backend, oldest first
 	declared map[string]catalog.Model // by canonical name
+	// defaults are the default models in use: the configured ones, else
+	// the snapshot's (the models of the built-in groups).
+	defaults catalog.Defaults
 }
 
 // spec is what a router is built from; an unchanged spec (with the same
@@ -168,17 +171,24 @@ func (f *Fleet) Reload(ctx context.Context) error {
 	}
 	// The configured defaults win; the catalog's fill the gaps from the
 	// models assigned to the built-in groups.
-	pick := func(configured, catalogs catalog.DefaultModel) (string, string) {
+	pick := func(configured, catalogs catalog.DefaultModel) catalog.DefaultModel {
+		m := catalogs
 		if configured.Name != "" {
-			return configured.Name, strings.ToLower(configured.Provider)
+			m = configured
 		}
-		return catalogs.Name, strings.ToLower(catalogs.Provider)
+		m.Provider = strings.ToLower(m.Provider)
+		return m
 	}
-	var d llm.Defaults
-	d.Chat, d.ChatProvider = pick(f.cfg.Defaults.Chat, snap.Defaults.Chat)
-	d.Prompt, d.PromptProvider = pick(f.cfg.Defaults.Task, snap.Defaults.Task)
-	d.Embed, d.EmbedProvider = pick(f.cfg.Defaults.Embed, snap.Defaults.Embed)
-	b.spec.defaults = d
+	b.defaults = catalog.Defaults{
+		Embed: pick(f.cfg.Defaults.Embed, snap.Defaults.Embed),
+		Task:  pick(f.cfg.Defaults.Task, snap.Defaults.Task),
+		Chat:  pick(f.cfg.Defaults.Chat, snap.Defaults.Chat),
+	}
+	b.spec.defaults = llm.Defaults{
+		Chat: b.defaults.Chat.Name, ChatProvider: b.defaults.Chat.Provider,
+		Prompt: b.defaults.Task.Name, PromptProvider: b.defaults.Task.Provider,
+		Embed: b.defaults.Embed.Name, EmbedProvider: b.defaults.Embed.Provider,
+	}
 
 	backends := slices.Clone(snap.Backends)
 	slices.SortStableFunc(backends, func(x, y catalog.Backend) int { return x.CreatedAt.Compare(y.CreatedAt) })
@@ -264,6 +274,18 @@ func (f *Fleet) current(ctx context.Context) (*build, error) {
 		return nil, err
 	}
 	return f.cur.Load(), nil
+}
+
+// Defaults returns the default models in use, as of the last Reload: each
+// configured one (Config.Defaults), else the catalog's choice from the
+// built-in groups. Providers are lower-case. It loads the catalog on first
+// use, like LLM.
+func (f *Fleet) Defaults(ctx context.Context) (catalog.Defaults, error) {
+	b, err := f.current(ctx)
+	if err != nil {
+		return catalog.Defaults{}, err
+	}
+	return b.defaults, nil
 }
 
 // Kick asks the background loop for a cycle now. It does not wait; kicks

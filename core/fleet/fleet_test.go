@@ -401,3 +401,23 @@ func TestStateShowsAKeyThatDoesNotOpen(t *testing.T) {
 		t.Errorf("state error = %q, want the key's problem", st.Error)
 	}
 }
+
+func TestDefaults(t *testing.T) {
+	src := &source{snap: &catalog.Snapshot{Defaults: catalog.Defaults{
+		Embed: catalog.DefaultModel{Name: "nomic-embed-text:latest", Provider: "Ollama"},
+		Chat:  catalog.DefaultModel{Name: "from-the-group:1b"},
+	}}}
+	f := newFleet(src, &providers{})
+	got, err := f.Defaults(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := catalog.Defaults{
+		Embed: catalog.DefaultModel{Name: "nomic-embed-text:latest", Provider: "ollama"}, // the catalog's, lower-cased
+		Task:  catalog.DefaultModel{Name: "llama3.2:1b"},                                 // configured
+		Chat:  catalog.DefaultModel{Name: "llama3.2:1b"},                                 // configured wins over the catalog's
+	}
+	if got != want {
+		t.Errorf("Defaults = %+v, want %+v", got, want)
+	}
+}

@@ -40,6 +40,9 @@ type Fleet interface {
 	Kick()
 	// LLM is the router, for /embed.
 	LLM() core.LLM
+	// Defaults are the default models in use (configured, else the
+	// built-in groups'), as of the last Reload.
+	Defaults(ctx context.Context) (catalog.Defaults, error)
 	// States lists every backend with what it serves and has pulled.
 	States(ctx context.Context) []fleet.BackendState
 	// Queue lists the queued model downloads.

@@ -65,7 +65,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	model, provider := req.ModelName, req.ModelProvider
 	if model == "" {
-		d, err := a.cfg.Catalog.EffectiveDefaults(r.Context(), Tenant(r.Context()))
+		d, err := a.cfg.Fleet.Defaults(r.Context())
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -77,9 +77,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 		}
 		model = task.Name
 		if provider == "" {
-			// Backend types are lower-case; the default comes from the
-			// environment, where "Ollama" is an easy thing to write.
-			provider = strings.ToLower(task.Provider)
+			provider = task.Provider // lower-case: the fleet's defaults are
 		}
 	}
 	temperature := executeTemperature
@@ -175,7 +173,7 @@ func (a *API) embed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invalid("text", "text: required"))
 		return
 	}
-	d, err := a.cfg.Catalog.EffectiveDefaults(r.Context(), Tenant(r.Context()))
+	d, err := a.cfg.Fleet.Defaults(r.Context())
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -188,7 +186,7 @@ func (a *API) embed(w http.ResponseWriter, r *http.Request) {
 	if m := d.Embed; m.Name != "" {
 		sel.Models = []string{m.Name}
 		if m.Provider != "" {
-			sel.Providers = []string{strings.ToLower(m.Provider)}
+			sel.Providers = []string{m.Provider}
 		}
 	}
 	emb, err := a.cfg.Fleet.LLM().Embed(r.Context(), core.EmbedRequest{Select: sel, Text: req.Text})
@@ -212,7 +210,7 @@ type defaultModels struct {
 // defaultModel shows the default models in use: the configured ones,
 // else those assigned to the built-in groups.
 func (a *API) defaultModel(w http.ResponseWriter, r *http.Request) {
-	d, err := a.cfg.Catalog.EffectiveDefaults(r.Context(), Tenant(r.Context()))
+	d, err := a.cfg.Fleet.Defaults(r.Context())
 	if err != nil {
 		writeError(w, r, err)
 		return
