@@ -45,13 +45,40 @@ func ParseDocument(data []byte) (any, error) {
 			if yaml.Unmarshal(trimmed, &tree) != nil {
 				return nil, WrapError(EINVALID, jerr, "not valid JSON")
 			}
+			return NormalizeYAML(tree), nil
 		}
 		return tree, nil
 	}
 	if err := yaml.Unmarshal(trimmed, &tree); err != nil {
 		return nil, WrapError(EINVALID, err, "not valid YAML")
 	}
-	return tree, nil
+	return NormalizeYAML(tree), nil
+}
+
+// NormalizeYAML turns what a YAML decoder produces into what a JSON
+// decoder would: objects as map[string]any even where YAML saw keys of
+// other types ("200:" is an integer key in YAML). It changes maps and
+// lists in place.
+func NormalizeYAML(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = NormalizeYAML(e)
+		}
+		return x
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[fmt.Sprint(k)] = NormalizeYAML(e)
+		}
+		return out
+	case []any:
+		for i, e := range x {
+			x[i] = NormalizeYAML(e)
+		}
+		return x
+	}
+	return v
 }
 
 // ParseChain decodes and validates a chain.

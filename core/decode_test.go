@@ -211,3 +211,18 @@ func wantEq(t *testing.T, got, want any) {
 		t.Errorf("got %#v, want %#v", got, want)
 	}
 }
+
+func TestParseDocumentGivesJSONShapes(t *testing.T) {
+	tree, err := core.ParseDocument([]byte("200: ok\nlist:\n  - {1: a, true: b}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := tree.(map[string]any)
+	if !ok || m["200"] != "ok" {
+		t.Fatalf("tree = %#v, want string keys", tree)
+	}
+	inner, ok := m["list"].([]any)[0].(map[string]any)
+	if !ok || inner["1"] != "a" || inner["true"] != "b" {
+		t.Errorf("nested = %#v, want string keys", m["list"])
+	}
+}

@@ -1,5 +1,11 @@
 package core
 
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
 // Canonical handler names.
 const (
 	HandlerPromptToString    = "prompt_to_string"
@@ -111,4 +117,18 @@ const (
 // RoutingPolicies returns the routing policy names.
 func RoutingPolicies() []string {
 	return []string{PolicyOrdered, PolicyRoundRobin, PolicyRandom, PolicyLeastBusy}
+}
+
+// CheckRoutingPolicy returns nil for a known routing policy or "" (the
+// default), else an EINVALID error whose message starts with field.
+func CheckRoutingPolicy(field, name string) error {
+	if name == "" || slices.Contains(RoutingPolicies(), name) {
+		return nil
+	}
+	return Errorf(EINVALID, "%s: %s", field, unknownPolicy(name))
+}
+
+// unknownPolicy describes an unknown routing policy, with a suggestion.
+func unknownPolicy(name string) string {
+	return fmt.Sprintf("unknown routing policy %q%s (known: %s)", name, Suggest(name, RoutingPolicies()), strings.Join(RoutingPolicies(), ", "))
 }

@@ -45,6 +45,42 @@ func IsRunRequest(tree any) bool {
 	return ok && m["chain"] != nil && m["tasks"] == nil
 }
 
+// CanonicalFields checks the keys of a decoded JSON object: spellings maps
+// every accepted spelling of a field (its canonical name included) to the
+// canonical name. It returns the object under canonical names. A key that
+// is not a known spelling, or a field given under two spellings, is
+// EINVALID; bad names that key, and the message starts with it. Keys are
+// checked in sorted order, so the same input always names the same key.
+func CanonicalFields(m map[string]any, spellings map[string]string) (out map[string]any, bad string, err error) {
+	known := make([]string, 0, len(spellings))
+	seen := map[string]bool{}
+	for _, c := range spellings {
+		if !seen[c] {
+			seen[c] = true
+			known = append(known, c)
+		}
+	}
+	slices.Sort(known)
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	out = make(map[string]any, len(m))
+	given := map[string]string{} // canonical name -> the spelling used
+	for _, key := range keys {
+		c, ok := spellings[key]
+		if !ok {
+			return nil, key, Errorf(EINVALID, "%s: unknown field%s (known: %s)", key, Suggest(key, known), strings.Join(known, ", "))
+		}
+		if prev, dup := given[c]; dup {
+			return nil, key, Errorf(EINVALID, "%s: %q and %q are the same field; give only one", key, prev, key)
+		}
+		out[c], given[c] = m[key], key
+	}
+	return out, "", nil
+}
+
 // DecodeRunRequest reads a parsed run request (see ParseDocument): every
 // field is checked, and the chain is decoded and validated. Errors are
 // EINVALID; their messages start with the request field at fault
@@ -56,29 +92,9 @@ func DecodeRunRequest(tree any) (req *RunRequest, warnings []Problem, err error)
 	if !ok {
 		return nil, nil, Errorf(EINVALID, "a run request is an object with chain, input, inputType and templateVars")
 	}
-	spellings := runRequestFields()
-	canonical := map[string]any{}
-	given := map[string]string{} // canonical name -> the spelling used
-	var names []string
-	for name := range spellings {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	keys := make([]string, 0, len(m))
-	for key := range m {
-		keys = append(keys, key)
-	}
-	slices.Sort(keys) // so that errors name the same field every time
-	for _, key := range keys {
-		v := m[key]
-		c, known := spellings[key]
-		if !known {
-			return nil, nil, Errorf(EINVALID, "%s: unknown field%s (known: chain, input, inputType, templateVars, routing_policy)", key, Suggest(key, names))
-		}
-		if prev, dup := given[c]; dup {
-			return nil, nil, Errorf(EINVALID, "%s: %q and %q are the same field; give only one", key, prev, key)
-		}
-		canonical[c], given[c] = v, key
+	canonical, _, err := CanonicalFields(m, runRequestFields())
+	if err != nil {
+		return nil, nil, err
 	}
 	req = &RunRequest{}
 	if canonical["chain"] == nil {
@@ -97,8 +113,8 @@ func DecodeRunRequest(tree any) (req *RunRequest, warnings []Problem, err error)
 		if !ok {
 			return nil, nil, Errorf(EINVALID, "routing_policy: want a string, got %s", DescribeJSON(v))
 		}
-		if s != "" && !slices.Contains(RoutingPolicies(), s) {
-			return nil, nil, Errorf(EINVALID, "routing_policy: unknown routing policy %q%s (known: %s)", s, Suggest(s, RoutingPolicies()), strings.Join(RoutingPolicies(), ", "))
+		if err := CheckRoutingPolicy("routing_policy", s); err != nil {
+			return nil, nil, err
 		}
 		req.RoutingPolicy = s
 	}

@@ -23,8 +23,8 @@ func Validate(c *Chain) error {
 	if strings.TrimSpace(c.ID) == "" {
 		add("", "id", "missing required field")
 	}
-	if c.RoutingPolicy != "" && !slices.Contains(RoutingPolicies(), c.RoutingPolicy) {
-		add("", "routing_policy", "unknown routing policy %q%s (known: %s)", c.RoutingPolicy, Suggest(c.RoutingPolicy, RoutingPolicies()), strings.Join(RoutingPolicies(), ", "))
+	if CheckRoutingPolicy("routing_policy", c.RoutingPolicy) != nil {
+		add("", "routing_policy", "%s", unknownPolicy(c.RoutingPolicy))
 	}
 	if len(c.Tasks) == 0 {
 		add("", "tasks", "a chain needs at least one task")

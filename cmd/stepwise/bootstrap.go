@@ -46,8 +46,8 @@ func bootstrapCommand(ctx context.Context, args []string, e env) int {
 	o := bootstrapOptions{}
 	fs.StringVar(&o.server, "server", envOr(e, "STEPWISE_URL", "http://"+defaultAddr), "the stepwise server (env STEPWISE_URL)")
 	fs.StringVar(&o.ollama, "ollama", envOr(e, "OLLAMA_BACKEND_URL", defaultOllama), "the Ollama server the stepwise server reaches (env OLLAMA_BACKEND_URL)")
-	fs.StringVar(&o.name, "name", defaultBackendNm, "name of the backend to register")
-	fs.IntVar(&o.context, "context", defaultContext, "context length of models it declares")
+	fs.StringVar(&o.name, "name", catalog.DefaultOllamaName, "name of the backend to register")
+	fs.IntVar(&o.context, "context", catalog.DefaultContextLength, "context length of models it declares")
 	fs.DurationVar(&o.wait, "wait", 7*time.Minute, "how long to wait for the models to be downloaded")
 	fs.BoolVar(&o.noWait, "no-wait", false, "do not wait for the downloads")
 	if err := fs.Parse(args); err != nil {
@@ -90,13 +90,7 @@ func bootstrap(ctx context.Context, c *apiClient, o bootstrapOptions, e env) err
 	say("backend %s (%s) at %s", backend.Name, backend.ID, backend.BaseURL)
 	groups := []string{catalog.GroupTasks, catalog.GroupEmbed, catalog.GroupChat}
 	for _, g := range groups {
-		var assigned []catalog.Backend
-		if err := c.call(ctx, http.MethodGet, "/backend-affinity/"+url.PathEscape(g)+"/backends", nil, &assigned); err != nil {
-			return err
-		}
-		if slices.ContainsFunc(assigned, func(b catalog.Backend) bool { return b.ID == backend.ID }) {
-			continue
-		}
+		// Assigning is idempotent: a backend already in the group stays.
 		if err := c.call(ctx, http.MethodPost, "/backend-affinity/"+url.PathEscape(g)+"/backends/"+url.PathEscape(backend.ID), nil, nil); err != nil {
 			return err
 		}
@@ -245,29 +239,35 @@ func httpStatus(err error) int {
 // call sends body as JSON and decodes a 2xx answer into out (when not
 // nil); any other answer is a *statusError carrying the server's message.
 func (c *apiClient) call(ctx context.Context, method, path string, body, out any) error {
+	_, err := c.do(ctx, method, path, body, out)
+	return err
+}
+
+// do is call that also returns the answer's header.
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any) (http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
 		var env struct {
@@ -279,14 +279,14 @@ func (c *apiClient) call(ctx context.Context, method, path string, body, out any
 		if json.Unmarshal(data, &env) == nil && env.Error.Message != "" {
 			msg = env.Error.Message
 		}
-		return &statusError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s", method, path, msg)}
+		return resp.Header, &statusError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s", method, path, msg)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: %w", method, path, err)
+			return resp.Header, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // waitHealthy polls /health until it answers 200 or patience runs out.
@@ -311,31 +311,21 @@ func (c *apiClient) waitHealthy(ctx context.Context, patience time.Duration) err
 // ensureBackend returns the backend named name, creating it when absent.
 func (c *apiClient) ensureBackend(ctx context.Context, name, baseURL string) (catalog.Backend, error) {
 	path := "/backends?limit=1000"
-	for {
+	for path != "" {
 		var page []catalog.Backend
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+		h, err := c.do(ctx, http.MethodGet, path, nil, &page)
 		if err != nil {
 			return catalog.Backend{}, err
-		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			return catalog.Backend{}, err
-		}
-		err = json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || err != nil {
-			return catalog.Backend{}, fmt.Errorf("GET /backends: HTTP %d %v", resp.StatusCode, err)
 		}
 		for _, b := range page {
 			if b.Name == name {
 				return b, nil
 			}
 		}
-		next := resp.Header.Get("X-Next-Cursor")
-		if next == "" {
-			break
+		path = ""
+		if next := h.Get("X-Next-Cursor"); next != "" {
+			path = "/backends?limit=1000&cursor=" + url.QueryEscape(next)
 		}
-		path = "/backends?limit=1000&cursor=" + url.QueryEscape(next)
 	}
 	var b catalog.Backend
 	err := c.call(ctx, http.MethodPost, "/backends", map[string]string{"name": name, "baseURL": baseURL, "type": catalog.TypeOllama}, &b)

@@ -84,7 +84,6 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	handler := api.New(api.Config{
 		Catalog:      cat,
 		Fleet:        fl,
-		Executions:   store,
 		Engine:       engine,
 		Hooks:        tools,
 		Version:      version,

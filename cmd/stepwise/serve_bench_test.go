@@ -18,6 +18,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/core/llm/ollama"
+	"github.com/stepwise-run/stepwise/functions/api"
 )
 
 // BenchmarkServeTasks measures POST /tasks with a one-step chain on a
@@ -32,7 +33,7 @@ func BenchmarkServeTasks(b *testing.B) {
 	dir := b.TempDir()
 	o := &serveOptions{
 		addr: "127.0.0.1:0", dbPath: filepath.Join(dir, "bench.db"), keyFile: filepath.Join(dir, "key"),
-		policy: core.PolicyOrdered, syncInterval: time.Minute, maxBody: defaultMaxBody,
+		policy: core.PolicyOrdered, syncInterval: time.Minute, maxBody: api.DefaultMaxBodyBytes,
 		readTimeout: time.Minute, writeTimeout: time.Minute, idleTimeout: time.Minute, shutdownTimeout: 5 * time.Second,
 		defaults:  catalog.Defaults{Task: catalog.DefaultModel{Name: "llama3.2:1b", ContextLength: 8192}},
 		ollamaURL: fake.URL(), ollamaName: "fake",

@@ -17,6 +17,7 @@ import (
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/seal"
+	"github.com/stepwise-run/stepwise/functions/api"
 )
 
 // serveOptions are the settings of `stepwise serve`: flags, with the
@@ -44,12 +45,9 @@ type serveOptions struct {
 
 // Defaults of `stepwise serve`.
 const (
-	defaultAddr      = "127.0.0.1:8081"
-	defaultDB        = ".stepwise/stepwise.db"
-	keyFileName      = "secret.key"
-	defaultContext   = 2048
-	defaultMaxBody   = 1 << 20
-	defaultBackendNm = "local-ollama"
+	defaultAddr = "127.0.0.1:8081"
+	defaultDB   = ".stepwise/stepwise.db"
+	keyFileName = "secret.key"
 )
 
 func parseServeFlags(args []string, e env) (*serveOptions, error) {
@@ -61,7 +59,7 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	fs.StringVar(&o.keyFile, "secret-key-file", envOr(e, "STEPWISE_SECRET_KEY_FILE", ""), "file with the key that encrypts provider API keys (default: secret.key beside -db); created when missing, unless STEPWISE_SECRET_KEY is set")
 	fs.StringVar(&o.policy, "routing-policy", envOr(e, "STEPWISE_ROUTING_POLICY", core.PolicyOrdered), "default routing policy: "+strings.Join(core.RoutingPolicies(), ", "))
 	fs.DurationVar(&o.syncInterval, "sync-interval", 10*time.Second, "how often backends' model lists are refreshed and missing models pulled")
-	fs.Int64Var(&o.maxBody, "max-body", defaultMaxBody, "largest request body in bytes; larger ones get 413")
+	fs.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBodyBytes, "largest request body in bytes; larger ones get 413")
 	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "limit on reading a request, body included")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", 10*time.Minute, "limit on answering a request (a synchronous /tasks waits for its chain); event streams are exempt")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
@@ -76,8 +74,8 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q", fs.Arg(0))
 	}
-	if !slices.Contains(core.RoutingPolicies(), o.policy) {
-		return nil, usagef("-routing-policy %q: want one of %s", o.policy, strings.Join(core.RoutingPolicies(), ", "))
+	if err := core.CheckRoutingPolicy("-routing-policy", o.policy); err != nil {
+		return nil, usageError{err}
 	}
 	if _, err := logLevel(o.logLevel); err != nil {
 		return nil, usageError{err}
@@ -90,7 +88,7 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 		return nil, usageError{err}
 	}
 	o.ollamaURL = strings.TrimSpace(e.getenv("OLLAMA_BACKEND_URL"))
-	o.ollamaName = envOr(e, "OLLAMA_BACKEND_NAME", defaultBackendNm)
+	o.ollamaName = envOr(e, "OLLAMA_BACKEND_NAME", catalog.DefaultOllamaName)
 	o.secretKey = e.getenv("STEPWISE_SECRET_KEY")
 	o.providerURLs = map[string]string{}
 	for typ, name := range map[string]string{catalog.ProviderOpenAI: "STEPWISE_OPENAI_BASE_URL", catalog.ProviderGemini: "STEPWISE_GEMINI_BASE_URL"} {
@@ -135,7 +133,7 @@ func defaultsFromEnv(e env) (catalog.Defaults, error) {
 		m := catalog.DefaultModel{
 			Name:          strings.TrimSpace(e.getenv(prefix + "_MODEL")),
 			Provider:      strings.ToLower(strings.TrimSpace(e.getenv(prefix + "_PROVIDER"))),
-			ContextLength: defaultContext,
+			ContextLength: catalog.DefaultContextLength,
 		}
 		if m.Provider != "" && !slices.Contains(catalog.BackendTypes(), m.Provider) {
 			return m, fmt.Errorf("%s_PROVIDER=%q: want one of %s", prefix, m.Provider, strings.Join(catalog.BackendTypes(), ", "))

@@ -41,7 +41,7 @@ func TestParseServeFlags(t *testing.T) {
 			"STEPWISE_OPENAI_BASE_URL": "https://gateway.example/v1",
 		}, check: func(t *testing.T, o *serveOptions) {
 			want := catalog.DefaultModel{Name: "phi3:3.8b", Provider: "ollama", ContextLength: 4096}
-			if o.defaults.Task != want || o.defaults.Embed.ContextLength != defaultContext || o.ollamaURL != "http://ollama:11434" || o.ollamaName != "local-ollama" {
+			if o.defaults.Task != want || o.defaults.Embed.ContextLength != catalog.DefaultContextLength || o.ollamaURL != "http://ollama:11434" || o.ollamaName != "local-ollama" {
 				t.Errorf("defaults %+v, ollama %q %q", o.defaults, o.ollamaURL, o.ollamaName)
 			}
 			if o.providerURLs[catalog.ProviderOpenAI] != "https://gateway.example/v1" {

@@ -268,14 +268,6 @@ func TestSnapshot(t *testing.T) {
 	})
 }
 
-func TestDefaults(t *testing.T) {
-	d := catalog.Defaults{Chat: catalog.DefaultModel{Name: "c", Provider: "ollama", ContextLength: 7}}
-	f := newFixture(t, options{defaults: d})
-	if got := f.cat.Defaults(); got != d {
-		t.Errorf("Defaults = %+v, want %+v", got, d)
-	}
-}
-
 func TestSnapshotDefaults(t *testing.T) {
 	ctx := context.Background()
 	configured := catalog.Defaults{Chat: catalog.DefaultModel{Name: "env-chat:1b", ContextLength: 2048}}
@@ -297,8 +289,5 @@ func TestSnapshotDefaults(t *testing.T) {
 	must(t, err)
 	if snap.Defaults != want {
 		t.Errorf("Snapshot.Defaults = %+v, want %+v", snap.Defaults, want)
-	}
-	if f.cat.Defaults() != configured {
-		t.Error("Defaults changed: it must stay the configured ones")
 	}
 }

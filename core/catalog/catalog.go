@@ -72,6 +72,3 @@ func New(cfg Config) *Catalog {
 	}
 	return c
 }
-
-// Defaults returns the configured default models.
-func (c *Catalog) Defaults() Defaults { return c.defaults }

@@ -23,7 +23,7 @@ type providerRecord struct {
 	Type string `json:"type"`
 	// BaseURL is the URL the provider's backend was given with this key;
 	// the key goes to that backend only while it still has this URL.
-	BaseURL string `json:"baseUrl,omitempty"`
+	BaseURL string `json:"baseUrl"`
 	// SealedKey is the base64 of the sealed API key.
 	SealedKey string `json:"sealedKey"`
 	MaskedKey string `json:"maskedKey"`
@@ -284,11 +284,6 @@ func (c *Catalog) openKeys(ctx context.Context, tenant string, backends []Backen
 			continue
 		}
 		want := p.BaseURL
-		if want == "" {
-			if want, err = c.providerBaseURL(r.ID); err != nil {
-				continue
-			}
-		}
 		if b.Type != r.ID || b.BaseURL != want {
 			failed[r.ID] = fmt.Sprintf("API key withheld: the backend is no longer the %s backend at %s the key was configured for; configure the provider again", r.ID, want)
 			continue

@@ -70,9 +70,6 @@ type Config struct {
 	Catalog *catalog.Catalog
 	// Fleet is the live backend state and the router. Required.
 	Fleet Fleet
-	// Executions keeps executions and their steps; /tasks reads the steps
-	// of the execution it ran from it. Required.
-	Executions core.ExecutionStore
 	// Engine runs /execute and /tasks. Required.
 	Engine *core.Engine
 	// Hooks lists the hooks for /supported. Required.

@@ -10,8 +10,6 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -87,7 +85,7 @@ func parseBody(r *http.Request) (any, error) {
 		if err := yaml.Unmarshal(data, &tree); err != nil {
 			return nil, badRequest("", "request body is not valid YAML: %v", err)
 		}
-		tree = normalize(tree)
+		tree = core.NormalizeYAML(tree)
 		if depth(tree) > maxDepth {
 			return nil, badRequest("", "request body is nested deeper than %d levels", maxDepth)
 		}
@@ -150,30 +148,6 @@ func depth(v any) int {
 	return 0
 }
 
-// normalize turns what a YAML decoder produces into what a JSON decoder
-// would: maps with string keys ("200:" is an integer key in YAML).
-func normalize(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = normalize(e)
-		}
-		return x
-	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[fmt.Sprint(k)] = normalize(e)
-		}
-		return out
-	case []any:
-		for i, e := range x {
-			x[i] = normalize(e)
-		}
-		return x
-	}
-	return v
-}
-
 // object checks the fields of a body that must be an object: every key,
 // after aliases are mapped to their canonical names, must be known. An
 // unknown field is a 422 naming it and the closest known field; giving a
@@ -184,29 +158,16 @@ func object(tree any, known []string, aliases map[string]string) (map[string]any
 	if !ok {
 		return nil, invalid("", "request body must be an object, got %s", core.DescribeJSON(tree))
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	spellings := make(map[string]string, len(known)+len(aliases))
+	for _, k := range known {
+		spellings[k] = k
 	}
-	sort.Strings(keys)
-	out := make(map[string]any, len(m))
-	given := map[string]string{}
-	for _, k := range keys {
-		name := k
-		if c, ok := aliases[k]; ok {
-			name = c
-		}
-		if !slices.Contains(known, name) {
-			if hint := core.Closest(k, known); hint != "" {
-				return nil, invalid(k, "unknown field %q; did you mean %q?", k, hint)
-			}
-			return nil, invalid(k, "unknown field %q (known: %s)", k, strings.Join(known, ", "))
-		}
-		if prev, dup := given[name]; dup {
-			return nil, invalid(k, "%q and %q are the same field; give only one", prev, k)
-		}
-		given[name] = k
-		out[name] = m[k]
+	for alias, k := range aliases {
+		spellings[alias] = k
+	}
+	out, bad, err := core.CanonicalFields(m, spellings)
+	if err != nil {
+		return nil, invalid(bad, "%s", err.Error())
 	}
 	return out, nil
 }

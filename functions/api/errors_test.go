@@ -8,10 +8,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
-	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
-	"github.com/stepwise-run/stepwise/functions/api"
-	"github.com/stepwise-run/stepwise/infra/mem"
 )
 
 // TestBackendErrorStatus checks the status of each way a model backend
@@ -129,32 +126,5 @@ func TestExecutionErrorNamesTaskOnce(t *testing.T) {
 				t.Errorf("message %q, want it to start with %q and name the task once", got.Error.Message, tt.want)
 			}
 		})
-	}
-}
-
-// TestDefaultProviderCase checks that a default model's provider written
-// in another case ("Ollama", as one may set TASK_PROVIDER) still selects
-// the backends of that type.
-func TestDefaultProviderCase(t *testing.T) {
-	defaults := catalog.Defaults{
-		Embed: catalog.DefaultModel{Name: embedModel, Provider: "Ollama", ContextLength: 8192},
-		Task:  catalog.DefaultModel{Name: taskModel, Provider: "OLLAMA", ContextLength: 4096},
-		Chat:  catalog.DefaultModel{Name: chatModel, ContextLength: 4096},
-	}
-	e := newEnv(t, options{cfg: func(c *api.Config) {
-		c.Catalog = catalog.New(catalog.Config{Store: c.Executions.(*mem.Store), Defaults: defaults})
-	}})
-	e.addOllama("local-ollama")
-	e.llm.Script(fakellm.Reply{Match: "Summarise", Text: "A summary."})
-	var out struct{ Response string }
-	res := e.do(req{method: "POST", path: "/execute", body: map[string]any{"prompt": "Summarise"}})
-	if res.status != http.StatusOK {
-		t.Fatalf("/execute = %d %s", res.status, res.body)
-	}
-	if res.decode(t, &out); out.Response != "A summary." {
-		t.Errorf("response = %q", out.Response)
-	}
-	if res := e.do(req{method: "POST", path: "/embed", body: map[string]any{"text": "hello"}}); res.status != http.StatusOK {
-		t.Errorf("/embed = %d %s", res.status, res.body)
 	}
 }

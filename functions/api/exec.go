@@ -1,10 +1,8 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/stepwise-run/stepwise/core"
@@ -59,10 +57,6 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, badRequest("prompt", "prompt: required"))
 		return
 	}
-	if err := checkPolicy("routing_policy", req.RoutingPolicy); err != nil {
-		writeError(w, r, err)
-		return
-	}
 	model, provider := req.ModelName, req.ModelProvider
 	if model == "" {
 		d, err := a.cfg.Fleet.Defaults(r.Context())
@@ -102,16 +96,6 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	text, _ := ex.Output.Data.(string)
 	writeJSON(w, http.StatusOK, executeResponse{ID: ex.ID, Response: text})
-}
-
-// checkPolicy checks a routing policy given in a request ("" is the
-// chain's or the server's default).
-func checkPolicy(field, policy string) error {
-	policies := core.RoutingPolicies()
-	if policy == "" || slices.Contains(policies, policy) {
-		return nil
-	}
-	return invalid(field, "%s: unknown routing policy %q%s (known: %s)", field, policy, core.Suggest(policy, policies), strings.Join(policies, ", "))
 }
 
 // executionFailure is the body of a failed /tasks or /execute call: the
@@ -229,21 +213,6 @@ func (a *API) supported(w http.ResponseWriter, r *http.Request) {
 		names = []string{}
 	}
 	writeJSON(w, http.StatusOK, names)
-}
-
-// steps returns the step records of an execution in the reference's
-// shape. It reads them even when the request's context has ended, so that
-// an interrupted call still reports how far it got.
-func (a *API) steps(ctx context.Context, ex *core.Execution) ([]stepState, error) {
-	recs, err := a.cfg.Executions.ListSteps(context.WithoutCancel(ctx), ex.Tenant, ex.ID, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]stepState, len(recs))
-	for i, s := range recs {
-		out[i] = newStepState(ex.Chain, s)
-	}
-	return out, nil
 }
 
 // stepState is one step record in the reference's CapturedStateUnit shape.

@@ -171,14 +171,13 @@ func newEnv(t *testing.T, opts ...options) *env {
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
 	logs := &syncBuffer{}
 	cfg := api.Config{
-		Catalog:    cat,
-		Fleet:      fl,
-		Executions: store,
-		Engine:     core.NewEngine(core.EngineConfig{Store: store, LLM: fl.LLM(), Tools: tools}),
-		Hooks:      tools,
-		Version:    "test",
-		NodeID:     "node-1",
-		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
+		Catalog: cat,
+		Fleet:   fl,
+		Engine:  core.NewEngine(core.EngineConfig{Store: store, LLM: fl.LLM(), Tools: tools}),
+		Hooks:   tools,
+		Version: "test",
+		NodeID:  "node-1",
+		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
 	}
 	var wrap func(http.Handler) http.Handler
 	for _, o := range opts {

@@ -6,6 +6,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/docs"
 )
 
@@ -47,5 +48,5 @@ func openAPIJSON() ([]byte, error) {
 	if err := yaml.Unmarshal([]byte(docs.OpenAPI), &tree); err != nil {
 		return nil, err
 	}
-	return json.Marshal(normalize(tree))
+	return json.Marshal(core.NormalizeYAML(tree))
 }

@@ -38,23 +38,24 @@ func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
 		vars[k] = v
 	}
 	vars["request_id"] = requestID(r.Context())
+	// The engine hands over each step record as it commits it, so the
+	// answer needs no read back from the store.
+	state := []stepState{}
+	collect := core.ObserverFunc(func(e core.Event) {
+		if e.Kind == core.EventStepCommitted && e.Step != nil {
+			state = append(state, newStepState(req.chain, e.Step))
+		}
+	})
 	ex, err := a.cfg.Engine.Execute(r.Context(), core.StartRequest{
 		Tenant: Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: vars,
-	}, nil)
+	}, collect)
 	if ex == nil {
 		writeError(w, r, core.InRunRequest(err))
 		return
 	}
-	state, serr := a.steps(r.Context(), ex)
-	if serr != nil {
-		logger(r.Context()).Warn("list the steps of a /tasks execution", "execution", ex.ID, "error", serr.Error())
-	}
 	if err != nil || ex.Status != core.StatusSucceeded {
 		writeExecutionError(w, r, ex, err, state)
 		return
-	}
-	if state == nil {
-		state = []stepState{}
 	}
 	writeJSON(w, http.StatusOK, tasksResponse{ID: ex.ID, Output: ex.Output.Data, OutputType: string(dataType(ex.Output)), State: state})
 }
