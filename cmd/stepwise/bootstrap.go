@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/llm"
 )
 
 // bootstrapOptions are the settings of `stepwise bootstrap`.
@@ -167,7 +168,7 @@ func bootstrap(ctx context.Context, c *apiClient, o bootstrapOptions, e env) err
 		}
 		var missing []string
 		for _, w := range want {
-			if !slices.ContainsFunc(st.PulledModels, func(p pulledModel) bool { return sameModel(p.Name, w) && p.Size > 0 }) {
+			if !slices.ContainsFunc(st.PulledModels, func(p pulledModel) bool { return llm.ModelKey(p.Name) == llm.ModelKey(w) && p.Size > 0 }) {
 				missing = append(missing, w)
 			}
 		}
@@ -200,18 +201,6 @@ func covers(have, want catalog.Model) bool {
 type pulledModel struct {
 	Name string `json:"name"`
 	Size int64  `json:"size"`
-}
-
-// sameModel compares model names the way the router does: no tag means
-// ":latest".
-func sameModel(a, b string) bool {
-	tag := func(s string) string {
-		if strings.LastIndex(s, ":") > strings.LastIndex(s, "/") {
-			return s
-		}
-		return s + ":latest"
-	}
-	return tag(a) == tag(b)
 }
 
 // apiClient calls a stepwise server's API.

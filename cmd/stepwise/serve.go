@@ -70,7 +70,6 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	}
 	fl := fleet.New(fleet.Config{
 		Source:       cat,
-		Defaults:     o.defaults,
 		NewProvider:  newProvider,
 		Policy:       o.policy,
 		SyncInterval: o.syncInterval,

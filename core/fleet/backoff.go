@@ -46,7 +46,7 @@ func (r retry) String() string {
 	return fmt.Sprintf("%s (attempt %d, next try at %s)", r.err, r.failures, r.next.Format(time.RFC3339))
 }
 
-// pairs maps a backend URL key and a canonical model name to a V. Empty
+// pairs maps a backend URL and a model key to a V. Empty
 // inner maps are deleted, so a URL is in the map only if it has entries.
 type pairs[V any] map[string]map[string]V
 

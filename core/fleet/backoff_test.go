@@ -1,22 +1,9 @@
 package fleet
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 )
-
-// CycleForTest runs one listing and download cycle, as Run does at each
-// tick, and returns a function that waits for the pulls it started. It
-// lets the tests of package fleet_test step a fleet along their own clock
-// rather than wait for Run's ticker. (Defined in a _test file, it is not
-// part of the package's API.)
-func (f *Fleet) CycleForTest(ctx context.Context) (wait func()) {
-	var pulls sync.WaitGroup
-	f.cycle(ctx, &pulls)
-	return pulls.Wait
-}
 
 func TestRetryDelay(t *testing.T) {
 	for _, tt := range []struct {

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -41,7 +42,7 @@ type Job struct {
 // now to start at due.
 func newJob(url, model string, due, now time.Time) Job {
 	return Job{
-		ID:           urlKey(url) + "/" + model,
+		ID:           url + "/" + model,
 		TaskType:     TaskModelDownload,
 		ModelJob:     ModelJob{URL: url, Model: model},
 		ScheduledFor: due,
@@ -76,8 +77,8 @@ type Progress struct {
 const subscriberBuffer = 64
 
 // downloads is the download queue and the pulls running from it, one per
-// backend URL at a time. Backend URLs are compared without a trailing "/",
-// model names with their tag made explicit.
+// backend URL at a time. Backend URLs are compared as the catalog stores
+// them (without a trailing "/"), model names by llm.ModelKey.
 //
 // A pull that fails is queued again to start after a backoff: the sync
 // interval or 30 s, whichever is longer, doubled after each failure in a
@@ -88,11 +89,11 @@ const subscriberBuffer = 64
 // queues it again while the same backend, by ID, keeps the model assigned
 // through its groups. The hold ends once a cycle sees that this is no
 // longer so: the model is unassigned from the backend, the backend is taken
-// out of its groups, deleted, or registered again (a new ID); from then
-// on, assigning the model queues it as usual. Holds are kept in memory
-// only, so a restart forgets them. Assignments are compared as the cycles
-// see them: unassigning and assigning again between two cycles is no
-// change.
+// out of its groups, deleted, or registered again (a new ID); from that
+// cycle on, assigning the model queues it as usual. Holds are kept in
+// memory only, so a restart forgets them. Assignments are compared as the
+// cycles see them: unassigning and assigning again between two cycles is
+// no change.
 type downloads struct {
 	mu      sync.Mutex
 	queue   []Job
@@ -118,9 +119,6 @@ func newDownloads() downloads {
 	}
 }
 
-// urlKey is the form backend URLs are compared in.
-func urlKey(url string) string { return strings.TrimRight(url, "/") }
-
 // want queues a job for each model in missing that the backend at url has
 // no job for and that is not held: due now, or at the end of its backoff
 // after a failed pull. It forgets the failures of the models no longer
@@ -129,40 +127,39 @@ func (d *downloads) want(url string, missing []string, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.dropExpired(now)
-	key := urlKey(url)
 	needed := make(map[string]bool, len(missing))
 	for _, model := range missing {
-		needed[canonical(model)] = true
+		needed[llm.ModelKey(model)] = true
 	}
-	for model := range d.retries[key] {
+	for model := range d.retries[url] {
 		if !needed[model] {
-			d.retries.del(key, model)
+			d.retries.del(url, model)
 		}
 	}
 	d.queue = slices.DeleteFunc(d.queue, func(j Job) bool {
-		return urlKey(j.ModelJob.URL) == key && !needed[canonical(j.ModelJob.Model)]
+		return j.ModelJob.URL == url && !needed[llm.ModelKey(j.ModelJob.Model)]
 	})
 	for _, model := range missing {
-		c := canonical(model)
-		if _, held := d.holds.get(key, c); held || d.has(key, c) {
+		key := llm.ModelKey(model)
+		if _, held := d.holds.get(url, key); held || d.has(url, key) {
 			continue
 		}
 		due := now
-		if r, ok := d.retries.get(key, c); ok && r.next.After(now) {
+		if r, ok := d.retries.get(url, key); ok && r.next.After(now) {
 			due = r.next
 		}
 		d.queue = append(d.queue, newJob(url, model, due, now))
 	}
 }
 
-// has reports whether model (canonical) is queued or being pulled onto the
-// backend at url (a URL key). d.mu must be held.
+// has reports whether model (a model key) is queued or being pulled onto
+// the backend at url. d.mu must be held.
 func (d *downloads) has(url, model string) bool {
-	if w := d.workers[url]; w != nil && w.job != nil && canonical(w.job.ModelJob.Model) == model {
+	if w := d.workers[url]; w != nil && w.job != nil && llm.ModelKey(w.job.ModelJob.Model) == model {
 		return true
 	}
 	return slices.ContainsFunc(d.queue, func(j Job) bool {
-		return urlKey(j.ModelJob.URL) == url && canonical(j.ModelJob.Model) == model
+		return j.ModelJob.URL == url && llm.ModelKey(j.ModelJob.Model) == model
 	})
 }
 
@@ -171,27 +168,18 @@ func (d *downloads) dropExpired(now time.Time) {
 	d.queue = slices.DeleteFunc(d.queue, func(j Job) bool { return !now.Before(j.ValidUntil) })
 }
 
-// idle returns the URLs (as keys) to start a goroutine running Fleet.work
-// for: those with queued jobs and no worker, and those with holds. Holds
-// are checked against the current backends at every cycle, so their URLs
-// get a goroutine even while a worker pulls onto the backend; only one of
-// the goroutines of a URL becomes its worker (see claim).
+// idle returns the URLs of the backends to start a goroutine running
+// Fleet.work for: those with queued jobs and no worker. Two cycles may
+// find a URL idle before the goroutine of the first claims it, so only one
+// of the goroutines of a URL becomes its worker (see claim).
 func (d *downloads) idle() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
-	seen := make(map[string]bool)
 	for _, j := range d.queue {
-		key := urlKey(j.ModelJob.URL)
-		if _, busy := d.workers[key]; !busy && !seen[key] {
-			seen[key] = true
-			out = append(out, key)
-		}
-	}
-	for key := range d.holds {
-		if !seen[key] {
-			seen[key] = true
-			out = append(out, key)
+		url := j.ModelJob.URL
+		if _, busy := d.workers[url]; !busy && !slices.Contains(out, url) {
+			out = append(out, url)
 		}
 	}
 	return out
@@ -218,7 +206,7 @@ func (d *downloads) take(ctx context.Context, url string, now time.Time) (job Jo
 	defer d.mu.Unlock()
 	d.dropExpired(now)
 	i := slices.IndexFunc(d.queue, func(j Job) bool {
-		return urlKey(j.ModelJob.URL) == url && !j.ScheduledFor.After(now)
+		return j.ModelJob.URL == url && !j.ScheduledFor.After(now)
 	})
 	if i < 0 || ctx.Err() != nil {
 		delete(d.workers, url)
@@ -260,7 +248,7 @@ func (d *downloads) done(url string, job Job, err error, canceled bool, now time
 	w := d.workers[url]
 	w.cancel()
 	w.job, w.cancel, w.last = nil, nil, nil
-	model := canonical(job.ModelJob.Model)
+	model := llm.ModelKey(job.ModelJob.Model)
 	if err == nil {
 		d.retries.del(url, model)
 		d.holds.del(url, model)
@@ -278,21 +266,35 @@ func (d *downloads) done(url string, job Job, err error, canceled bool, now time
 	return r, true
 }
 
-// release ends the holds at url (a URL key) that no longer stand, given
-// the ID of the backend now there ("" for none) and the models its groups
-// assign it (canonical): those of another backend, or of a model it is no
-// longer assigned. It returns the models released.
-func (d *downloads) release(url, id string, assigned map[string]bool) []string {
+// assignment is what the groups of the Ollama backend at a URL assign it.
+type assignment struct {
+	id     string          // the backend's ID
+	models map[string]bool // by model key
+}
+
+// held names a download that was held.
+type held struct{ url, model string }
+
+// release ends the holds that no longer stand, given what is assigned to
+// the current Ollama backends, by URL: those at a URL with no backend or
+// another backend than the one held for, and those of a model the backend
+// is no longer assigned. It returns the holds it ended, sorted.
+func (d *downloads) release(current map[string]assignment) []held {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []string
-	for model, heldID := range d.holds[url] {
-		if heldID != id || !assigned[model] {
-			d.holds.del(url, model)
-			out = append(out, model)
+	var out []held
+	for url, models := range d.holds {
+		a := current[url]
+		for model, heldID := range models {
+			if heldID != a.id || !a.models[model] {
+				out = append(out, held{url, model})
+			}
 		}
 	}
-	slices.Sort(out)
+	for _, h := range out {
+		d.holds.del(h.url, h.model)
+	}
+	slices.SortFunc(out, func(x, y held) int { return cmp.Or(strings.Compare(x.url, y.url), strings.Compare(x.model, y.model)) })
 	return out
 }
 
@@ -301,49 +303,39 @@ func (d *downloads) release(url, id string, assigned map[string]bool) []string {
 func (d *downloads) status(url string) (*Progress, []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	key := urlKey(url)
 	var last *Progress
-	if w := d.workers[key]; w != nil && w.last != nil {
+	if w := d.workers[url]; w != nil && w.last != nil {
 		p := *w.last
 		last = &p
 	}
 	var errs []string
-	for _, r := range d.retries[key] {
+	for _, r := range d.retries[url] {
 		errs = append(errs, r.String())
 	}
 	slices.Sort(errs)
 	return last, errs
 }
 
-// declaration returns the ID of the Ollama backend now at url (a URL key)
-// and the models its groups assign it, by canonical name; "" and nil when
-// there is none.
-func (f *Fleet) declaration(url string) (string, map[string]bool) {
-	b := f.cur.Load()
-	if b == nil {
-		return "", nil
-	}
-	for _, m := range b.members {
-		if m.backend.Type != catalog.TypeOllama || urlKey(m.backend.BaseURL) != url {
-			continue
+// ollamaAt returns the ID of the Ollama backend now at url, "" when there
+// is none.
+func (f *Fleet) ollamaAt(url string) string {
+	if b := f.cur.Load(); b != nil {
+		for _, m := range b.members {
+			if m.backend.Type == catalog.TypeOllama && m.backend.BaseURL == url {
+				return m.backend.ID
+			}
 		}
-		assigned := make(map[string]bool, len(m.models))
-		for _, name := range m.models {
-			assigned[canonical(name)] = true
-		}
-		return m.backend.ID, assigned
 	}
-	return "", nil
+	return ""
 }
 
-// hold keeps the download of model onto the backend at url (a URL key) off
-// the queue while the backend now there keeps the model assigned, and
-// forgets its failures: the user stopped it, so its backoff is moot.
-// f.dl.mu must be held.
+// hold keeps the download of model onto the backend at url off the queue
+// while the backend now there keeps the model assigned, and forgets its
+// failures: the user stopped it, so its backoff is moot. f.dl.mu must be
+// held.
 func (f *Fleet) hold(url, model string) {
-	id, _ := f.declaration(url)
-	f.dl.holds.set(url, canonical(model), id)
-	f.dl.retries.del(url, canonical(model))
+	f.dl.holds.set(url, llm.ModelKey(model), f.ollamaAt(url))
+	f.dl.retries.del(url, llm.ModelKey(model))
 }
 
 // Queue returns the downloads waiting for their turn, oldest first,
@@ -369,20 +361,22 @@ func (f *Fleet) Queue() []Job {
 func (f *Fleet) RemoveQueued(model string) int {
 	f.dl.mu.Lock()
 	defer f.dl.mu.Unlock()
+	key := llm.ModelKey(model)
 	for _, j := range f.dl.queue {
-		if canonical(j.ModelJob.Model) == canonical(model) {
-			f.hold(urlKey(j.ModelJob.URL), j.ModelJob.Model)
+		if llm.ModelKey(j.ModelJob.Model) == key {
+			f.hold(j.ModelJob.URL, j.ModelJob.Model)
 		}
 	}
 	n := len(f.dl.queue)
-	f.dl.queue = slices.DeleteFunc(f.dl.queue, func(j Job) bool { return canonical(j.ModelJob.Model) == canonical(model) })
+	f.dl.queue = slices.DeleteFunc(f.dl.queue, func(j Job) bool { return llm.ModelKey(j.ModelJob.Model) == key })
 	return n - len(f.dl.queue)
 }
 
 // Cancel stops the running downloads onto the backend at url and of model
 // and returns how many it stopped; "" matches any URL or model, so
-// Cancel("", "") stops them all. A canceled download is not an error.
-// Queued downloads are not affected; see RemoveQueued.
+// Cancel("", "") stops them all. url may end in "/", as the catalog accepts
+// it. A canceled download is not an error. Queued downloads are not
+// affected; see RemoveQueued.
 //
 // The sync cycles do not queue a canceled download again while its backend
 // keeps the model assigned. To download it after all, unassign the model
@@ -390,16 +384,18 @@ func (f *Fleet) RemoveQueued(model string) int {
 // backend again) and, once a cycle has run, assign it again; a restart
 // forgets cancellations too.
 func (f *Fleet) Cancel(url, model string) int {
+	// The catalog stores URLs without the trailing "/" a caller may give.
+	url = strings.TrimRight(url, "/")
 	f.dl.mu.Lock()
 	defer f.dl.mu.Unlock()
 	n := 0
-	for key, w := range f.dl.workers {
-		if w.job == nil || (url != "" && urlKey(url) != key) ||
-			(model != "" && canonical(model) != canonical(w.job.ModelJob.Model)) {
+	for at, w := range f.dl.workers {
+		if w.job == nil || (url != "" && url != at) ||
+			(model != "" && llm.ModelKey(model) != llm.ModelKey(w.job.ModelJob.Model)) {
 			continue
 		}
 		w.cancel()
-		f.hold(key, w.job.ModelJob.Model)
+		f.hold(at, w.job.ModelJob.Model)
 		n++
 	}
 	return n
@@ -423,17 +419,12 @@ func (f *Fleet) Subscribe(ctx context.Context) <-chan Progress {
 	return ch
 }
 
-// work first ends the holds at url (a URL key) that the current backends
-// no longer justify. Then, unless the backend has a worker already, it
-// runs the due jobs of the backend one after the other until none is left
-// or ctx ends. A model that was pulled is listed again at once, so that it
-// is routable and shown without waiting for the next cycle. A failed pull
-// is logged once per attempt, which the backoff spaces out.
+// work runs the due jobs of the backend at url one after the other, unless
+// the backend has a worker already, until none is left or ctx ends. A model
+// that was pulled is listed again at once, so that it is routable and shown
+// without waiting for the next cycle. A failed pull is logged once per
+// attempt, which the backoff spaces out.
 func (f *Fleet) work(ctx context.Context, url string) {
-	id, assigned := f.declaration(url)
-	for _, model := range f.dl.release(url, id, assigned) {
-		f.cfg.Logger.Info("fleet: download no longer held", "url", url, "model", model)
-	}
 	if !f.dl.claim(url) {
 		return
 	}
@@ -467,7 +458,7 @@ func (f *Fleet) pull(ctx context.Context, url string, job Job) (string, error) {
 		puller llm.Puller
 	)
 	for _, m := range f.cur.Load().members {
-		if p, ok := m.provider.(llm.Puller); ok && urlKey(m.backend.BaseURL) == url {
+		if p, ok := m.provider.(llm.Puller); ok && m.backend.BaseURL == url {
 			id, puller = m.backend.ID, p
 			break
 		}

@@ -457,8 +457,9 @@ func TestDownloadHold(t *testing.T) {
 	unassigned := func(url string) *catalog.Snapshot { return grouped(url) }
 	returns := []struct {
 		name string
-		// changes are the snapshots the cycles after the hold see, one a
-		// cycle; the cycle after the last one must pull the model.
+		// changes are the snapshots the cycles after the hold see, each
+		// reloaded before its cycle; the model must be pulled by the cycle
+		// after the last one.
 		changes []func(url string) *catalog.Snapshot
 		restart bool
 	}{
@@ -493,6 +494,9 @@ func TestDownloadHold(t *testing.T) {
 				}
 				for _, change := range ret.changes {
 					src.set(change(srv.URL()), nil)
+					if err := f.Reload(t.Context()); err != nil { // as a catalog write does
+						t.Fatal(err)
+					}
 					cycle(t, f, clk, 3*time.Hour)
 				}
 				cycle(t, f, clk, 3*time.Hour)

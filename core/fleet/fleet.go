@@ -1,12 +1,12 @@
 // Package fleet keeps the live state of one tenant's backends. It builds
-// the llm.Router from the catalog's snapshot (and rebuilds it on Reload),
-// refreshes the backends' model listings on a cycle, keeps their health
-// across rebuilds, and runs the download queue: an Ollama backend assigned
-// to affinity groups gets the groups' declared models it lacks pulled onto
-// it, one at a time per backend, with the progress published to
-// subscribers. A failed pull is retried after a growing delay; a download
-// the user cancels or removes stays off the queue while its backend keeps
-// the model assigned (see Fleet.Cancel).
+// the llm.Router from the catalog's snapshot (and builds a new one on each
+// Reload), refreshes the backends' model listings on a cycle, keeps their
+// health and listings across rebuilds, and runs the download queue: an
+// Ollama backend assigned to affinity groups gets the groups' declared
+// models it lacks pulled onto it, one at a time per backend, with the
+// progress published to subscribers. A failed pull is retried after a
+// growing delay; a download the user cancels or removes stays off the
+// queue while its backend keeps the model assigned (see Fleet.Cancel).
 //
 // A fleet never deletes a model from a backend. The reference system
 // deleted every model an Ollama server had that nobody had declared, which
@@ -18,7 +18,6 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,19 +29,23 @@ import (
 )
 
 // SnapshotSource reads the catalog's snapshot of a tenant;
-// *catalog.Catalog satisfies it.
+// *catalog.Catalog satisfies it. The fleet takes the snapshot as the
+// catalog makes it: backends oldest first (the order the "ordered" policy
+// tries them in), URLs normalised without a trailing "/", and Defaults
+// filled in.
 type SnapshotSource interface {
 	Snapshot(ctx context.Context, tenant string) (*catalog.Snapshot, error)
 }
 
 // Config holds a Fleet's dependencies and settings.
 type Config struct {
-	// Source provides the backends, models, groups and keys. Required.
+	// Source provides the backends, models, groups, keys and default
+	// models. Required.
 	Source SnapshotSource
 	// Tenant whose backends the fleet serves (default core.DefaultTenant).
+	// A fleet serves one tenant; an entry point that routes for several
+	// builds one fleet per tenant.
 	Tenant string
-	// Defaults are the default models per capability.
-	Defaults catalog.Defaults
 	// NewProvider builds the client of a backend, given the API key of its
 	// type ("" when none is configured). It must do no I/O. Required.
 	NewProvider func(b catalog.Backend, apiKey string) (llm.Provider, error)
@@ -60,8 +63,11 @@ type Config struct {
 // Fleet is the live state of one tenant's backends. It is safe for
 // concurrent use.
 type Fleet struct {
-	cfg    Config
+	cfg Config
+	// health and cache outlive the routers: each Reload builds a router
+	// that keeps the backends' health, listings and round-robin turns.
 	health *llm.Health
+	cache  *llm.Cache
 	kick   chan struct{}
 	cur    atomic.Pointer[build]
 
@@ -75,21 +81,9 @@ type Fleet struct {
 // snapshot, including those kept out of routing.
 type build struct {
 	router   *llm.Router
-	spec     spec
 	members  []member                 // every backend, oldest first
-	declared map[string]catalog.Model // by canonical name
-	// defaults are the default models in use: the configured ones, else
-	// the snapshot's (the models of the built-in groups).
-	defaults catalog.Defaults
-}
-
-// spec is what a router is built from; an unchanged spec (with the same
-// clients) keeps the router, with its cached listings and round-robin
-// counters.
-type spec struct {
-	backends []llm.Backend
-	models   []llm.Model
-	defaults llm.Defaults
+	declared map[string]catalog.Model // by llm.ModelKey
+	defaults catalog.Defaults         // the snapshot's, providers lower-case
 }
 
 // member is one backend of the snapshot.
@@ -108,14 +102,14 @@ type member struct {
 
 // provided is a client built for a backend, reused by later reloads while
 // the backend's type, URL and key stay the same, so that its connections
-// (and the router's knowledge of it) survive an unrelated change.
+// and its cached listing survive an unrelated change.
 type provided struct {
 	typ, url, key string
 	provider      llm.Provider
 }
 
 // New returns a Fleet for cfg. It does no I/O: the first Reload (or the
-// first use of LLM or States) reads the catalog.
+// first use of LLM, Defaults or States, or Run) reads the catalog.
 func New(cfg Config) *Fleet {
 	cfg.Tenant = cmp.Or(cfg.Tenant, core.DefaultTenant)
 	if cfg.SyncInterval <= 0 {
@@ -130,18 +124,23 @@ func New(cfg Config) *Fleet {
 	return &Fleet{
 		cfg:       cfg,
 		health:    llm.NewHealth(0, cfg.Now),
+		cache:     llm.NewCache(),
 		kick:      make(chan struct{}, 1),
 		providers: make(map[string]provided),
 		dl:        newDownloads(),
 	}
 }
 
-// Reload reads the snapshot and rebuilds the router from it now: backends
+// Reload reads the snapshot and builds a new router from it: backends
 // oldest first, each in groups serving its groups' models, the declared
-// models with their capabilities and context lengths, and the default
-// models. Calls in flight finish on the router they started on. A backend
-// whose client cannot be built is kept out of routing and shows the error
-// in States. An unknown default routing policy is EINVALID.
+// models with their capabilities and context lengths, and the snapshot's
+// default models. Calls in flight finish on the router they started on.
+// A backend keeps its client, and with it its cached listing, while its
+// type, URL and key stay the same. A backend whose client cannot be built
+// is kept out of routing and shows the error in States. An unknown
+// default routing policy is EINVALID.
+//
+// Reload does not list the backends or queue downloads; Kick asks for that.
 func (f *Fleet) Reload(ctx context.Context) error {
 	if err := llm.CheckPolicy(f.cfg.Policy); err != nil {
 		return err
@@ -158,43 +157,27 @@ func (f *Fleet) Reload(ctx context.Context) error {
 		snap = &catalog.Snapshot{}
 	}
 
-	b := &build{declared: make(map[string]catalog.Model, len(snap.Models))}
+	b := &build{declared: make(map[string]catalog.Model, len(snap.Models)), defaults: snap.Defaults}
+	// The configuration may spell a provider in any case; backend types
+	// are lower-case.
+	for _, d := range []*catalog.DefaultModel{&b.defaults.Embed, &b.defaults.Task, &b.defaults.Chat} {
+		d.Provider = strings.ToLower(d.Provider)
+	}
+	models := make([]llm.Model, 0, len(snap.Models))
 	for _, m := range snap.Models {
 		name := cmp.Or(m.Model, m.ID)
-		if _, dup := b.declared[canonical(name)]; !dup {
-			b.declared[canonical(name)] = m
+		if _, dup := b.declared[llm.ModelKey(name)]; !dup {
+			b.declared[llm.ModelKey(name)] = m
 		}
-		b.spec.models = append(b.spec.models, llm.Model{
+		models = append(models, llm.Model{
 			Name: name, ContextLength: m.ContextLength,
 			CanChat: m.CanChat, CanPrompt: m.CanPrompt, CanEmbed: m.CanEmbed,
 		})
 	}
-	// The configured defaults win; the catalog's fill the gaps from the
-	// models assigned to the built-in groups.
-	pick := func(configured, catalogs catalog.DefaultModel) catalog.DefaultModel {
-		m := catalogs
-		if configured.Name != "" {
-			m = configured
-		}
-		m.Provider = strings.ToLower(m.Provider)
-		return m
-	}
-	b.defaults = catalog.Defaults{
-		Embed: pick(f.cfg.Defaults.Embed, snap.Defaults.Embed),
-		Task:  pick(f.cfg.Defaults.Task, snap.Defaults.Task),
-		Chat:  pick(f.cfg.Defaults.Chat, snap.Defaults.Chat),
-	}
-	b.spec.defaults = llm.Defaults{
-		Chat: b.defaults.Chat.Name, ChatProvider: b.defaults.Chat.Provider,
-		Prompt: b.defaults.Task.Name, PromptProvider: b.defaults.Task.Provider,
-		Embed: b.defaults.Embed.Name, EmbedProvider: b.defaults.Embed.Provider,
-	}
 
-	backends := slices.Clone(snap.Backends)
-	slices.SortStableFunc(backends, func(x, y catalog.Backend) int { return x.CreatedAt.Compare(y.CreatedAt) })
-	kept := make(map[string]provided, len(backends))
-	rebuilt := false // a client in the router is new
-	for _, cb := range backends {
+	var backends []llm.Backend
+	kept := make(map[string]provided, len(snap.Backends))
+	for _, cb := range snap.Backends {
 		// Only the backend a provider configuration made gets its key
 		// (the catalog keys them by backend id): a user's own backend of
 		// type openai must never receive OpenAI's key.
@@ -203,30 +186,35 @@ func (f *Fleet) Reload(ctx context.Context) error {
 		if old, ok := f.providers[cb.ID]; ok && old.typ == cb.Type && old.url == cb.BaseURL && old.key == key {
 			m.provider = old.provider
 		} else {
+			// What the old client listed says nothing of the new one.
+			f.cache.Forget(cb.ID)
 			m.provider, m.err = f.cfg.NewProvider(cb, key)
 			if m.err == nil && m.provider == nil {
 				m.err = core.Errorf(core.EINTERNAL, "no client for backend type %q", cb.Type)
 			}
-			rebuilt = rebuilt || m.err == nil
 		}
 		if m.err != nil {
 			m.provider = nil
 		} else {
 			kept[cb.ID] = provided{typ: cb.Type, url: cb.BaseURL, key: key, provider: m.provider}
-			b.spec.backends = append(b.spec.backends, llm.Backend{
+			backends = append(backends, llm.Backend{
 				ID: cb.ID, Name: cb.Name, Type: cb.Type, Provider: m.provider, Models: m.models,
 			})
 		}
 		b.members = append(b.members, m)
 	}
+	for id := range f.providers {
+		if _, ok := kept[id]; !ok {
+			f.cache.Forget(id) // the backend is gone, or its client is
+		}
+	}
 	f.providers = kept
 
-	if prev := f.cur.Load(); prev != nil && !rebuilt && prev.spec.equal(b.spec) {
-		b.router = prev.router
-	} else {
-		b.router = llm.NewRouter(b.spec.backends, b.spec.models, b.spec.defaults,
-			llm.WithPolicy(f.cfg.Policy), llm.WithHealth(f.health))
-	}
+	b.router = llm.NewRouter(backends, models, llm.Defaults{
+		Chat: b.defaults.Chat.Name, ChatProvider: b.defaults.Chat.Provider,
+		Prompt: b.defaults.Task.Name, PromptProvider: b.defaults.Task.Provider,
+		Embed: b.defaults.Embed.Name, EmbedProvider: b.defaults.Embed.Provider,
+	}, llm.WithPolicy(f.cfg.Policy), llm.WithHealth(f.health), llm.WithCache(f.cache))
 	f.cur.Store(b)
 	return nil
 }
@@ -243,25 +231,13 @@ func groupModels(snap *catalog.Snapshot, id string) []string {
 	seen := make(map[string]bool)
 	for _, g := range groups {
 		for _, name := range snap.GroupModels[g] {
-			if !seen[canonical(name)] {
-				seen[canonical(name)] = true
+			if !seen[llm.ModelKey(name)] {
+				seen[llm.ModelKey(name)] = true
 				out = append(out, name)
 			}
 		}
 	}
 	return out
-}
-
-// equal reports whether two specs build the same router, given that the
-// clients of backends with the same ID are the same. (Clients are not
-// compared: a Provider need not be a comparable type.)
-func (s spec) equal(o spec) bool {
-	return s.defaults == o.defaults &&
-		slices.Equal(s.models, o.models) &&
-		slices.EqualFunc(s.backends, o.backends, func(a, b llm.Backend) bool {
-			return a.ID == b.ID && a.Name == b.Name && a.Type == b.Type &&
-				(a.Models == nil) == (b.Models == nil) && slices.Equal(a.Models, b.Models)
-		})
 }
 
 // current returns the current build, loading the first one if no Reload
@@ -276,10 +252,10 @@ func (f *Fleet) current(ctx context.Context) (*build, error) {
 	return f.cur.Load(), nil
 }
 
-// Defaults returns the default models in use, as of the last Reload: each
-// configured one (Config.Defaults), else the catalog's choice from the
-// built-in groups. Providers are lower-case. It loads the catalog on first
-// use, like LLM.
+// Defaults returns the default models in use, as of the last Reload: the
+// snapshot's (each configured one, else the catalog's choice from the
+// built-in groups), with lower-case providers. It loads the catalog on
+// first use, like LLM.
 func (f *Fleet) Defaults(ctx context.Context) (catalog.Defaults, error) {
 	b, err := f.current(ctx)
 	if err != nil {
@@ -288,8 +264,9 @@ func (f *Fleet) Defaults(ctx context.Context) (catalog.Defaults, error) {
 	return b.defaults, nil
 }
 
-// Kick asks the background loop for a cycle now. It does not wait; kicks
-// made while a cycle is pending are merged into it.
+// Kick asks the background loop for a sync cycle now. It does not wait;
+// kicks made while a cycle is pending are merged into it. It does not read
+// the catalog: after a change to it, call Reload first.
 func (f *Fleet) Kick() {
 	select {
 	case f.kick <- struct{}{}:
@@ -297,31 +274,67 @@ func (f *Fleet) Kick() {
 	}
 }
 
-// Run is the background loop: at start, every SyncInterval and on Kick it
-// reloads the snapshot, refreshes every backend's listing and queues the
-// downloads that are missing. It returns when ctx ends, after the pulls it
-// started have stopped.
+// outsideChanges is about how often Run reloads the catalog on its own, to
+// pick up the changes made outside this process (see Run).
+const outsideChanges = time.Minute
+
+// reloadEvery returns every how many ticks of interval Run reloads the
+// catalog: about once per outsideChanges, every tick when the interval is
+// longer.
+func reloadEvery(interval time.Duration) int { return max(1, int(outsideChanges/interval)) }
+
+// Run is the background loop. At start, every SyncInterval and on Kick it
+// runs a sync cycle: it refreshes every backend's listing, ends the
+// download holds that no longer stand and queues the downloads that are
+// missing.
+//
+// Run reads the catalog itself only when nothing is loaded (at start,
+// unless a Reload came first, and until a read succeeds) and at about one
+// tick a minute (every 6th at the default interval of 10 s; see
+// reloadEvery), before that tick's sync. A catalog write made through this
+// process is followed by Reload and Kick, so it shows at once; the
+// periodic reload is for the changes made elsewhere — another process on
+// the same database, another instance of a deployed function — which thus
+// show within about a minute.
+//
+// Run returns when ctx ends, after the pulls it started have stopped.
 func (f *Fleet) Run(ctx context.Context) {
 	var pulls sync.WaitGroup
 	defer pulls.Wait()
 	t := time.NewTicker(f.cfg.SyncInterval)
 	defer t.Stop()
-	for {
-		f.cycle(ctx, &pulls)
+	every := reloadEvery(f.cfg.SyncInterval)
+	reload := false
+	for ticks := 0; ; {
+		if reload || f.cur.Load() == nil {
+			f.reload(ctx)
+		}
+		f.sync(ctx, &pulls)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			ticks++
+			reload = ticks%every == 0
 		case <-f.kick:
+			reload = false
 		}
 	}
 }
 
-// cycle runs one listing and download cycle.
-func (f *Fleet) cycle(ctx context.Context, pulls *sync.WaitGroup) {
-	if err := f.Reload(ctx); err != nil {
+// reload is Reload for the background loop, which logs its failure and
+// goes on with the backends it has.
+func (f *Fleet) reload(ctx context.Context) {
+	if err := f.Reload(ctx); err != nil && ctx.Err() == nil {
 		f.cfg.Logger.Warn("fleet: reload failed; keeping the current backends", "err", err)
 	}
+}
+
+// sync runs one listing and download cycle on the current build: it lists
+// every backend again, ends the holds the backends no longer justify,
+// queues the models the Ollama backends lack, and starts a worker for
+// every backend with queued jobs and none running.
+func (f *Fleet) sync(ctx context.Context, pulls *sync.WaitGroup) {
 	b := f.cur.Load()
 	if b == nil || ctx.Err() != nil {
 		return
@@ -333,6 +346,17 @@ func (f *Fleet) cycle(ctx context.Context, pulls *sync.WaitGroup) {
 	for _, l := range b.router.Cached() {
 		listed[l.ID] = l
 	}
+
+	assigned := make(map[string]assignment) // the Ollama backends, by URL
+	for _, m := range b.members {
+		if m.backend.Type == catalog.TypeOllama {
+			assigned[m.backend.BaseURL] = m.assignment()
+		}
+	}
+	for _, h := range f.dl.release(assigned) {
+		f.cfg.Logger.Info("fleet: download no longer held", "url", h.url, "model", h.model)
+	}
+
 	now := f.cfg.Now()
 	for _, m := range b.members {
 		l, ok := listed[m.backend.ID]
@@ -344,11 +368,11 @@ func (f *Fleet) cycle(ctx context.Context, pulls *sync.WaitGroup) {
 		}
 		have := make(map[string]bool, len(l.Models))
 		for _, info := range l.Models {
-			have[canonical(info.Name)] = true
+			have[llm.ModelKey(info.Name)] = true
 		}
 		var missing []string
 		for _, name := range m.models {
-			if !have[canonical(name)] {
+			if !have[llm.ModelKey(name)] {
 				missing = append(missing, name)
 			}
 		}
@@ -359,13 +383,14 @@ func (f *Fleet) cycle(ctx context.Context, pulls *sync.WaitGroup) {
 	}
 }
 
-// canonical returns a model name with its tag made explicit, as the router
-// compares names: "llama3" is "llama3:latest".
-func canonical(name string) string {
-	if strings.LastIndex(name, ":") > strings.LastIndex(name, "/") {
-		return name
+// assignment returns the backend's ID and the models its groups assign
+// it, by model key.
+func (m member) assignment() assignment {
+	a := assignment{id: m.backend.ID, models: make(map[string]bool, len(m.models))}
+	for _, name := range m.models {
+		a.models[llm.ModelKey(name)] = true
 	}
-	return name + ":latest"
+	return a
 }
 
 // LLM returns a core.LLM that always routes through the current router,

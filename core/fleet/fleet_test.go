@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -22,20 +23,30 @@ import (
 // epoch is the fixed time of the tests' clock.
 var epoch = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-// source is a SnapshotSource serving whatever snapshot the test set.
+// source is a SnapshotSource serving whatever snapshot the test set, and
+// counting the reads.
 type source struct {
-	mu   sync.Mutex
-	snap *catalog.Snapshot
-	err  error
+	mu    sync.Mutex
+	snap  *catalog.Snapshot
+	err   error
+	reads int
 }
 
 func (s *source) Snapshot(ctx context.Context, tenant string) (*catalog.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
 	if tenant != core.DefaultTenant {
 		return nil, core.Errorf(core.ENOTFOUND, "tenant %q", tenant)
 	}
 	return s.snap, s.err
+}
+
+// read returns how many snapshots were read.
+func (s *source) read() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
 }
 
 func (s *source) set(snap *catalog.Snapshot, err error) {
@@ -100,16 +111,32 @@ func backend(id, typ, url string, age int) catalog.Backend {
 	return catalog.Backend{ID: id, Name: "name-" + id, Type: typ, BaseURL: url, CreatedAt: epoch.Add(time.Duration(age) * time.Minute)}
 }
 
+// defaulted gives every snapshot of src the default models d, as the
+// catalog fills in a snapshot's Defaults.
+type defaulted struct {
+	src *source
+	d   catalog.Defaults
+}
+
+func (s defaulted) Snapshot(ctx context.Context, tenant string) (*catalog.Snapshot, error) {
+	snap, err := s.src.Snapshot(ctx, tenant)
+	if snap == nil {
+		return nil, err
+	}
+	with := *snap
+	with.Defaults = s.d
+	return &with, err
+}
+
 // newFleet returns a fleet over src with the tests' clock, a cycle only at
 // start and on Kick, and chat and task defaults of llama3.2:1b.
 func newFleet(src *source, p *providers) *fleet.Fleet {
 	return fleet.New(fleet.Config{
-		Source:      src,
-		NewProvider: p.New,
-		Defaults: catalog.Defaults{
+		Source: defaulted{src, catalog.Defaults{
 			Chat: catalog.DefaultModel{Name: "llama3.2:1b"},
 			Task: catalog.DefaultModel{Name: "llama3.2:1b"},
-		},
+		}},
+		NewProvider:  p.New,
 		SyncInterval: time.Hour,
 		Now:          func() time.Time { return epoch },
 	})
@@ -157,9 +184,9 @@ func TestRouting(t *testing.T) {
 	// The provider's backend (id = its type) holds the key; a user's own
 	// OpenAI-compatible server must never be sent it.
 	src := &source{snap: &catalog.Snapshot{
-		Backends: []catalog.Backend{
-			backend(catalog.ProviderOpenAI, catalog.TypeOpenAI, cloud.URL()+"/v1", 2),
+		Backends: []catalog.Backend{ // oldest first, as the catalog lists them
 			backend("local", catalog.TypeOllama, local.URL(), 1),
+			backend(catalog.ProviderOpenAI, catalog.TypeOpenAI, cloud.URL()+"/v1", 2),
 			backend("mine", catalog.TypeOpenAI, mine.URL()+"/v1", 3),
 		},
 		Keys: map[string]string{catalog.ProviderOpenAI: "sk-test"},
@@ -273,10 +300,9 @@ func TestGroups(t *testing.T) {
 	a := fake(t, "llama3.2:1b", "qwen2.5:7b", "nomic-embed-text:latest")
 	b := fake(t, "llama3.2:1b", "qwen2.5:7b")
 	src := &source{snap: &catalog.Snapshot{
-		// Listed newest first: the fleet orders backends by age itself.
-		Backends: []catalog.Backend{
-			backend("b", catalog.TypeOllama, b.URL(), 2),
+		Backends: []catalog.Backend{ // oldest first, as the catalog lists them
 			backend("a", catalog.TypeOllama, a.URL(), 1),
+			backend("b", catalog.TypeOllama, b.URL(), 2),
 		},
 		Models: []catalog.Model{
 			{ID: "llama3.2:1b", Model: "llama3.2:1b", ContextLength: 65536, CanChat: true, CanPrompt: true, CanStream: true},
@@ -404,20 +430,84 @@ func TestStateShowsAKeyThatDoesNotOpen(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	src := &source{snap: &catalog.Snapshot{Defaults: catalog.Defaults{
-		Embed: catalog.DefaultModel{Name: "nomic-embed-text:latest", Provider: "Ollama"},
-		Chat:  catalog.DefaultModel{Name: "from-the-group:1b"},
+		Embed: catalog.DefaultModel{Name: "nomic-embed-text:latest", Provider: "Ollama", ContextLength: 2048},
+		Task:  catalog.DefaultModel{Name: "llama3.2:1b"},
+		Chat:  catalog.DefaultModel{Name: "from-the-group:1b", Provider: "OpenAI"},
 	}}}
-	f := newFleet(src, &providers{})
+	f := fleet.New(fleet.Config{Source: src, NewProvider: (&providers{}).New})
 	got, err := f.Defaults(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := catalog.Defaults{
-		Embed: catalog.DefaultModel{Name: "nomic-embed-text:latest", Provider: "ollama"}, // the catalog's, lower-cased
-		Task:  catalog.DefaultModel{Name: "llama3.2:1b"},                                 // configured
-		Chat:  catalog.DefaultModel{Name: "llama3.2:1b"},                                 // configured wins over the catalog's
+	want := catalog.Defaults{ // the snapshot's, providers lower-cased
+		Embed: catalog.DefaultModel{Name: "nomic-embed-text:latest", Provider: "ollama", ContextLength: 2048},
+		Task:  catalog.DefaultModel{Name: "llama3.2:1b"},
+		Chat:  catalog.DefaultModel{Name: "from-the-group:1b", Provider: "openai"},
 	}
 	if got != want {
 		t.Errorf("Defaults = %+v, want %+v", got, want)
+	}
+	if n := src.read(); n != 1 {
+		t.Errorf("the catalog was read %d times, want once", n)
+	}
+}
+
+func TestReloadKeepsListings(t *testing.T) {
+	a := fake(t, "llama3.2:1b")
+	snap := func(keys map[string]string, models ...catalog.Model) *catalog.Snapshot {
+		return &catalog.Snapshot{Backends: []catalog.Backend{backend("a", catalog.TypeOllama, a.URL(), 1)}, Models: models, Keys: keys}
+	}
+	src := &source{snap: snap(nil)}
+	f := newFleet(src, &providers{})
+	ctx := context.Background()
+	for _, st := range []struct {
+		name  string
+		snap  *catalog.Snapshot
+		lists int // listings the backend has seen after the step
+	}{
+		{name: "the first call lists the backend", snap: snap(nil), lists: 1},
+		{name: "a change to the models keeps the listing", snap: snap(nil, catalog.Model{ID: "llama3.2:1b", Model: "llama3.2:1b", CanChat: true}), lists: 1},
+		{name: "a new client lists afresh", snap: snap(map[string]string{"a": "k2"}), lists: 2},
+	} {
+		t.Run(st.name, func(t *testing.T) {
+			src.set(st.snap, nil)
+			if err := f.Reload(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := ask(f.LLM(), "llama3.2:1b"); err != nil || got != "name-a" {
+				t.Fatalf("served by %q (%v), want name-a", got, err)
+			}
+			if n := requests(a, http.MethodGet, "/api/tags"); n != st.lists {
+				t.Errorf("the backend was listed %d times, want %d", n, st.lists)
+			}
+		})
+	}
+}
+
+func TestCatalogReads(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		reload bool // Reload before Run, as the local server does
+	}{
+		{"Run loads a catalog nobody loaded", false},
+		{"Run does not load it again", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := fake(t, "llama3.2:1b")
+			src := &source{snap: &catalog.Snapshot{Backends: []catalog.Backend{backend("a", catalog.TypeOllama, srv.URL(), 1)}}}
+			f := newFleet(src, &providers{})
+			if tt.reload {
+				if err := f.Reload(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run(t, f)
+			waitFor(t, "the first sync listed the backend", func() bool { return requests(srv, http.MethodGet, "/api/tags") == 1 })
+			f.Kick()
+			waitFor(t, "the kicked sync listed it again", func() bool { return requests(srv, http.MethodGet, "/api/tags") == 2 })
+			if n := src.read(); n != 1 {
+				t.Errorf("the catalog was read %d times, want once", n)
+			}
+		})
 	}
 }

@@ -5,16 +5,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/llm"
 )
 
 // BackendState is a backend as it is now: what it is declared to serve,
 // what it has, and what is wrong with it.
 type BackendState struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Type    string `json:"type"`
-	BaseURL string `json:"baseUrl"`
+	// Backend is the backend as the catalog has it.
+	catalog.Backend
 	// Reachable tells whether the backend answered its last listing.
 	Reachable bool `json:"reachable"`
 	// Models are the models its groups assign it; nil when it is in no
@@ -35,28 +34,19 @@ type BackendState struct {
 // context length of the declared model of the same name (no capability
 // when undeclared).
 type ModelStatus struct {
-	Name          string       `json:"name"`
-	Model         string       `json:"model"`
-	ModifiedAt    time.Time    `json:"modifiedAt"`
-	Size          int64        `json:"size"`
-	Digest        string       `json:"digest"`
-	Details       ModelDetails `json:"details"`
-	ContextLength int          `json:"contextLength"`
-	CanChat       bool         `json:"canChat"`
-	CanEmbed      bool         `json:"canEmbed"`
-	CanPrompt     bool         `json:"canPrompt"`
-	CanStream     bool         `json:"canStream"`
-}
-
-// ModelDetails describe a listed model's format and family, as Ollama
-// reports them (empty for other backends).
-type ModelDetails struct {
-	ParentModel       string   `json:"parentModel"`
-	Format            string   `json:"format"`
-	Family            string   `json:"family"`
-	Families          []string `json:"families"`
-	ParameterSize     string   `json:"parameterSize"`
-	QuantizationLevel string   `json:"quantizationLevel"`
+	Name       string    `json:"name"`
+	Model      string    `json:"model"`
+	ModifiedAt time.Time `json:"modifiedAt"`
+	Size       int64     `json:"size"`
+	Digest     string    `json:"digest"`
+	// Details describe the model's format and family, as Ollama reports
+	// them (empty for other backends).
+	Details       llm.ModelDetails `json:"details"`
+	ContextLength int              `json:"contextLength"`
+	CanChat       bool             `json:"canChat"`
+	CanEmbed      bool             `json:"canEmbed"`
+	CanPrompt     bool             `json:"canPrompt"`
+	CanStream     bool             `json:"canStream"`
 }
 
 // States returns every backend, oldest first, with its current listing:
@@ -76,11 +66,7 @@ func (f *Fleet) States(ctx context.Context) []BackendState {
 	}
 	out := make([]BackendState, 0, len(b.members))
 	for _, m := range b.members {
-		st := BackendState{
-			ID: m.backend.ID, Name: m.backend.Name, Type: m.backend.Type, BaseURL: m.backend.BaseURL,
-			Models:       m.models,
-			PulledModels: []ModelStatus{},
-		}
+		st := BackendState{Backend: m.backend, Models: m.models, PulledModels: []ModelStatus{}}
 		var errs []string
 		if m.keyErr != "" {
 			errs = append(errs, "api key: "+m.keyErr)
@@ -112,17 +98,10 @@ func (b *build) status(info llm.ModelInfo) ModelStatus {
 	s := ModelStatus{
 		Name: info.Name, Model: info.Name,
 		ModifiedAt: info.ModifiedAt, Size: info.Size, Digest: info.Digest,
-		Details: ModelDetails{
-			ParentModel:       info.Details.ParentModel,
-			Format:            info.Details.Format,
-			Family:            info.Details.Family,
-			Families:          info.Details.Families,
-			ParameterSize:     info.Details.ParameterSize,
-			QuantizationLevel: info.Details.QuantizationLevel,
-		},
+		Details:       info.Details,
 		ContextLength: info.ContextLength,
 	}
-	if d, ok := b.declared[canonical(info.Name)]; ok {
+	if d, ok := b.declared[llm.ModelKey(info.Name)]; ok {
 		if d.ContextLength > 0 {
 			s.ContextLength = d.ContextLength
 		}

@@ -11,14 +11,65 @@ import (
 	"github.com/stepwise-run/stepwise/core"
 )
 
+// Cache keeps what routers learn from their backends and their requests:
+// each backend's model listing, by backend ID, and the round-robin turn of
+// each model. It is separate from the Router for the same reason as
+// Health: a router rebuilt because the configuration changed keeps the
+// listings of the backends it shares with the router before it, and
+// continues its rotations.
+//
+// A listing belongs to the client that fetched it. When a backend's client
+// changes (another URL, type or key), Forget its ID before building the
+// next router, so that the new router lists it afresh; routers built before
+// keep the listing they had, so that the calls in flight on them neither
+// read nor replace the new client's. A Cache is safe for concurrent use and
+// may be shared by several routers.
+type Cache struct {
+	mu    sync.Mutex
+	slots map[string]*slot // by backend ID
+	turns map[string]int   // round-robin counters by model key
+}
+
+// slot holds the listing of one backend as one client fetched it; the
+// routers built while the backend kept that client share it.
+type slot struct {
+	l *listing // nil until first needed; guarded by Cache.mu
+}
+
+// NewCache returns an empty Cache.
+func NewCache() *Cache {
+	return &Cache{slots: make(map[string]*slot), turns: make(map[string]int)}
+}
+
+// Forget drops the listing of the backend with the given ID from the
+// routers built from now on: they list it again when they first need it.
+// Call it when the backend's client changes or the backend is gone.
+func (c *Cache) Forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.slots, id)
+}
+
+// slot returns the slot of backend id, creating it.
+func (c *Cache) slot(id string) *slot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.slots[id]
+	if !ok {
+		s = &slot{}
+		c.slots[id] = s
+	}
+	return s
+}
+
 // listing is one fetch of a backend's model list. ready is closed when the
-// fetch has finished; infos, names and err are written under Router.mu
+// fetch has finished; infos, names and err are written under Cache.mu
 // before that.
 type listing struct {
 	ready chan struct{}
 	done  bool
 	infos []ModelInfo
-	names map[string]string // canonical name → name as the backend spells it
+	names map[string]string // model key → name as the backend spells it
 	err   error
 }
 
@@ -46,14 +97,14 @@ func (r *Router) Refresh(ctx context.Context) error {
 	wg.Wait()
 
 	var failed []string
-	r.mu.Lock()
+	r.cache.mu.Lock()
 	for i, l := range fresh {
-		r.listings[i] = l
+		r.slots[i].l = l
 		if l.err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", r.backends[i].Name, l.err))
 		}
 	}
-	r.mu.Unlock()
+	r.cache.mu.Unlock()
 	if len(failed) > 0 {
 		return core.Errorf(core.EUNAVAILABLE, "listing models failed: %s", strings.Join(failed, "; "))
 	}
@@ -70,9 +121,9 @@ func (r *Router) RefreshBackend(ctx context.Context, id string) error {
 		}
 		l := &listing{ready: make(chan struct{})}
 		r.fetch(ctx, i, l)
-		r.mu.Lock()
-		r.listings[i] = l
-		r.mu.Unlock()
+		r.cache.mu.Lock()
+		r.slots[i].l = l
+		r.cache.mu.Unlock()
 		if l.err != nil {
 			return core.WrapError(core.ErrorCode(l.err), l.err, "%s: listing models failed", b.Name)
 		}
@@ -107,12 +158,12 @@ func (r *Router) Listings(ctx context.Context) []Listing {
 // refresh found. A backend not listed yet, or being listed, has neither
 // Models nor Err.
 func (r *Router) Cached() []Listing {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.cache.mu.Lock()
+	defer r.cache.mu.Unlock()
 	out := make([]Listing, len(r.backends))
 	for i, b := range r.backends {
 		out[i].ID = b.ID
-		if l := r.listings[i]; l != nil && l.done {
+		if l := r.slots[i].l; l != nil && l.done {
 			out[i].Models, out[i].Err = slices.Clone(l.infos), l.err
 		}
 	}
@@ -127,19 +178,19 @@ func (r *Router) fetch(ctx context.Context, i int, l *listing) {
 	}
 	names := make(map[string]string, len(infos))
 	for _, m := range infos {
-		key := canonical(m.Name)
+		key := ModelKey(m.Name)
 		if _, dup := names[key]; !dup {
 			names[key] = m.Name
 		}
 	}
-	r.mu.Lock()
+	r.cache.mu.Lock()
 	l.done = true
 	if err != nil {
 		l.err = err
 	} else {
 		l.infos, l.names = infos, names
 	}
-	r.mu.Unlock()
+	r.cache.mu.Unlock()
 	close(l.ready)
 }
 
@@ -149,23 +200,23 @@ const listTimeout = 30 * time.Second
 // listingOf returns the listing of backend i, finished and successful,
 // fetching it if no listing is cached or the cached attempt failed. A
 // finished listing is never changed, so its fields may be read without
-// Router.mu. Concurrent requests share one
-// fetch rather than each listing the backend. The fetch runs on its own
+// Cache.mu. Concurrent requests (of every router sharing the slot) share
+// one fetch rather than each listing the backend. The fetch runs on its own
 // context, detached from the request that started it, so that a caller
 // giving up does not fail the listing for every other caller waiting on it.
 func (r *Router) listingOf(ctx context.Context, i int) (*listing, error) {
-	r.mu.Lock()
-	l := r.listings[i]
+	r.cache.mu.Lock()
+	l := r.slots[i].l
 	if l == nil || (l.done && l.err != nil) {
 		l = &listing{ready: make(chan struct{})}
-		r.listings[i] = l
+		r.slots[i].l = l
 		go func() {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listTimeout)
 			defer cancel()
 			r.fetch(fctx, i, l)
 		}()
 	}
-	r.mu.Unlock()
+	r.cache.mu.Unlock()
 	select {
 	case <-l.ready:
 		if l.err != nil {

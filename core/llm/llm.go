@@ -10,6 +10,7 @@ package llm
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
@@ -55,20 +56,21 @@ type ModelInfo struct {
 	Details ModelDetails
 }
 
-// ModelDetails describe a model as Ollama reports it.
+// ModelDetails describe a model as Ollama reports it. The JSON names are
+// those of the state the API shows.
 type ModelDetails struct {
 	// ParentModel is the model this one was derived from, if any.
-	ParentModel string
+	ParentModel string `json:"parentModel"`
 	// Format is the weights' file format ("gguf").
-	Format string
+	Format string `json:"format"`
 	// Family and Families name the model architecture ("llama").
-	Family   string
-	Families []string
+	Family   string   `json:"family"`
+	Families []string `json:"families"`
 	// ParameterSize is the parameter count as written by the backend
 	// ("8.0B").
-	ParameterSize string
+	ParameterSize string `json:"parameterSize"`
 	// QuantizationLevel is the weights' quantization ("Q4_K_M").
-	QuantizationLevel string
+	QuantizationLevel string `json:"quantizationLevel"`
 }
 
 // PullProgress is one step of downloading a model onto a backend.
@@ -94,9 +96,11 @@ type Puller interface {
 
 // Backend is one configured backend.
 type Backend struct {
-	// ID identifies the backend across rebuilds of the router: health and
-	// in-flight counts are kept by ID, so a rebuilt router still knows
-	// which backends failed a moment ago. "" means Name.
+	// ID identifies the backend across rebuilds of the router: health,
+	// in-flight counts and model listings are kept by ID (in a Health and
+	// a Cache), so a rebuilt router still knows which backends failed a
+	// moment ago and what they list. IDs are unique within a router. ""
+	// means Name.
 	ID string
 	// Name identifies the backend in configuration, errors and Usage.
 	Name string
@@ -106,14 +110,29 @@ type Backend struct {
 	// Provider is the client that talks to the backend.
 	Provider Provider
 	// Models, when not nil, are the only models the backend may serve
-	// (names compared as the Router compares them); nil means every model
-	// it lists. An affinity group's backend gets its groups' models here.
+	// (names compared by ModelKey); nil means every model it lists. An
+	// affinity group's backend gets its groups' models here.
 	Models []string
+}
+
+// ModelKey returns the form in which model names are compared: the name
+// with its tag made explicit, because a name without a ":tag" means
+// ":latest" ("llama3" and "llama3:latest" are the same model). A ":"
+// counts as a tag separator only after the last "/", so that a registry
+// host with a port ("localhost:5000/llama3") is not taken for a tag.
+// Nothing else is normalised: "qwen2.5:7b" and "qwen2.5:0.5b" differ, and
+// neither case nor an "org/" prefix is ever ignored.
+func ModelKey(name string) string {
+	if strings.LastIndex(name, ":") > strings.LastIndex(name, "/") {
+		return name
+	}
+	return name + ":latest"
 }
 
 // Model is a declared model: what the configuration says it can do.
 type Model struct {
-	// Name is the model's name; without a ":tag" it means ":latest".
+	// Name is the model's name; without a ":tag" it means ":latest"
+	// (see ModelKey).
 	Name string
 	// ContextLength is the context window in tokens, 0 if unknown.
 	ContextLength int

@@ -59,15 +59,16 @@ func (r *Router) order(policy, want string, cands []int) []int {
 }
 
 // turn returns the number of earlier round-robin requests for model want,
-// which is where this request's rotation starts, and counts this one.
-// Counters exist only for models that were served (see servedTurn), so
-// that requests for names no backend has do not grow the map.
+// which is where this request's rotation starts, and counts this one. The
+// counters live in the router's Cache, so a rebuilt router continues the
+// rotation. They exist only for models that were served (see servedTurn),
+// so that requests for names no backend has do not grow the map.
 func (r *Router) turn(want string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, ok := r.turns[want]
+	r.cache.mu.Lock()
+	defer r.cache.mu.Unlock()
+	n, ok := r.cache.turns[want]
 	if ok {
-		r.turns[want] = n + 1
+		r.cache.turns[want] = n + 1
 	}
 	return n
 }
@@ -75,9 +76,9 @@ func (r *Router) turn(want string) int {
 // servedTurn starts the round-robin counter of model want once a request
 // for it has been served.
 func (r *Router) servedTurn(want string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.turns[want]; !ok {
-		r.turns[want] = 1
+	r.cache.mu.Lock()
+	defer r.cache.mu.Unlock()
+	if _, ok := r.cache.turns[want]; !ok {
+		r.cache.turns[want] = 1
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/stepwise-run/stepwise/core"
 )
@@ -29,10 +28,9 @@ var _ core.LLM = (*Router)(nil)
 // the first healthy backend is tried first, and the failing one is tried
 // last rather than not at all. An unknown policy is EINVALID.
 //
-// Model names are compared exactly, except that a name without a ":tag"
-// means ":latest": "llama3" and "llama3:latest" are the same model, while
-// "qwen2.5:7b" and "qwen2.5:0.5b" are not, and neither case nor an "org/"
-// prefix is ever ignored. A Backend's Models are matched the same way.
+// Model names are compared by ModelKey: a name without a ":tag" means
+// ":latest", and nothing else is normalised. A Backend's Models are matched
+// the same way.
 //
 // A model that is not declared but that a backend lists may be used for
 // every capability and has an unknown context length. This keeps ad-hoc use
@@ -56,21 +54,19 @@ var _ core.LLM = (*Router)(nil)
 // error the backend answered.
 //
 // Each backend's model listing is fetched the first time a request needs it
-// and cached until Refresh. A listing that fails is not cached: the backend
-// is skipped for that request and asked again by the next one, so a backend
-// that was down rejoins when it comes back. A Router is safe for concurrent
-// use.
+// and kept in the router's Cache until Refresh. A listing that fails is not
+// kept: the backend is skipped for that request and asked again by the next
+// one, so a backend that was down rejoins when it comes back. A Router is
+// safe for concurrent use.
 type Router struct {
 	backends []Backend
-	assigned []map[string]bool // per backend: canonical names it may serve; nil = any
-	declared map[string]Model  // by canonical name
+	assigned []map[string]bool // per backend: model keys it may serve; nil = any
+	declared map[string]Model  // by model key
 	defaults Defaults
 	policy   string
 	health   *Health
-
-	mu       sync.Mutex
-	listings []*listing     // one per backend, nil until first needed
-	turns    map[string]int // round-robin counters by canonical model name
+	cache    *Cache
+	slots    []*slot // per backend: where its listing is kept in the cache
 }
 
 // Option configures a Router.
@@ -98,6 +94,17 @@ func WithHealth(h *Health) Option {
 	}
 }
 
+// WithCache makes the router keep its backends' listings and its
+// round-robin turns in c, which may be shared with the routers built
+// before and after it. Without it a router has a Cache of its own.
+func WithCache(c *Cache) Option {
+	return func(r *Router) {
+		if c != nil {
+			r.cache = c
+		}
+	}
+}
+
 // NewRouter returns a Router over backends. models are the declared models
 // and defaults the model used for each capability when a request names
 // none. A Backend without an ID gets its Name as ID.
@@ -108,8 +115,7 @@ func NewRouter(backends []Backend, models []Model, defaults Defaults, opts ...Op
 		declared: make(map[string]Model, len(models)),
 		defaults: defaults,
 		policy:   core.PolicyOrdered,
-		listings: make([]*listing, len(backends)),
-		turns:    make(map[string]int),
+		slots:    make([]*slot, len(backends)),
 	}
 	for _, o := range opts {
 		o(r)
@@ -117,38 +123,29 @@ func NewRouter(backends []Backend, models []Model, defaults Defaults, opts ...Op
 	if r.health == nil {
 		r.health = NewHealth(0, nil)
 	}
+	if r.cache == nil {
+		r.cache = NewCache()
+	}
 	for i := range r.backends {
 		b := &r.backends[i]
 		if b.ID == "" {
 			b.ID = b.Name
 		}
+		r.slots[i] = r.cache.slot(b.ID)
 		if b.Models != nil {
 			r.assigned[i] = make(map[string]bool, len(b.Models))
 			for _, m := range b.Models {
-				r.assigned[i][canonical(m)] = true
+				r.assigned[i][ModelKey(m)] = true
 			}
 		}
 	}
 	for _, m := range models {
-		key := canonical(m.Name)
+		key := ModelKey(m.Name)
 		if _, dup := r.declared[key]; !dup {
 			r.declared[key] = m
 		}
 	}
 	return r
-}
-
-// Health returns the Health the router records into.
-func (r *Router) Health() *Health { return r.health }
-
-// canonical returns the name with its tag made explicit. A ":" counts as a
-// tag separator only after the last "/", so a registry host with a port
-// ("localhost:5000/llama3") is not mistaken for a tag.
-func canonical(name string) string {
-	if strings.LastIndex(name, ":") > strings.LastIndex(name, "/") {
-		return name
-	}
-	return name + ":latest"
 }
 
 // Chat implements core.LLM.
@@ -249,7 +246,7 @@ func (r *Router) route(ctx context.Context, c core.Capability, sel core.ModelSel
 		listFail = make(map[int]bool)
 	)
 	for _, name := range names {
-		want := canonical(name)
+		want := ModelKey(name)
 		if m, ok := r.declared[want]; ok {
 			if !m.can(c) {
 				reasons = append(reasons, fmt.Sprintf("%s is not declared for %s", name, c))

@@ -236,7 +236,8 @@ func TestRouterListingsForState(t *testing.T) {
 	down, _ := liveBackend(t, "down", "ollama", true)
 	up.ID, down.ID = "id-up", "id-down"
 	fakeUp.SetModels(fakellm.Model{Name: "llama3.2:1b"})
-	r := llm.NewRouter([]llm.Backend{up, down}, nil, llm.Defaults{})
+	health := llm.NewHealth(0, nil)
+	r := llm.NewRouter([]llm.Backend{up, down}, nil, llm.Defaults{}, llm.WithHealth(health))
 	for _, l := range r.Cached() {
 		if l.Models != nil || l.Err != nil {
 			t.Errorf("before any listing Cached has %+v", l)
@@ -256,7 +257,7 @@ func TestRouterListingsForState(t *testing.T) {
 	if core.ErrorCode(got[1].Err) != core.EUNAVAILABLE || got[1].Models != nil {
 		t.Errorf("down: %+v, want an unavailable error", got[1])
 	}
-	if h := r.Health().Of("id-down"); !h.Failing() {
+	if h := health.Of("id-down"); !h.Failing() {
 		t.Errorf("a backend whose listing was refused is not failing: %+v", h)
 	}
 
@@ -294,4 +295,60 @@ func TestRouterListingsForState(t *testing.T) {
 			t.Errorf("unknown: %v", err)
 		}
 	})
+}
+
+func TestRouterCacheOutlivesRebuild(t *testing.T) {
+	ctx := context.Background()
+	sel := func(model string) core.ModelSelector { return core.ModelSelector{Models: []string{model}} }
+	cache := llm.NewCache()
+	old := backend("old", "m:1b")
+	first := llm.NewRouter([]llm.Backend{{ID: "x", Name: "old", Provider: old}}, nil, llm.Defaults{}, llm.WithCache(cache))
+	if _, _, err := route(ctx, first, core.CapChat, sel("m:1b")); err != nil {
+		t.Fatal(err)
+	}
+	rebuilt := llm.NewRouter([]llm.Backend{{ID: "x", Name: "old", Provider: old}}, []llm.Model{{Name: "m:1b", CanChat: true}},
+		llm.Defaults{}, llm.WithCache(cache))
+	fresh := backend("fresh", "m:1b", "n:1b")
+	var replaced *llm.Router
+
+	steps := []struct {
+		name               string
+		do                 func(t *testing.T)
+		oldLists, newLists int
+	}{
+		{name: "a rebuilt router keeps the listing", oldLists: 1, do: func(t *testing.T) {
+			if _, backend, err := route(ctx, rebuilt, core.CapChat, sel("m:1b")); err != nil || backend != "old" {
+				t.Fatalf("backend %q, error %v", backend, err)
+			}
+		}},
+		{name: "a forgotten backend is listed by its new client", oldLists: 1, newLists: 1, do: func(t *testing.T) {
+			cache.Forget("x")
+			replaced = llm.NewRouter([]llm.Backend{{ID: "x", Name: "fresh", Provider: fresh}}, nil, llm.Defaults{}, llm.WithCache(cache))
+			if _, backend, err := route(ctx, replaced, core.CapChat, sel("n:1b")); err != nil || backend != "fresh" {
+				t.Fatalf("backend %q, error %v", backend, err)
+			}
+		}},
+		{name: "a router built before keeps the old client's listing to itself", oldLists: 2, newLists: 1, do: func(t *testing.T) {
+			if err := rebuilt.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := route(ctx, rebuilt, core.CapChat, sel("n:1b")); core.ErrorCode(err) != core.ENOTFOUND {
+				t.Errorf("the old router served n:1b (%v), which only the new client lists", err)
+			}
+			if _, backend, err := route(ctx, replaced, core.CapChat, sel("n:1b")); err != nil || backend != "fresh" {
+				t.Errorf("after the old router's refresh the new one routes to %q (%v)", backend, err)
+			}
+		}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.do(t)
+			if n := old.lists(); n != st.oldLists {
+				t.Errorf("old client listed %d times, want %d", n, st.oldLists)
+			}
+			if n := fresh.lists(); n != st.newLists {
+				t.Errorf("new client listed %d times, want %d", n, st.newLists)
+			}
+		})
+	}
 }

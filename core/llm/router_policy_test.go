@@ -110,11 +110,48 @@ func TestRouterPolicies(t *testing.T) {
 	}
 }
 
+func TestRouterRoundRobinOutlivesRebuild(t *testing.T) {
+	providers := []*fakeProvider{backend("a", "m:1b"), backend("b", "m:1b"), backend("c", "m:1b")}
+	var backends []llm.Backend
+	for _, p := range providers {
+		backends = append(backends, llm.Backend{Name: p.name, Provider: p})
+	}
+	for _, tt := range []struct {
+		name   string
+		shared bool
+		want   []string
+	}{
+		{"a shared cache continues the rotation", true, []string{"a", "b", "c", "a"}},
+		{"each router alone starts it afresh", false, []string{"a", "a", "a", "a"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cache := llm.NewCache()
+			var got []string
+			for range tt.want {
+				opts := []llm.Option{llm.WithPolicy(core.PolicyRoundRobin)}
+				if tt.shared {
+					opts = append(opts, llm.WithCache(cache))
+				}
+				r := llm.NewRouter(backends, nil, llm.Defaults{}, opts...) // rebuilt for every request
+				backend, err := chatWith(context.Background(), r, "m:1b", "", "hi")
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, backend)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("served by %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRouterLeastBusyPrefersIdle(t *testing.T) {
 	a, fakeA := liveBackend(t, "a", "ollama", false)
 	b, _ := liveBackend(t, "b", "ollama", false)
 	fakeA.Script(fakellm.Reply{Match: "slow", Latency: time.Minute})
-	r := llm.NewRouter([]llm.Backend{a, b}, nil, llm.Defaults{}, llm.WithPolicy(core.PolicyLeastBusy))
+	health := llm.NewHealth(0, nil)
+	r := llm.NewRouter([]llm.Backend{a, b}, nil, llm.Defaults{}, llm.WithPolicy(core.PolicyLeastBusy), llm.WithHealth(health))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -124,7 +161,7 @@ func TestRouterLeastBusyPrefersIdle(t *testing.T) {
 		slow <- err
 	}()
 	waitFor(t, "a has the slow call", func() bool { return served(fakeA) == 1 })
-	if n := r.Health().Of("a").InFlight; n != 1 {
+	if n := health.Of("a").InFlight; n != 1 {
 		t.Fatalf("a has %d calls in flight, want 1", n)
 	}
 
@@ -137,7 +174,7 @@ func TestRouterLeastBusyPrefersIdle(t *testing.T) {
 	if err := <-slow; core.ErrorCode(err) != core.ETIMEOUT {
 		t.Fatalf("slow call: %v, want a timeout", err)
 	}
-	h := r.Health().Of("a")
+	h := health.Of("a")
 	if h.InFlight != 0 || h.Failing() {
 		t.Errorf("after the caller gave up a is %+v, want idle and not failing", h)
 	}

@@ -355,3 +355,21 @@ func TestRouterResult(t *testing.T) {
 		}
 	})
 }
+
+func TestModelKey(t *testing.T) {
+	for _, tt := range []struct{ name, in, want string }{
+		{"no tag means latest", "llama3", "llama3:latest"},
+		{"a tag is kept", "qwen2.5:7b", "qwen2.5:7b"},
+		{"latest is kept", "llama3:latest", "llama3:latest"},
+		{"an org prefix is kept", "org/llama3", "org/llama3:latest"},
+		{"a registry port is not a tag", "localhost:5000/llama3", "localhost:5000/llama3:latest"},
+		{"a tag after a registry port", "localhost:5000/llama3:8b", "localhost:5000/llama3:8b"},
+		{"case is kept", "Llama3", "Llama3:latest"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := llm.ModelKey(tt.in); got != tt.want {
+				t.Errorf("ModelKey(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -159,7 +159,7 @@ func newEnv(t *testing.T, opts ...options) *env {
 	if err := cat.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{}); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	fl := fleet.New(fleet.Config{Source: cat, Defaults: defaults, NewProvider: providers(fake), SyncInterval: 50 * time.Millisecond})
+	fl := fleet.New(fleet.Config{Source: cat, NewProvider: providers(fake), SyncInterval: 50 * time.Millisecond})
 	if err := fl.Reload(ctx); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
