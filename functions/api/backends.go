@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 )
@@ -21,21 +20,6 @@ func (a *API) backendRoutes() {
 
 // backendAliases maps the seed's bootstrap.sh spelling to the field name.
 func backendAliases() map[string]string { return map[string]string{"baseURL": "baseUrl"} }
-
-// backendView is a backend with what the fleet knows of it now.
-type backendView struct {
-	catalog.Backend
-	// Models are the models it serves by declaration.
-	Models []string `json:"models"`
-	// PulledModels are the models it lists now.
-	PulledModels []fleet.ModelStatus `json:"pulledModels"`
-	// Reachable tells whether its model list could be read just now.
-	Reachable bool `json:"reachable"`
-	// Error is its last listing or download error.
-	Error string `json:"error,omitempty"`
-	// Pull is the last progress of a download running on it.
-	Pull *fleet.Progress `json:"pull,omitempty"`
-}
 
 // stateView is one backend's runtime state, as GET /state shows it.
 type stateView struct {
@@ -66,15 +50,18 @@ func (a *API) liveStates(ctx context.Context) map[string]fleet.BackendState {
 	return out
 }
 
-func withState(b catalog.Backend, s fleet.BackendState) backendView {
-	v := backendView{Backend: b, Models: s.Models, PulledModels: s.PulledModels, Reachable: s.Reachable, Error: s.Error, Pull: s.Pull}
-	if v.Models == nil {
-		v.Models = []string{}
+// withState is a backend as the catalog has it, with what the fleet knows
+// of it now (nothing yet for one the fleet has not loaded), lists never
+// null.
+func withState(b catalog.Backend, s fleet.BackendState) fleet.BackendState {
+	s.Backend = b
+	if s.Models == nil {
+		s.Models = []string{}
 	}
-	if v.PulledModels == nil {
-		v.PulledModels = []fleet.ModelStatus{}
+	if s.PulledModels == nil {
+		s.PulledModels = []fleet.ModelStatus{}
 	}
-	return v
+	return s
 }
 
 // createBackend registers a backend; its id is always made by the server.
@@ -105,7 +92,7 @@ func (a *API) listBackends(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	live := a.liveStates(r.Context())
-	views := make([]backendView, len(backends))
+	views := make([]fleet.BackendState, len(backends))
 	for i, b := range backends {
 		views[i] = withState(b, live[b.ID])
 	}
@@ -147,29 +134,16 @@ func (a *API) deleteBackend(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, "backend removed")
 }
 
-// state lists every backend's runtime state, oldest backend first.
+// state lists every backend's runtime state, oldest backend first, as
+// the fleet has it (it reloads the catalog on every write).
 func (a *API) state(w http.ResponseWriter, r *http.Request) {
-	tenant := Tenant(r.Context())
-	var all []catalog.Backend
-	q := core.ListQuery{Limit: core.MaxPageSize}
-	for {
-		page, next, err := a.cfg.Catalog.ListBackends(r.Context(), tenant, q)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		all = append(all, page...)
-		if next == "" {
-			break
-		}
-		q.Cursor = next
-	}
-	live := a.liveStates(r.Context())
-	out := make([]stateView, 0, len(all))
-	for i := len(all) - 1; i >= 0; i-- {
-		b := all[i]
-		v := withState(b, live[b.ID])
-		out = append(out, stateView{ID: b.ID, Name: b.Name, Models: v.Models, PulledModels: v.PulledModels, Backend: b, Reachable: v.Reachable, Error: v.Error, Pull: v.Pull})
+	ctx, cancel := context.WithTimeout(r.Context(), stateWait)
+	defer cancel()
+	states := a.cfg.Fleet.States(ctx)
+	out := make([]stateView, 0, len(states))
+	for _, st := range states {
+		v := withState(st.Backend, st)
+		out = append(out, stateView{ID: v.ID, Name: v.Name, Models: v.Models, PulledModels: v.PulledModels, Backend: v.Backend, Reachable: v.Reachable, Error: v.Error, Pull: v.Pull})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
