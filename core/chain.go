@@ -18,6 +18,13 @@ type Chain struct {
 	TokenLimit int `json:"token_limit,omitempty"`
 	// MaxSteps bounds the steps of one execution (0 = DefaultMaxSteps).
 	MaxSteps int `json:"max_steps,omitempty"`
+	// MaxTokensTotal bounds the model tokens (in + out) of one execution
+	// (0 = unlimited): an agent loop that talks too long fails instead of
+	// running up a bill.
+	MaxTokensTotal int `json:"max_tokens_total,omitempty"`
+	// MaxDuration bounds the wall time of one execution from its creation,
+	// time spent waiting included (0 = unlimited).
+	MaxDuration Duration `json:"max_duration,omitempty"`
 	// RoutingPolicy orders the backends that can serve a model for every
 	// model call of the chain (one of RoutingPolicies; "" = the server's
 	// default). A request may override it.

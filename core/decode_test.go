@@ -64,6 +64,17 @@ func TestDecodeAliases(t *testing.T) {
 				wantEq(t, task.Transition.OnFailure, "a")
 				wantEq(t, task.Transition.Branches[0].Compose.WithVar, "input")
 			}},
+		{"Bounds", `{"id":"c","max_tokens_total":5000,"max_duration":"10m","tasks":[{"id":"a","handler":"await_input"}]}`,
+			func(t *testing.T, c *core.Chain) {
+				wantEq(t, c.MaxTokensTotal, 5000)
+				wantEq(t, time.Duration(c.MaxDuration), 10*time.Minute)
+				wantEq(t, c.Tasks[0].Handler, core.HandlerAwaitInput)
+			}},
+		{"BoundsCamelCase", `{"id":"c","maxTokensTotal":7,"maxDuration":"1h30m","tasks":[{"id":"a","handler":"noop"}]}`,
+			func(t *testing.T, c *core.Chain) {
+				wantEq(t, c.MaxTokensTotal, 7)
+				wantEq(t, time.Duration(c.MaxDuration), 90*time.Minute)
+			}},
 		{"ExecuteConfigTools", `{"id":"c","tasks":[{"id":"a","handler":"chat_completion","execute_config":{"tools":["echo"]}}]}`,
 			func(t *testing.T, c *core.Chain) { wantEq(t, c.Tasks[0].ExecuteConfig.Hooks, []string{"echo"}) }},
 		{"TaskLevelCompose", `{"id":"c","tasks":[{"id":"a","handler":"noop","compose":{"with_var":"input"},"transition":{"branches":[{"operator":"default","goto":"end"}]}}]}`,
@@ -159,6 +170,16 @@ func TestDecodeErrors(t *testing.T) {
 			"a", "tasks[0].transition.branches[0].got", `did you mean "goto"`},
 		{"ConditionNotBool", `{"id":"c","tasks":[{"id":"a","handler":"noop","valid_conditions":{"yes":"true"}}]}`,
 			"a", "tasks[0].valid_conditions.yes", "want true or false"},
+		{"MaxTokensTotalTypo", `{"id":"c","max_token_total":10,"tasks":[{"id":"a","handler":"noop"}]}`,
+			"", "max_token_total", `did you mean "max_tokens_total"`},
+		{"MaxDurationTypo", `{"id":"c","maxDurration":"1m","tasks":[{"id":"a","handler":"noop"}]}`,
+			"", "maxDurration", `did you mean "max_duration"`},
+		{"MaxDurationMalformed", `{"id":"c","max_duration":"an hour","tasks":[{"id":"a","handler":"noop"}]}`,
+			"", "max_duration", "malformed duration"},
+		{"MaxTokensTotalNegative", `{"id":"c","max_tokens_total":-1,"tasks":[{"id":"a","handler":"noop"}]}`,
+			"", "max_tokens_total", "must not be negative"},
+		{"MaxTokensTotalNotInt", `{"id":"c","max_tokens_total":"many","tasks":[{"id":"a","handler":"noop"}]}`,
+			"", "max_tokens_total", "want an integer"},
 		{"TasksNotList", `{"id":"c","tasks":{"id":"a"}}`,
 			"", "tasks", "want a list of objects"},
 	}

@@ -37,6 +37,15 @@ type docExample struct {
 			Arguments map[string]any
 		}
 	}
+	// Resume lists the inputs the execution is resumed with, in order, each
+	// once it waits, and what it must be waiting for then.
+	Resume []struct {
+		Waiting   string // the kind of wait
+		Prompt    *string
+		Calls     []string // the names of the client's tools called
+		Input     any
+		InputType string `yaml:"input_type"`
+	}
 	Output         *string
 	OutputContains string `yaml:"output_contains"`
 	OutputJSON     any    `yaml:"output_json"`
@@ -135,6 +144,38 @@ func TestDocExamples(t *testing.T) {
 			run, err := h.engine.Execute(context.Background(), core.StartRequest{Chain: chain, Input: input, TemplateVars: ex.Vars}, nil)
 			if err != nil {
 				t.Fatalf("%s: %v", where, err)
+			}
+			for i, rs := range ex.Resume {
+				w := run.Waiting
+				if run.Status != core.StatusWaiting || w == nil || w.Kind != rs.Waiting {
+					t.Fatalf("%s: before resume %d: status %s (%+v), waiting %+v; want waiting for %s", where, i+1, run.Status, run.Error, w, rs.Waiting)
+				}
+				if rs.Prompt != nil && w.Prompt != *rs.Prompt {
+					t.Errorf("%s: before resume %d: prompt %q, want %q", where, i+1, w.Prompt, *rs.Prompt)
+				}
+				if rs.Calls != nil {
+					var names []string
+					for _, c := range w.ToolCalls {
+						names = append(names, c.Function.Name)
+					}
+					if !reflect.DeepEqual(names, rs.Calls) {
+						t.Errorf("%s: before resume %d: calls %v, want %v", where, i+1, names, rs.Calls)
+					}
+				}
+				rtyp := core.TypeString
+				if rs.InputType != "" {
+					rtyp = core.DataType(rs.InputType)
+				}
+				in, err := core.Coerce(rtyp, rs.Input)
+				if err != nil {
+					t.Fatalf("%s: resume %d: input: %v", where, i+1, err)
+				}
+				if _, err := h.engine.Resume(context.Background(), run.Tenant, run.ID, in); err != nil {
+					t.Fatalf("%s: resume %d: %v", where, i+1, err)
+				}
+				if run, err = h.engine.Run(context.Background(), run.Tenant, run.ID, nil); err != nil {
+					t.Fatalf("%s: run after resume %d: %v", where, i+1, err)
+				}
 			}
 			steps, _ := h.store.ListSteps(context.Background(), run.Tenant, run.ID, 0, 0)
 			wantStatus := core.StatusSucceeded

@@ -13,11 +13,15 @@ import (
 // Engine runs executions one step at a time, committing the execution and
 // the step record through the ExecutionStore after every step.
 type Engine struct {
-	store ExecutionStore
-	llm   LLM
-	tools Tools
-	now   func() time.Time
-	newID func() string
+	store       ExecutionStore
+	llm         LLM
+	tools       Tools
+	queue       Queue
+	failpointFn func(string)
+	maxHops     int
+	leaseTTL    time.Duration
+	now         func() time.Time
+	newID       func() string
 	// templates caches parsed templates across executions.
 	templates templateCache
 }
@@ -35,11 +39,31 @@ type EngineConfig struct {
 	Now func() time.Time
 	// NewID makes execution ids (default: UUIDv7, which sorts by time).
 	NewID func() string
+	// Queue carries continuations (Deliver, Enqueue, Sweep); without it
+	// only Run is available.
+	Queue Queue
+	// Failpoint, when not nil, is called at each of the Fail* points; a
+	// test build makes it kill the process there. Production leaves it
+	// nil.
+	Failpoint func(name string)
+	// MaxHops bounds the continuations of one execution (default
+	// DefaultMaxHops).
+	MaxHops int
+	// LeaseTTL is how long a delivery's claim lasts without a commit
+	// (default DefaultLeaseTTL).
+	LeaseTTL time.Duration
 }
 
 // NewEngine returns an Engine. It does no I/O.
 func NewEngine(cfg EngineConfig) *Engine {
-	e := &Engine{store: cfg.Store, llm: cfg.LLM, tools: cfg.Tools, now: cfg.Now, newID: cfg.NewID}
+	e := &Engine{store: cfg.Store, llm: cfg.LLM, tools: cfg.Tools, queue: cfg.Queue, failpointFn: cfg.Failpoint,
+		maxHops: cfg.MaxHops, leaseTTL: cfg.LeaseTTL, now: cfg.Now, newID: cfg.NewID}
+	if e.maxHops <= 0 {
+		e.maxHops = DefaultMaxHops
+	}
+	if e.leaseTTL <= 0 {
+		e.leaseTTL = DefaultLeaseTTL
+	}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -157,7 +181,7 @@ func (e *Engine) Run(ctx context.Context, tenant, id string, obs Observer) (*Exe
 	if err != nil {
 		return nil, err
 	}
-	if ex.Status.Final() {
+	if ex.Status.Final() || ex.Status == StatusWaiting {
 		return ex, nil
 	}
 	if ex.Status != StatusRunning {
@@ -167,39 +191,61 @@ func (e *Engine) Run(ctx context.Context, tenant, id string, obs Observer) (*Exe
 			return nil, err
 		}
 	}
-	for !ex.Status.Final() {
-		if err := ctx.Err(); err != nil {
-			return ex, interrupted(ex, err)
-		}
-		if ex.StepCount >= ex.Chain.StepLimit() {
-			e.finish(ex, StatusFailed, Nil, &ExecError{
-				Code: EINVALID, Reason: ReasonMaxSteps, Task: ex.Cursor.Task,
-				Message: fmt.Sprintf("execution stopped after %d steps (the chain's max_steps) before task %q", ex.StepCount, ex.Cursor.Task),
-			})
-			if err := e.store.CommitExecution(ctx, ex, nil); err != nil {
-				return ex, err
-			}
-			break
-		}
+	for !ex.Status.Final() && ex.Status != StatusWaiting {
 		if wait := ex.Cursor.NotBefore.Sub(e.now()); wait > 0 {
 			if err := sleep(ctx, wait); err != nil {
 				return ex, interrupted(ex, err)
 			}
 		}
-		next := ex.clone()
-		step, err := e.step(ctx, next, obs)
+		next, err := e.runOne(ctx, ex, obs, "")
 		if err != nil {
-			// Only an interruption by the caller's context ends up here.
-			return ex, interrupted(ex, ctx.Err())
-		}
-		if err := e.store.CommitExecution(ctx, next, step); err != nil {
 			return ex, err
 		}
 		ex = next
-		obs.Observe(Event{Kind: EventStepCommitted, ExecutionID: ex.ID, StepIndex: step.Index, TaskID: step.TaskID, Handler: step.Handler, Attempt: step.Attempt, Step: step, At: e.now()})
 	}
 	obs.Observe(Event{Kind: EventFinished, ExecutionID: ex.ID, StepIndex: ex.StepCount, Execution: ex, At: e.now()})
 	return ex, nil
+}
+
+// runOne runs the next step of ex and commits it with the step record,
+// returning the execution as committed. With a lease owner it renews the
+// lease in the same commit. Reaching max_steps commits the failure instead
+// of a step. It returns ETIMEOUT when ctx ends before the step is
+// committed (nothing is committed then) and ECONFLICT when another worker
+// moved the execution on.
+func (e *Engine) runOne(ctx context.Context, ex *Execution, obs Observer, owner string) (*Execution, error) {
+	if err := ctx.Err(); err != nil {
+		return ex, interrupted(ex, err)
+	}
+	next := ex.clone()
+	if owner != "" {
+		next.Lease = Lease{Owner: owner, Until: e.now().Add(e.leaseTTL)}
+	}
+	if ex.StepCount >= ex.Chain.StepLimit() {
+		e.finish(next, StatusFailed, Nil, &ExecError{
+			Code: EINVALID, Reason: ReasonMaxSteps, Task: ex.Cursor.Task,
+			Message: fmt.Sprintf("execution stopped after %d steps (the chain's max_steps) before task %q", ex.StepCount, ex.Cursor.Task),
+		})
+		next.Lease = Lease{}
+		if err := e.store.CommitExecution(ctx, next, nil); err != nil {
+			return ex, err
+		}
+		return next, nil
+	}
+	step, err := e.step(ctx, next, obs)
+	if err != nil {
+		// Only an interruption by the caller's context ends up here.
+		return ex, interrupted(ex, ctx.Err())
+	}
+	if next.Status.Final() || next.Status == StatusWaiting {
+		next.Lease = Lease{} // nothing left to run: no claim to hold
+	}
+	e.failpoint(FailAfterStepBeforeCommit)
+	if err := e.store.CommitExecution(ctx, next, step); err != nil {
+		return ex, err
+	}
+	obs.Observe(Event{Kind: EventStepCommitted, ExecutionID: next.ID, StepIndex: step.Index, TaskID: step.TaskID, Handler: step.Handler, Attempt: step.Attempt, Step: step, At: e.now()})
+	return next, nil
 }
 
 func interrupted(ex *Execution, cause error) error {
@@ -211,6 +257,7 @@ func (e *Engine) finish(ex *Execution, status Status, output Value, xerr *ExecEr
 	ex.Status = status
 	ex.Output = output
 	ex.Error = xerr
+	ex.Waiting = nil
 	ex.Cursor = Cursor{Previous: ex.Cursor.Previous}
 	ex.UpdatedAt = e.now().UTC()
 }

@@ -46,6 +46,9 @@ type Execution struct {
 	Cursor Cursor `json:"cursor"`
 	// StepCount is the number of committed steps (attempts).
 	StepCount int `json:"step_count"`
+	// Continuations counts the times a delivery handed the execution on
+	// to the next one; the engine's MaxHops bounds it.
+	Continuations int `json:"continuations,omitempty"`
 	// TokensIn and TokensOut sum every model call of the execution.
 	TokensIn  int `json:"tokens_in"`
 	TokensOut int `json:"tokens_out"`
@@ -53,12 +56,57 @@ type Execution struct {
 	Output Value `json:"output"`
 	// Error is the failure, set when the execution fails.
 	Error *ExecError `json:"error,omitempty"`
+	// Waiting says what the execution waits for while its status is
+	// waiting (nil otherwise): Engine.Resume brings it.
+	Waiting *Waiting `json:"waiting,omitempty"`
+	// Lease says which worker runs the execution now, until when. A worker
+	// takes it with a compare-and-swap commit before it runs a step and
+	// keeps it fresh with every commit; another worker may take it once it
+	// has expired. The zero Lease means no worker holds it.
+	Lease Lease `json:"lease,omitzero"`
 	// Version is the compare-and-swap token: the value read, which a commit
 	// must still find in the store.
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// Waiting is what a waiting execution needs from outside before it can go
+// on. Nothing runs it meanwhile: no lease, no queue message, no cost.
+type Waiting struct {
+	// Task is the task that paused. The cursor stays on it; the resume
+	// completes it, as if its handler had returned the resume input.
+	Task string `json:"task"`
+	// Kind is WaitInput or WaitClientTools.
+	Kind string `json:"kind"`
+	// Prompt is what an await_input task asks for: its input as text (the
+	// rendering of its prompt_template when it has one).
+	Prompt string `json:"prompt,omitempty"`
+	// ToolCalls are the calls of the client's own tools the model made
+	// (WaitClientTools); the resume must answer each with a tool message.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// Kinds of Waiting.
+const (
+	// WaitInput: an await_input task waits for a person or a system to
+	// supply a value (an answer, an approval).
+	WaitInput = "input"
+	// WaitClientTools: a chat_completion task with pass_clients_tools made
+	// calls of tools only the client can run.
+	WaitClientTools = "client_tools"
+)
+
+// Lease is a worker's claim on an execution.
+type Lease struct {
+	// Owner names the worker (process and delivery) holding it.
+	Owner string `json:"owner,omitempty"`
+	// Until is when the claim lapses unless renewed.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Held reports whether the lease is held by someone at time now.
+func (l Lease) Held(now time.Time) bool { return l.Owner != "" && now.Before(l.Until) }
 
 // Cursor is the position of an execution: the task to run next, the input
 // it gets and the attempt it is on. The input is normally the previous
@@ -176,4 +224,32 @@ type ExecutionStore interface {
 	// Index > after, in index order. ENOTFOUND if the tenant has no such
 	// execution.
 	ListSteps(ctx context.Context, tenant, executionID string, after, limit int) ([]*Step, error)
+	// ListExecutions returns one page of the tenant's executions, newest
+	// first (CreatedAt descending, then ID descending), filtered by the
+	// query; each without its chain snapshot's tasks (Chain holds the id
+	// only) to keep listings small. EINVALID for a malformed cursor or
+	// limit.
+	ListExecutions(ctx context.Context, tenant string, q ExecutionQuery) (ExecutionPage, error)
+}
+
+// ExecutionQuery selects executions to list.
+type ExecutionQuery struct {
+	// Statuses keeps executions in one of them (none: any).
+	Statuses []Status
+	// ChainID keeps executions of that chain ("" = any).
+	ChainID string
+	// UpdatedBefore keeps executions last updated before it (zero = any):
+	// the sweeper's question "which runnable executions have not moved for
+	// a while".
+	UpdatedBefore time.Time
+	// Cursor and Limit page as in ListQuery.
+	Cursor string
+	Limit  int
+}
+
+// ExecutionPage is one page of executions.
+type ExecutionPage struct {
+	Executions []*Execution
+	// Next is the cursor of the following page, "" on the last page.
+	Next string
 }

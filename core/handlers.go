@@ -15,7 +15,7 @@ func Handlers() []string {
 		HandlerPromptToString, HandlerPromptToCondition, HandlerPromptToInt, HandlerPromptToFloat,
 		HandlerPromptToRange, HandlerPromptToJS, HandlerTextToEmbedding, HandlerParseCommand,
 		HandlerParseKeyValue, HandlerRaiseError, HandlerNoop, HandlerChatCompletion,
-		HandlerExecuteToolCalls, HandlerConvertToOpenAI, HandlerHook,
+		HandlerExecuteToolCalls, HandlerConvertToOpenAI, HandlerHook, HandlerAwaitInput,
 	}
 }
 
@@ -52,6 +52,8 @@ func handlerFor(name string) (handlerFunc, bool) {
 		return runConvertToOpenAI, true
 	case HandlerHook:
 		return runHook, true
+	case HandlerAwaitInput:
+		return runAwaitInput, true
 	}
 	return nil, false
 }
@@ -337,6 +339,16 @@ func runRaiseError(_ context.Context, _ *stepRun, in Value) (result, error) {
 		msg = "raise_error"
 	}
 	return result{}, Errorf(EINVALID, "%s", msg)
+}
+
+// runAwaitInput pauses the execution until Engine.Resume brings a value,
+// showing its input as what it waits for.
+func runAwaitInput(_ context.Context, _ *stepRun, in Value) (result, error) {
+	prompt := ""
+	if in.Data != nil {
+		prompt = in.Display()
+	}
+	return result{output: Nil, wait: &Waiting{Kind: WaitInput, Prompt: prompt}}, nil
 }
 
 func runNoop(_ context.Context, _ *stepRun, in Value) (result, error) {

@@ -61,7 +61,7 @@ func runChatCompletion(ctx context.Context, r *stepRun, in Value) (result, error
 			opts.Stop = req.Stop
 		}
 	}
-	tools, err := r.offeredTools(ctx, req)
+	tools, clientTools, err := r.offeredTools(ctx, req)
 	if err != nil {
 		return result{}, err
 	}
@@ -78,6 +78,16 @@ func runChatCompletion(ctx context.Context, r *stepRun, in Value) (result, error
 	res := result{output: Value{Type: TypeChatHistory, Data: hist}, eval: EvalExecuted, usage: c.Usage}
 	if len(msg.ToolCalls) > 0 {
 		res.eval, res.aliases = EvalToolCall, []string{evalToolCallAlias}
+	}
+	var forClient []ToolCall
+	for _, call := range msg.ToolCalls {
+		if clientTools[call.Function.Name] {
+			forClient = append(forClient, call)
+		}
+	}
+	if len(forClient) > 0 {
+		// Only the client can run these: wait for their results.
+		res.wait = &Waiting{Kind: WaitClientTools, ToolCalls: forClient}
 	}
 	return res, nil
 }
@@ -165,28 +175,47 @@ func (r *stepRun) hookTools(ctx context.Context, hooks []string) ([]hookTool, er
 
 // offeredTools is what chat_completion offers: the hooks' tools and, with
 // pass_clients_tools, the client's, minus hide_tools (which applies to
-// every tool, by exposed or original name).
-func (r *stepRun) offeredTools(ctx context.Context, req *OpenAIChatRequest) ([]Tool, error) {
+// every tool, by exposed or original name). It also returns the names of
+// the client's tools offered: a call of one of them is for the client to
+// run. A hook tool wins over a client tool of the same name.
+func (r *stepRun) offeredTools(ctx context.Context, req *OpenAIChatRequest) ([]Tool, map[string]bool, error) {
 	ec := r.task.ExecuteConfig
 	if ec == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	hts, err := r.visibleHookTools(ctx, ec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var tools []Tool
+	ours := map[string]bool{}
 	for _, ht := range hts {
 		tools = append(tools, ht.def)
+		ours[ht.def.Function.Name] = true
 	}
-	if ec.PassClientsTools && req != nil {
-		for _, t := range req.Tools {
-			if !hidden(ec, t.Function.Name) {
+	clients := map[string]bool{}
+	if ec.PassClientsTools {
+		for _, t := range r.clientTools(req) {
+			if name := t.Function.Name; !hidden(ec, name) && !ours[name] {
 				tools = append(tools, t)
+				clients[name] = true
 			}
 		}
 	}
-	return tools, nil
+	return tools, clients, nil
+}
+
+// clientTools are the tools of the client's request: the task's
+// openai_chat input, or else the execution's, so that the client's tools
+// stay on offer in the turns of an agent loop after the first.
+func (r *stepRun) clientTools(req *OpenAIChatRequest) []Tool {
+	if req != nil {
+		return req.Tools
+	}
+	if in, ok := r.ex.Input.Data.(OpenAIChatRequest); ok {
+		return in.Tools
+	}
+	return nil
 }
 
 // visibleHookTools are the tools of ec's hooks that hide_tools leaves.
@@ -250,29 +279,29 @@ const (
 	EvalFailed        = "failed"
 )
 
-// runExecuteToolCalls runs the tool calls of the history's last message
-// and appends one tool message per call. A failing call becomes an error
+// runExecuteToolCalls runs the tool calls of the history's last assistant
+// message that no tool message after it answers yet (the client may have
+// answered its own, see pendingCalls), and appends one tool message per
+// call. A failing call becomes an error
 // message the model can read; a call of an unknown tool too, unless it is
 // one of the client's tools (pass_clients_tools), which is left for the
 // client.
 func runExecuteToolCalls(ctx context.Context, r *stepRun, in Value) (result, error) {
-	hist, _, err := historyOf(in)
+	hist, req, err := historyOf(in)
 	if err != nil || in.Type == TypeString {
 		return result{}, Errorf(EINVALID, "execute_tool_calls needs a chat_history input, got %s", in.Type)
 	}
 	if len(hist.Messages) == 0 {
 		return result{output: Value{Type: TypeChatHistory, Data: hist}, eval: EvalNoOp}, nil
 	}
-	calls := hist.Last().ToolCalls
+	calls := pendingCalls(hist)
 	byName, err := r.callableTools(ctx)
 	if err != nil {
 		return result{}, err
 	}
 	clientTools := map[string]bool{}
-	if req, ok := r.ex.Input.Data.(OpenAIChatRequest); ok {
-		for _, t := range req.Tools {
-			clientTools[t.Function.Name] = true
-		}
+	for _, t := range r.clientTools(req) {
+		clientTools[t.Function.Name] = true
 	}
 	var args map[string]string
 	if r.task.Hook != nil {
@@ -307,6 +336,40 @@ func runExecuteToolCalls(ctx context.Context, r *stepRun, in Value) (result, err
 	return result{output: Value{Type: TypeChatHistory, Data: hist}, eval: eval}, nil
 }
 
+// pendingCalls returns the tool calls of the history's last assistant
+// message that the tool messages after it do not answer: after a client
+// answered its own tools' calls, the hooks' calls of the same message are
+// still to run. A tool message answers the call its tool_call_id names,
+// or, for calls without an id (some backends give none), one call of its
+// name.
+func pendingCalls(h ChatHistory) []ToolCall {
+	answered := map[string]int{}
+	i := len(h.Messages) - 1
+	for ; i >= 0 && h.Messages[i].Role == RoleTool; i-- {
+		answered[answerKey(h.Messages[i].ToolCallID, h.Messages[i].Name)]++
+	}
+	if i < 0 {
+		return nil
+	}
+	var out []ToolCall
+	for _, c := range h.Messages[i].ToolCalls {
+		if k := answerKey(c.ID, c.Function.Name); answered[k] > 0 {
+			answered[k]--
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// answerKey ties a tool call and its result: by id, else by tool name.
+func answerKey(id, name string) string {
+	if id != "" {
+		return "id:" + id
+	}
+	return "name:" + name
+}
+
 // callTool runs one model tool call with its JSON arguments as input.
 func (r *stepRun) callTool(ctx context.Context, ht hookTool, call ToolCall, args map[string]string, n int) (string, error) {
 	input := Value{Type: TypeJSON, Data: map[string]any{}}
@@ -321,6 +384,7 @@ func (r *stepRun) callTool(ctx context.Context, ht hookTool, call ToolCall, args
 		Hook: ht.hook, Tool: ht.tool, Input: input, Args: args,
 		IdempotencyKey: r.idempotencyKey(n),
 	})
+	r.e.failpoint(FailAfterHookBeforeRecord)
 	if err != nil {
 		return "", err
 	}
@@ -375,6 +439,7 @@ func runHook(ctx context.Context, r *stepRun, in Value) (result, error) {
 		Hook: r.task.Hook.Name, Tool: r.task.Hook.ToolName, Input: in, Args: r.task.Hook.Args,
 		IdempotencyKey: r.idempotencyKey(1),
 	})
+	r.e.failpoint(FailAfterHookBeforeRecord)
 	if err != nil {
 		return result{}, err
 	}

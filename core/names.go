@@ -23,6 +23,7 @@ const (
 	HandlerExecuteToolCalls  = "execute_tool_calls"
 	HandlerConvertToOpenAI   = "convert_to_openai_chat_response"
 	HandlerHook              = "hook"
+	HandlerAwaitInput        = "await_input"
 	handlerAliasRawString    = "raw_string"
 	handlerAliasConditionKey = "condition_key"
 	handlerAliasParseNumber  = "parse_number"

@@ -120,11 +120,13 @@ var (
 	}
 	chainSchema = &schema{
 		fields: map[string]field{
-			"id":          {kind: kString},
-			"description": {kind: kString},
-			"debug":       {kind: kBool},
-			"token_limit": {kind: kInt},
-			"max_steps":   {kind: kInt},
+			"id":               {kind: kString},
+			"description":      {kind: kString},
+			"debug":            {kind: kBool},
+			"token_limit":      {kind: kInt},
+			"max_steps":        {kind: kInt},
+			"max_tokens_total": {kind: kInt},
+			"max_duration":     {kind: kDuration},
 			// routing_strategy is the older reference's name; its value
 			// names the same policies.
 			"routing_policy": {kind: kString},

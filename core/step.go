@@ -8,12 +8,14 @@ import (
 
 // result is what a handler produces: the output, the value transitions
 // are evaluated on (with alternative spellings that also match), and the
-// cost of any model call.
+// cost of any model call. A handler that needs something from outside
+// sets wait instead of finishing: the execution pauses on the task.
 type result struct {
 	output  Value
 	eval    string
 	aliases []string
 	usage   Usage
+	wait    *Waiting
 }
 
 // handlerFunc runs one attempt of a task on its input.
@@ -54,6 +56,14 @@ func (e *Engine) step(ctx context.Context, ex *Execution, obs Observer) (*Step, 
 		return st, nil
 	}
 	st.Handler = task.Handler
+	if xerr := e.overTime(ex); xerr != nil {
+		// The step is recorded, refused, so that the history says why the
+		// execution ended where it did.
+		e.finish(ex, StatusFailed, Nil, xerr)
+		st.Error = xerr
+		ex.StepCount = index
+		return st, nil
+	}
 	obs.Observe(Event{Kind: EventStepStarted, ExecutionID: ex.ID, StepIndex: index, TaskID: task.ID, Handler: task.Handler, Attempt: attempt, At: started})
 
 	r := &stepRun{e: e, ex: ex, task: task, index: index, obs: obs, macros: macroEnv{
@@ -71,13 +81,71 @@ func (e *Engine) step(ctx context.Context, ex *Execution, obs Observer) (*Step, 
 	}
 	ex.StepCount = index
 	ex.UpdatedAt = e.now().UTC()
-	if err == nil {
+	switch {
+	case err == nil && res.wait != nil:
+		e.pause(ex, task, res, st)
+	case err == nil:
 		err = e.advance(ctx, r, res, st)
 	}
 	if err != nil {
 		e.fail(ex, task, attempt, err, st)
 	}
+	e.checkTokens(ex, task)
 	return st, nil
+}
+
+// pause puts the execution in waiting on task: the cursor stays on it and
+// nothing runs until Engine.Resume completes it.
+func (e *Engine) pause(ex *Execution, task *Task, res result, st *Step) {
+	st.Output, st.Eval = res.output, res.eval
+	w := *res.wait
+	w.Task = task.ID
+	ex.Status = StatusWaiting
+	ex.Waiting = &w
+	ex.Cursor.NotBefore = time.Time{}
+}
+
+// Failure reasons of the chain's bounds besides max_steps.
+const (
+	// ReasonMaxTokens: the execution's model calls used more tokens than
+	// the chain's max_tokens_total.
+	ReasonMaxTokens = "max_tokens"
+	// ReasonMaxDuration: the execution outlived the chain's max_duration.
+	ReasonMaxDuration = "max_duration"
+)
+
+// overTime returns the failure of an execution that has run longer than
+// its chain's max_duration, or nil. It is checked before every step.
+func (e *Engine) overTime(ex *Execution) *ExecError {
+	limit := time.Duration(ex.Chain.MaxDuration)
+	if limit <= 0 {
+		return nil
+	}
+	elapsed := e.now().Sub(ex.CreatedAt)
+	if elapsed <= limit {
+		return nil
+	}
+	return &ExecError{
+		Code: ETIMEOUT, Reason: ReasonMaxDuration, Task: ex.Cursor.Task,
+		Message: fmt.Sprintf("execution stopped after running for %s, over the chain's max_duration of %s, before task %q", elapsed.Round(time.Millisecond), limit, ex.Cursor.Task),
+	}
+}
+
+// checkTokens fails an execution that is not over yet once its model
+// calls have used more tokens than the chain's max_tokens_total. It is
+// checked after every step; a step that ends the execution keeps its
+// outcome, since the tokens are spent either way.
+func (e *Engine) checkTokens(ex *Execution, task *Task) {
+	limit := ex.Chain.MaxTokensTotal
+	used := ex.TokensIn + ex.TokensOut
+	if limit <= 0 || used <= limit || ex.Status.Final() {
+		return
+	}
+	e.finish(ex, StatusFailed, Nil, &ExecError{
+		Code: EINVALID, Reason: ReasonMaxTokens, Task: task.ID,
+		Message: fmt.Sprintf("execution stopped after task %q: it used %d tokens, over the chain's max_tokens_total of %d", task.ID, used, limit),
+	})
+	ex.Waiting = nil
 }
 
 // attempt prepares the task's input and runs its handler under the task's
@@ -120,17 +188,28 @@ func (e *Engine) attempt(ctx context.Context, r *stepRun) (result, Value, error)
 	if res.output.Type == "" {
 		res.output = Nil
 	}
-	if task.OutputTemplate != "" {
-		text, err := r.renderTemplate(ctx, "output_template", task.OutputTemplate, res.output.Data)
-		if err != nil {
-			return res, in, err
-		}
-		res.output = String(text)
-		if task.Handler == HandlerHook {
-			res.eval = text
-		}
+	if res.wait != nil {
+		return res, in, nil // the output is not complete yet
 	}
-	return res, in, nil
+	res, err = r.applyOutputTemplate(ctx, res)
+	return res, in, err
+}
+
+// applyOutputTemplate renders the task's output_template, if any, over the
+// output, which the rendering replaces.
+func (r *stepRun) applyOutputTemplate(ctx context.Context, res result) (result, error) {
+	if r.task.OutputTemplate == "" {
+		return res, nil
+	}
+	text, err := r.renderTemplate(ctx, "output_template", r.task.OutputTemplate, res.output.Data)
+	if err != nil {
+		return res, err
+	}
+	res.output = String(text)
+	if r.task.Handler == HandlerHook {
+		res.eval = text
+	}
+	return res, nil
 }
 
 // runRecovered runs a handler, turning a panic into an EINTERNAL error of

@@ -21,6 +21,7 @@ func TestValidate(t *testing.T) {
 		{"DuplicateTaskID", `{"id":"c","tasks":[{"id":"a","handler":"noop","transition":{"branches":[{"operator":"default","goto":"a"}]}},{"id":"a","handler":"noop"}]}`, "a", "tasks[1].id", "duplicate task id"},
 		{"MissingHandler", `{"id":"c","tasks":[{"id":"a"}]}`, "a", "tasks[0].handler", "missing required field"},
 		{"UnknownHandler", `{"id":"c","tasks":[{"id":"a","handler":"prompt_to_strng"}]}`, "a", "tasks[0].handler", `did you mean "prompt_to_string"`},
+		{"UnknownHandlerNearAwaitInput", `{"id":"c","tasks":[{"id":"a","handler":"await_inpt"}]}`, "a", "tasks[0].handler", `did you mean "await_input"`},
 		{"ConditionNeedsValidConditions", `{"id":"c","tasks":[{"id":"a","handler":"prompt_to_condition"}]}`, "a", "tasks[0].valid_conditions", "missing required field"},
 		{"HookNeedsName", `{"id":"c","tasks":[{"id":"a","handler":"hook"}]}`, "a", "tasks[0].hook.name", "missing required field"},
 		{"EmbeddingOneModel", `{"id":"c","tasks":[{"id":"a","handler":"text_to_embedding","execute_config":{"models":["x","y"]}}]}`, "a", "tasks[0].execute_config", "at most one model"},

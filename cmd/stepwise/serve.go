@@ -39,6 +39,7 @@ func serveCommand(ctx context.Context, args []string, e env) int {
 	}
 	level, _ := logLevel(o.logLevel)
 	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	o.failpoint = failpointFromEnv(e, log)
 	if err := serve(ctx, o, log, nil); err != nil {
 		log.Error("stepwise serve stopped", "error", err.Error())
 		return exitFailed
@@ -78,12 +79,19 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	if err := fl.Reload(ctx); err != nil {
 		return fmt.Errorf("load backends: %w", err)
 	}
-	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
-	engine := core.NewEngine(core.EngineConfig{Store: store, LLM: fl.LLM(), Tools: tools})
+	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{AllowPrivate: o.webhookAllowPrivate}))
+	work := newWorker(o, log)
+	engine := core.NewEngine(core.EngineConfig{
+		Store: store, LLM: fl.LLM(), Tools: tools, Queue: work.queue,
+		LeaseTTL: o.leaseTTL, Failpoint: o.failpoint,
+	})
+	work.attach(engine)
 	handler := api.New(api.Config{
 		Catalog:      cat,
 		Fleet:        fl,
 		Engine:       engine,
+		Executions:   store,
+		SyncTimeout:  o.syncTimeout,
 		Hooks:        tools,
 		Version:      version,
 		NodeID:       uuid.NewString(),
@@ -114,6 +122,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { fl.Run(bg) })
+	wg.Go(func() { work.run(bg) })
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

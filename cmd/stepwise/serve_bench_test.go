@@ -35,6 +35,7 @@ func BenchmarkServeTasks(b *testing.B) {
 		addr: "127.0.0.1:0", dbPath: filepath.Join(dir, "bench.db"), keyFile: filepath.Join(dir, "key"),
 		policy: core.PolicyOrdered, syncInterval: time.Minute, maxBody: api.DefaultMaxBodyBytes,
 		readTimeout: time.Minute, writeTimeout: time.Minute, idleTimeout: time.Minute, shutdownTimeout: 5 * time.Second,
+		workers: 4, deliverySteps: 50, deliveryTimeout: time.Minute, leaseTTL: time.Minute, sweepInterval: time.Minute, syncTimeout: 25 * time.Second,
 		defaults:  catalog.Defaults{Task: catalog.DefaultModel{Name: "llama3.2:1b", ContextLength: 8192}},
 		ollamaURL: fake.URL(), ollamaName: "fake",
 	}

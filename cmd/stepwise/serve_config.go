@@ -41,6 +41,20 @@ type serveOptions struct {
 	// providerURLs replace the cloud providers' base URLs
 	// (STEPWISE_OPENAI_BASE_URL, STEPWISE_GEMINI_BASE_URL).
 	providerURLs map[string]string
+	// The worker: how many deliveries run at once, how many steps and how
+	// long one delivery runs before handing on, how long a claim lasts,
+	// and how often executions nobody carries on are looked for.
+	workers         int
+	deliverySteps   int
+	deliveryTimeout time.Duration
+	leaseTTL        time.Duration
+	sweepInterval   time.Duration
+	syncTimeout     time.Duration
+	// failpoint is the engine failpoint of a fault test (STEPWISE_FAILPOINT).
+	failpoint func(string)
+	// webhookAllowPrivate lets the webhook hook reach loopback and private
+	// addresses (link-local and cloud metadata addresses stay refused).
+	webhookAllowPrivate bool
 }
 
 // Defaults of `stepwise serve`.
@@ -65,6 +79,13 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
 	fs.StringVar(&o.logLevel, "log-level", envOr(e, "STEPWISE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.IntVar(&o.workers, "workers", 4, "executions run at once in the background")
+	fs.IntVar(&o.deliverySteps, "delivery-steps", 50, "steps one worker delivery runs before it hands the execution on")
+	fs.DurationVar(&o.deliveryTimeout, "delivery-timeout", 10*time.Minute, "time one worker delivery runs before it hands the execution on")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Minute, "how long a worker's claim on an execution lasts without a commit; after a crash the execution continues within this plus -sweep-interval")
+	fs.DurationVar(&o.sweepInterval, "sweep-interval", 30*time.Second, "how often executions that nobody carries on are sent to the workers again")
+	fs.BoolVar(&o.webhookAllowPrivate, "webhook-allow-private", false, "let the webhook hook call loopback and private-network addresses (link-local and cloud metadata addresses are always refused)")
+	fs.DurationVar(&o.syncTimeout, "sync-timeout", 25*time.Second, "how long POST /tasks and /execute wait for an execution before answering 202 with its id")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -80,8 +101,8 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	if _, err := logLevel(o.logLevel); err != nil {
 		return nil, usageError{err}
 	}
-	if o.maxBody <= 0 || o.syncInterval <= 0 {
-		return nil, usagef("-max-body and -sync-interval must be positive")
+	if o.maxBody <= 0 || o.syncInterval <= 0 || o.workers <= 0 || o.deliverySteps <= 0 || o.deliveryTimeout <= 0 || o.leaseTTL <= 0 || o.sweepInterval <= 0 || o.syncTimeout <= 0 {
+		return nil, usagef("-max-body, -sync-interval, -workers, -delivery-steps, -delivery-timeout, -lease-ttl, -sweep-interval and -sync-timeout must be positive")
 	}
 	var err error
 	if o.defaults, err = defaultsFromEnv(e); err != nil {

@@ -1,7 +1,7 @@
 // Package coretest holds the conformance suites every adapter of core's
-// ports must pass: ExecutionStoreSuite for core.ExecutionStore and
-// RecordStoreSuite for core.RecordStore. Adapters call them from their own
-// tests:
+// ports must pass: ExecutionStoreSuite for core.ExecutionStore,
+// RecordStoreSuite for core.RecordStore and QueueSuite for core.Queue.
+// Adapters call them from their own tests:
 //
 //	func TestStore(t *testing.T) {
 //		coretest.ExecutionStoreSuite(t, func(t *testing.T) core.ExecutionStore { return mem.New() })

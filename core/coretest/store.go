@@ -13,8 +13,9 @@ import (
 )
 
 // ExecutionStoreSuite checks an ExecutionStore: creation, reads,
-// compare-and-swap commits, step records, tenant isolation, and that typed
-// values come back as they went in. newStore must return an empty store.
+// compare-and-swap commits, step records, leases, listings, tenant
+// isolation, and that typed values come back as they went in. newStore must
+// return an empty store.
 func ExecutionStoreSuite(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
 	ctx := context.Background()
 
@@ -234,6 +235,61 @@ func ExecutionStoreSuite(t *testing.T, newStore func(t *testing.T) core.Executio
 			t.Errorf("%d steps stored, want 1", len(steps))
 		}
 	})
+
+	t.Run("WaitingRoundTrips", func(t *testing.T) {
+		s := newStore(t)
+		e := NewExecution("default", "waits")
+		e.Status = core.StatusWaiting
+		e.Waiting = &core.Waiting{Task: "approve", Kind: core.WaitClientTools, Prompt: "ok?",
+			ToolCalls: []core.ToolCall{{ID: "c1", Type: "function", Function: core.ToolCallFunction{Name: "lookup", Arguments: `{"q":"x"}`}}}}
+		mustCreate(t, s, e)
+		got, err := s.GetExecution(ctx, "default", "waits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Waiting, e.Waiting) || got.Status != core.StatusWaiting {
+			t.Errorf("stored %s %+v, want %+v", got.Status, got.Waiting, e.Waiting)
+		}
+		e.Waiting, e.Status = nil, core.StatusQueued
+		mustCommit(t, s, e, nil)
+		if got, _ = s.GetExecution(ctx, "default", "waits"); got.Waiting != nil {
+			t.Errorf("Waiting after a commit clearing it = %+v", got.Waiting)
+		}
+	})
+
+	t.Run("LeaseRoundTrips", func(t *testing.T) {
+		s := newStore(t)
+		e := NewExecution("default", "leased")
+		until := time.Date(2026, 1, 2, 3, 5, 6, 123456789, time.FixedZone("UTC+2", 2*3600))
+		tests := []struct {
+			name  string
+			lease core.Lease
+		}{
+			{"TakenAtCreation", core.Lease{Owner: "host-1/delivery-a", Until: until}},
+			{"RenewedByACommit", core.Lease{Owner: "host-1/delivery-a", Until: until.Add(time.Nanosecond)}},
+			{"TakenOverByAnother", core.Lease{Owner: "host-2/delivery-b", Until: until.Add(time.Minute + 7)}},
+			{"Cleared", core.Lease{}},
+		}
+		for i, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				e.Lease = tt.lease
+				if i == 0 {
+					mustCreate(t, s, e)
+				} else {
+					mustCommit(t, s, e, nil)
+				}
+				got, err := s.GetExecution(ctx, "default", "leased")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Lease.Owner != tt.lease.Owner || !got.Lease.Until.Equal(tt.lease.Until) || got.Lease.Until.IsZero() != tt.lease.Until.IsZero() {
+					t.Errorf("stored lease = %+v, want %+v", got.Lease, tt.lease)
+				}
+			})
+		}
+	})
+
+	executionListTests(t, newStore)
 
 	t.Run("ReturnedRecordsDoNotAliasTheStore", func(t *testing.T) {
 		s := newStore(t)

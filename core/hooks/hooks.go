@@ -1,7 +1,8 @@
 // Package hooks is stepwise's tool registry: it implements core.Tools over
-// a set of named hooks, and provides the built-in local hooks echo and
-// print. Remote hooks described by OpenAPI documents join the registry in
-// a later release.
+// a set of named hooks, and provides the built-in local hooks echo, print
+// and webhook (outbound HTTP through core/egress, with the call's
+// idempotency key). Remote hooks described by OpenAPI documents join the
+// registry in a later release.
 package hooks
 
 import (

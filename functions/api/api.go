@@ -12,6 +12,12 @@
 // list pages carry the next cursor in the X-Next-Cursor header; provider
 // keys are never returned; every request is logged with its request id.
 //
+// Beyond the reference: /executions starts executions in the background
+// and follows them (state, step records, server-sent events), resumes
+// those waiting for input and cancels them; /tasks and /execute run the
+// same executions in the request, and answer 202 with the execution's id
+// when one cannot finish within SyncTimeout.
+//
 // The handler is the same locally (`stepwise serve`) and on Lambda behind
 // API Gateway; it holds no state of its own besides its configuration.
 package api
@@ -70,8 +76,16 @@ type Config struct {
 	Catalog *catalog.Catalog
 	// Fleet is the live backend state and the router. Required.
 	Fleet Fleet
-	// Engine runs /execute and /tasks. Required.
+	// Engine runs /execute, /tasks and /executions; it needs a queue to
+	// hand executions on to its workers. Required.
 	Engine *core.Engine
+	// Executions is the store the engine commits to: /executions reads
+	// executions and their steps from it. Required.
+	Executions core.ExecutionStore
+	// SyncTimeout is how long /tasks and /execute run an execution in the
+	// request before they answer 202 with its id and leave the rest to the
+	// queue's workers (default DefaultSyncTimeout).
+	SyncTimeout time.Duration
 	// Hooks lists the hooks for /supported. Required.
 	Hooks HookLister
 	// Version and NodeID are reported by /version.
@@ -91,6 +105,10 @@ type Config struct {
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes
 // is not set.
 const DefaultMaxBodyBytes = 1 << 20
+
+// DefaultSyncTimeout keeps a synchronous answer under API Gateway's 30 s
+// limit with room to spare.
+const DefaultSyncTimeout = 25 * time.Second
 
 // defaultHeartbeat keeps an idle SSE stream alive through proxies that
 // drop connections silent for a minute or so.
@@ -129,6 +147,9 @@ func New(cfg Config) *API {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = defaultHeartbeat
 	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
+	}
 	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), closing: make(chan struct{})}
 	a.openAPI, a.openAPIErr = openAPIJSON()
 	a.register()
@@ -157,6 +178,7 @@ func (a *API) handle(method, pattern string, h http.HandlerFunc) {
 func (a *API) register() {
 	a.metaRoutes()
 	a.execRoutes()
+	a.executionRoutes()
 	a.chainRoutes()
 	a.backendRoutes()
 	a.queueRoutes()

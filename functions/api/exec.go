@@ -46,7 +46,8 @@ type executeResponse struct {
 func policyAliases() map[string]string { return map[string]string{"routingPolicy": "routing_policy"} }
 
 // execute runs one prompt through a one-task chain, so that it is recorded
-// as an execution like any other.
+// as an execution like any other. When the model cannot answer within
+// SyncTimeout the answer is 202 with the execution's id, as for /tasks.
 func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 	var req executeRequest
 	if err := decodeInto(r, &req, policyAliases()); err != nil {
@@ -86,16 +87,24 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 			Transition:        &core.Transition{Branches: []*core.Branch{{Operator: core.OpDefault, Goto: core.End}}},
 		}},
 	}
-	ex, err := a.cfg.Engine.Execute(r.Context(), core.StartRequest{
+	ex, err := a.cfg.Engine.Start(r.Context(), core.StartRequest{
 		Tenant: Tenant(r.Context()), Chain: chain, Input: core.String(req.Prompt),
-		TemplateVars: map[string]string{"request_id": requestID(r.Context())},
-	}, nil)
-	if err != nil || ex.Status != core.StatusSucceeded {
-		writeExecutionError(w, r, ex, err, nil)
+		TemplateVars: withRequestID(r, nil),
+	})
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
-	text, _ := ex.Output.Data.(string)
-	writeJSON(w, http.StatusOK, executeResponse{ID: ex.ID, Response: text})
+	run := a.runInline(r.Context(), ex)
+	switch {
+	case run.err != nil, run.ex.Status.Final() && run.ex.Status != core.StatusSucceeded:
+		writeExecutionError(w, r, run.ex, run.err, nil)
+	case !run.ex.Status.Final():
+		writeAccepted(w, run.ex, nil)
+	default:
+		text, _ := run.ex.Output.Data.(string)
+		writeJSON(w, http.StatusOK, executeResponse{ID: run.ex.ID, Response: text})
+	}
 }
 
 // executionFailure is the body of a failed /tasks or /execute call: the
@@ -108,7 +117,7 @@ type executionFailure struct {
 }
 
 // writeExecutionError answers an execution that did not succeed: err is
-// what Execute returned (nil when the execution ran and failed), ex the
+// what running it returned (nil when the execution ran and failed), ex the
 // execution as last committed (nil when it never started), state its steps
 // (nil for /execute, which does not report them). A failed step's error
 // code, and whether a backend answered it, give the status; the message is

@@ -33,6 +33,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/docs"
 	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/infra/localq"
 	"github.com/stepwise-run/stepwise/infra/mem"
 )
 
@@ -170,14 +171,16 @@ func newEnv(t *testing.T, opts ...options) *env {
 
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
 	logs := &syncBuffer{}
+	engine := startWorkers(t, store, fl.LLM(), tools)
 	cfg := api.Config{
-		Catalog: cat,
-		Fleet:   fl,
-		Engine:  core.NewEngine(core.EngineConfig{Store: store, LLM: fl.LLM(), Tools: tools}),
-		Hooks:   tools,
-		Version: "test",
-		NodeID:  "node-1",
-		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
+		Catalog:    cat,
+		Fleet:      fl,
+		Engine:     engine,
+		Executions: store,
+		Hooks:      tools,
+		Version:    "test",
+		NodeID:     "node-1",
+		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
 	}
 	var wrap func(http.Handler) http.Handler
 	for _, o := range opts {
@@ -203,6 +206,29 @@ func newEnv(t *testing.T, opts ...options) *env {
 		t.Fatalf("router over the document: %v", err)
 	}
 	return &env{t: t, api: a, srv: srv, llm: fake, cat: cat, store: store, logs: logs, doc: doc, router: router}
+}
+
+// startWorkers returns an engine whose continuations go to an in-process
+// queue, and runs the queue's workers, which deliver them to the engine
+// as `stepwise serve` does, until the test ends.
+func startWorkers(t *testing.T, store core.ExecutionStore, model core.LLM, tools core.Tools) *core.Engine {
+	t.Helper()
+	var engine *core.Engine
+	q := localq.New(localq.Config{Handle: func(ctx context.Context, d core.Delivery) error {
+		_, err := engine.Deliver(ctx, d.Message, core.DeliverOptions{}, nil)
+		return err
+	}})
+	engine = core.NewEngine(core.EngineConfig{Store: store, LLM: model, Tools: tools, Queue: q})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("queue: %v", err)
+		}
+	})
+	return engine
 }
 
 // response is an answer read in full.

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -54,29 +52,16 @@ func (a *API) cancelDownloads(w http.ResponseWriter, r *http.Request) {
 // ends when the client goes or the API is closed; a client that stops
 // reading is dropped when a write has waited two heartbeats.
 func (a *API) progress(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	// The server's write timeout is for ordinary answers; a stream lives as
-	// long as its client, so each write gets a deadline of its own instead.
-	// Writers that have no deadline to set are fine.
-	writeWait := 2 * a.cfg.Heartbeat
-	_ = rc.SetWriteDeadline(time.Now().Add(writeWait))
 	ctx := r.Context()
 	updates := a.cfg.Fleet.Subscribe(ctx)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	// Flushing the headers tells the client it is subscribed.
-	if err := rc.Flush(); err != nil {
+	stream, err := a.startStream(w)
+	if err != nil {
 		logger(ctx).Warn("event stream cannot flush", "error", err.Error())
 		return
 	}
 	beat := time.NewTicker(a.cfg.Heartbeat)
 	defer beat.Stop()
-	var buf bytes.Buffer
 	for {
-		buf.Reset()
 		select {
 		case <-ctx.Done():
 			return
@@ -86,23 +71,13 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			b, err := json.Marshal(p)
-			if err != nil {
-				logger(ctx).Error("encode download progress", "error", err.Error())
-				continue
+			if err := stream.event(0, "", p); err != nil {
+				return
 			}
-			buf.WriteString("data: ")
-			buf.Write(b)
-			buf.WriteString("\n\n")
 		case <-beat.C:
-			buf.WriteString(": heartbeat\n\n")
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(writeWait))
-		if _, err := w.Write(buf.Bytes()); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			return
+			if err := stream.heartbeat(); err != nil {
+				return
+			}
 		}
 	}
 }

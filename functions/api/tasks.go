@@ -9,7 +9,7 @@ import (
 // inlineChainID names a chain given to /tasks without an id.
 const inlineChainID = "inline"
 
-// tasksRequest is a decoded POST /tasks body.
+// tasksRequest is a decoded run request: POST /tasks, POST /executions.
 type tasksRequest struct {
 	chain *core.Chain
 	input core.Value
@@ -26,47 +26,60 @@ type tasksResponse struct {
 
 // tasks runs a chain given in the request on the given input, inline, and
 // answers its output with every step record. A failed execution answers
-// the error envelope with the steps beside it.
+// the error envelope with the steps beside it; one that waits for input,
+// or that cannot finish within SyncTimeout, answers 202 with the steps so
+// far and goes on in the background.
 func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
-	req, err := decodeTasks(r)
+	tree, err := parseBody(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	vars := map[string]string{}
-	for k, v := range req.vars {
-		vars[k] = v
+	req, err := fromRunRequest(r, tree)
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
-	vars["request_id"] = requestID(r.Context())
-	// The engine hands over each step record as it commits it, so the
-	// answer needs no read back from the store.
-	state := []stepState{}
-	collect := core.ObserverFunc(func(e core.Event) {
-		if e.Kind == core.EventStepCommitted && e.Step != nil {
-			state = append(state, newStepState(req.chain, e.Step))
-		}
+	ex, err := a.cfg.Engine.Start(r.Context(), core.StartRequest{
+		Tenant: Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
 	})
-	ex, err := a.cfg.Engine.Execute(r.Context(), core.StartRequest{
-		Tenant: Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: vars,
-	}, collect)
-	if ex == nil {
+	if err != nil {
 		writeError(w, r, core.InRunRequest(err))
 		return
 	}
-	if err != nil || ex.Status != core.StatusSucceeded {
-		writeExecutionError(w, r, ex, err, state)
-		return
+	run := a.runInline(r.Context(), ex)
+	state := make([]stepState, len(run.steps))
+	for i, s := range run.steps {
+		state[i] = newStepState(req.chain, s)
 	}
-	writeJSON(w, http.StatusOK, tasksResponse{ID: ex.ID, Output: ex.Output.Data, OutputType: string(dataType(ex.Output)), State: state})
+	switch {
+	case run.err != nil:
+		writeExecutionError(w, r, run.ex, run.err, state)
+	case !run.ex.Status.Final():
+		writeAccepted(w, run.ex, state)
+	case run.ex.Status != core.StatusSucceeded:
+		writeExecutionError(w, r, run.ex, nil, state)
+	default:
+		ex := run.ex
+		writeJSON(w, http.StatusOK, tasksResponse{ID: ex.ID, Output: ex.Output.Data, OutputType: string(dataType(ex.Output)), State: state})
+	}
 }
 
-// decodeTasks reads and checks a POST /tasks body: the reference's
-// request shape (qa.json) in both generations of names, decoded by core.
-func decodeTasks(r *http.Request) (*tasksRequest, error) {
-	tree, err := parseBody(r)
-	if err != nil {
-		return nil, err
+// withRequestID returns the template variables of a request with
+// request_id set to the request's id.
+func withRequestID(r *http.Request, vars map[string]string) map[string]string {
+	out := make(map[string]string, len(vars)+1)
+	for k, v := range vars {
+		out[k] = v
 	}
+	out["request_id"] = requestID(r.Context())
+	return out
+}
+
+// fromRunRequest checks a parsed run request body: the reference's
+// request shape (qa.json) in both generations of names, decoded by core,
+// with the input coerced to its type (default string).
+func fromRunRequest(r *http.Request, tree any) (*tasksRequest, error) {
 	req, warnings, err := core.DecodeRunRequest(tree)
 	logWarnings(r, warnings)
 	if err != nil {
@@ -75,17 +88,26 @@ func decodeTasks(r *http.Request) (*tasksRequest, error) {
 	if req.Chain.ID == "" {
 		req.Chain.ID = inlineChainID
 	}
-	typeName := req.InputType
+	input, err := coerceInput(req.InputType, req.Input)
+	if err != nil {
+		return nil, err
+	}
+	return &tasksRequest{chain: req.Chain, input: input, vars: req.TemplateVars}, nil
+}
+
+// coerceInput coerces a request's input to the named type (string when
+// typeName is ""); errors name inputType or input.
+func coerceInput(typeName string, raw any) (core.Value, error) {
 	if typeName == "" {
 		typeName = string(core.TypeString)
 	}
 	typ, err := core.ParseDataType(typeName)
 	if err != nil {
-		return nil, invalid("inputType", "inputType: %v", err)
+		return core.Value{}, invalid("inputType", "inputType: %v", err)
 	}
-	input, err := core.Coerce(typ, req.Input)
+	input, err := core.Coerce(typ, raw)
 	if err != nil {
-		return nil, invalid("input", "input: %v", err)
+		return core.Value{}, invalid("input", "input: %v", err)
 	}
-	return &tasksRequest{chain: req.Chain, input: input, vars: req.TemplateVars}, nil
+	return input, nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 )
@@ -31,6 +32,12 @@ type record struct {
 	version   int64
 	steps     map[int][]byte
 	maxStep   int
+	// The fields ListExecutions filters and sorts on, beside the JSON so
+	// that a listing decodes only the page it returns.
+	status    core.Status
+	chainID   string
+	createdAt time.Time
+	updatedAt time.Time
 }
 
 var (
@@ -61,7 +68,12 @@ func (s *Store) CreateExecution(_ context.Context, e *core.Execution) error {
 	if err != nil {
 		return core.WrapError(core.EINTERNAL, err, "encode execution %q", e.ID)
 	}
-	s.executions[k] = &record{execution: b, chain: chain, version: 1, steps: map[int][]byte{}}
+	rec := &record{execution: b, chain: chain, version: 1, steps: map[int][]byte{},
+		status: e.Status, createdAt: e.CreatedAt, updatedAt: e.UpdatedAt}
+	if e.Chain != nil {
+		rec.chainID = e.Chain.ID
+	}
+	s.executions[k] = rec
 	e.Version = 1
 	return nil
 }
@@ -120,6 +132,7 @@ func (s *Store) CommitExecution(_ context.Context, e *core.Execution, step *core
 	}
 	rec.execution = eb
 	rec.version = next.Version
+	rec.status, rec.updatedAt = e.Status, e.UpdatedAt
 	e.Version = next.Version
 	return nil
 }

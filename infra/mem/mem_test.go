@@ -12,6 +12,10 @@ func TestExecutionStore(t *testing.T) {
 	coretest.ExecutionStoreSuite(t, func(*testing.T) core.ExecutionStore { return mem.New() })
 }
 
+func TestDurability(t *testing.T) {
+	coretest.DurabilitySuite(t, func(*testing.T) core.ExecutionStore { return mem.New() })
+}
+
 func TestRecordStore(t *testing.T) {
 	coretest.RecordStoreSuite(t, func(*testing.T) core.RecordStore { return mem.New() })
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,10 +12,25 @@ import (
 	"github.com/stepwise-run/stepwise/core/coretest"
 )
 
-// BenchmarkCommitExecution commits one step with a small output per
-// iteration, as the engine does after every task, and reports the time and
-// the growth of the database file per committed step.
+// BenchmarkCommitExecution commits one step per iteration, as the engine
+// does after every task, and reports the time and the growth of the
+// database file per committed step: with a small output, and with a 100 KB
+// one (a long model answer), which the commit writes twice, in the
+// execution's vars and in the step record.
 func BenchmarkCommitExecution(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		output core.Value
+	}{
+		{"SmallOutput", core.String("a small output")},
+		{"100KBOutput", core.String(strings.Repeat("A long answer, line after line.\n", 100<<10/32))},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkCommit(b, bc.output) })
+	}
+}
+
+// benchmarkCommit commits steps whose task outputs output.
+func benchmarkCommit(b *testing.B, output core.Value) {
 	ctx := context.Background()
 	path := filepath.Join(b.TempDir(), "bench.db")
 	s, err := Open(ctx, path)
@@ -32,11 +48,11 @@ func BenchmarkCommitExecution(b *testing.B) {
 	for b.Loop() {
 		n++
 		ex.StepCount = n
-		ex.Vars["t1"] = core.String("a small output")
+		ex.Vars["t1"] = output
 		ex.Cursor = core.Cursor{Task: "t1", Previous: "t1", Attempt: 1}
 		st := &core.Step{
 			Tenant: "default", ExecutionID: "bench", Index: n, TaskID: "t1", Handler: core.HandlerNoop,
-			Attempt: 1, Input: core.String("a small input"), Output: core.String("a small output"),
+			Attempt: 1, Input: core.String("a small input"), Output: output,
 			Transition: "t1", StartedAt: ex.CreatedAt, Duration: time.Millisecond,
 		}
 		if err := s.CommitExecution(ctx, ex, st); err != nil {

@@ -39,9 +39,13 @@ func (s *Store) CreateExecution(ctx context.Context, e *core.Execution) error {
 	if err != nil {
 		return err
 	}
+	var chainID string
+	if e.Chain != nil {
+		chainID = e.Chain.ID
+	}
 	err = s.write(ctx, "create execution "+e.ID, func(tx *sql.Tx) error {
 		_, err := tx.StmtContext(ctx, s.stmt.insertExecution).ExecContext(ctx,
-			e.Tenant, e.ID, string(e.Status), string(chain), string(state), created, updated)
+			e.Tenant, e.ID, string(e.Status), chainID, string(chain), string(state), created, updated)
 		if isUnique(err) {
 			return core.Errorf(core.ECONFLICT, "execution %q already exists", e.ID)
 		}

@@ -193,6 +193,28 @@ func (s *Store) DeleteRecord(ctx context.Context, tenant, kind, id string) error
 	})
 }
 
+// afterPosition returns the condition (" AND ...", or "" for none) that
+// keeps the rows of table alias after pos in a newest-first listing by
+// created_at and id, with its arguments; none is set when no stored row can
+// be after pos.
+func afterPosition(pos core.Position, alias string) (cond string, args []any, none bool) {
+	switch {
+	case pos.CreatedAt.Before(minTime()):
+		return "", nil, true // nothing stored is that old
+	case pos.CreatedAt.After(maxTime()):
+		return "", nil, false // everything stored is older
+	case pos.ID == "":
+		return ` AND ` + alias + `.created_at < ?`, []any{pos.CreatedAt.UnixNano()}, false
+	default:
+		// The same as "created_at < t OR (created_at = t AND id < ID)",
+		// written with a bound on created_at that lets SQLite start the
+		// index walk at the position instead of filtering from the newest.
+		n := pos.CreatedAt.UnixNano()
+		return ` AND ` + alias + `.created_at <= ? AND (` + alias + `.created_at < ? OR ` + alias + `.id < ?)`,
+			[]any{n, n, pos.ID}, false
+	}
+}
+
 // ListRecords implements core.RecordStore.
 func (s *Store) ListRecords(ctx context.Context, tenant, kind string, q core.ListQuery) (core.RecordPage, error) {
 	limit, pos, hasPos, err := q.Bounds()
@@ -207,19 +229,12 @@ func (s *Store) ListRecords(ctx context.Context, tenant, kind string, q core.Lis
 		args = append(args, q.Prefix, q.Prefix)
 	}
 	if hasPos {
-		switch {
-		case pos.CreatedAt.Before(minTime()):
-			// Nothing stored is that old.
+		cond, condArgs, none := afterPosition(pos, "r")
+		if none {
 			return core.RecordPage{}, nil
-		case pos.CreatedAt.After(maxTime()):
-			// Everything stored is older: no condition.
-		case pos.ID == "":
-			query += ` AND r.created_at < ?`
-			args = append(args, pos.CreatedAt.UnixNano())
-		default:
-			query += ` AND (r.created_at < ? OR (r.created_at = ? AND r.id < ?))`
-			args = append(args, pos.CreatedAt.UnixNano(), pos.CreatedAt.UnixNano(), pos.ID)
 		}
+		query += cond
+		args = append(args, condArgs...)
 	}
 	query += ` ORDER BY r.created_at DESC, r.id DESC LIMIT ?`
 	args = append(args, limit+1)

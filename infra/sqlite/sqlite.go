@@ -12,8 +12,10 @@
 //	records      (tenant, kind, id)           keys (JSON), body, version, created_at, updated_at
 //	record_keys  (tenant, kind, key)          id: one row per secondary key, which makes
 //	                                          keys unique per tenant and kind
-//	executions   (tenant, id)                 version, status, chain (JSON, written once),
-//	                                          state (JSON without the chain), created_at, updated_at
+//	executions   (tenant, id)                 version, status, chain_id, chain (JSON, written
+//	                                          once), state (JSON without the chain), created_at,
+//	                                          updated_at: status, chain_id and the times are
+//	                                          copies of the JSON's, for listing
 //	steps        (tenant, execution_id, idx)  step (JSON)
 //	schema_migrations (version)               name, applied_at
 //
@@ -65,7 +67,7 @@ const (
 type Store struct {
 	db   *sql.DB
 	path string
-	// stmt holds the prepared statements every call but ListRecords uses.
+	// stmt holds the prepared statements every call but the listings use.
 	stmt *statements
 	// writeSlot admits one write transaction of this Store at a time, so
 	// that writers queue in Go, in order and cancellable, instead of in

@@ -35,6 +35,10 @@ func TestExecutionStore(t *testing.T) {
 	coretest.ExecutionStoreSuite(t, func(t *testing.T) core.ExecutionStore { return openTemp(t) })
 }
 
+func TestDurability(t *testing.T) {
+	coretest.DurabilitySuite(t, func(t *testing.T) core.ExecutionStore { return openTemp(t) })
+}
+
 func TestReopenKeepsRecordsAndExecutions(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "stepwise.db")

@@ -13,8 +13,9 @@ const recordColumns = `r.id, r.keys, r.body, r.version, r.created_at, r.updated_
 // parsing SQL costs more than running these statements does, so a call
 // binds and steps a compiled statement instead. database/sql compiles each
 // on a pooled connection the first time it runs there and keeps it;
-// transactions use them through tx.StmtContext. ListRecords builds its SQL
-// from the query and is the one statement left unprepared.
+// transactions use them through tx.StmtContext. ListRecords and
+// ListExecutions build their SQL from the query's filters and are the
+// statements left unprepared.
 type statements struct {
 	insertRecord     *sql.Stmt
 	getRecord        *sql.Stmt
@@ -56,8 +57,8 @@ func (st *statements) all() []statementSQL {
 		{&st.insertRecordKey, `INSERT INTO record_keys (tenant, kind, key, id) VALUES (?, ?, ?, ?)`},
 		{&st.deleteRecordKeys, `DELETE FROM record_keys WHERE tenant = ? AND kind = ? AND id = ?`},
 
-		{&st.insertExecution, `INSERT INTO executions (tenant, id, version, status, chain, state, created_at, updated_at)
-			VALUES (?, ?, 1, ?, ?, ?, ?, ?)`},
+		{&st.insertExecution, `INSERT INTO executions (tenant, id, version, status, chain_id, chain, state, created_at, updated_at)
+			VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)`},
 		{&st.getExecution, `SELECT version, chain, state FROM executions WHERE tenant = ? AND id = ?`},
 		{&st.updateExecution, `UPDATE executions SET state = ?, status = ?, updated_at = ?, version = version + 1
 			WHERE tenant = ? AND id = ? AND version = ?`},

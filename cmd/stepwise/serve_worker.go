@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/infra/localq"
+)
+
+// worker is the local twin of the AWS worker function: an in-process
+// queue whose deliveries run the engine's Deliver, and a sweeper that
+// re-sends executions nobody carries on (after a crash, or when a process
+// stopped with work in its queue).
+type worker struct {
+	queue  *localq.Queue
+	engine *core.Engine
+	log    *slog.Logger
+	o      *serveOptions
+}
+
+// newWorker returns the queue and worker; the engine is set by attach
+// once it exists (the engine needs the queue, the queue's handler the
+// engine).
+func newWorker(o *serveOptions, log *slog.Logger) *worker {
+	w := &worker{log: log, o: o}
+	w.queue = localq.New(localq.Config{Workers: o.workers, Logger: log, Handle: w.handle})
+	return w
+}
+
+// attach gives the worker the engine its deliveries run.
+func (w *worker) attach(e *core.Engine) { w.engine = e }
+
+// handle runs one delivery within the per-delivery budget.
+func (w *worker) handle(ctx context.Context, d core.Delivery) error {
+	ctx, cancel := context.WithTimeout(ctx, w.o.deliveryTimeout)
+	defer cancel()
+	res, err := w.engine.Deliver(ctx, d.Message, core.DeliverOptions{MaxSteps: w.o.deliverySteps}, nil)
+	if err != nil {
+		w.log.Warn("delivery failed; it will be retried", "execution", d.Message.ExecutionID, "attempt", d.Attempts, "error", err.Error())
+		return err
+	}
+	w.log.Debug("delivered", "execution", d.Message.ExecutionID, "outcome", string(res.Outcome), "steps", res.Steps, "continued", res.Continued)
+	return nil
+}
+
+// run runs the queue's workers and the sweeper until ctx ends. It sends
+// every runnable execution once at start: the previous process may have
+// stopped with them in its in-memory queue.
+func (w *worker) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := w.queue.Run(ctx); err != nil {
+			w.log.Error("queue stopped", "error", err.Error())
+		}
+	})
+	wg.Go(func() {
+		w.sweep(ctx, 0)
+		t := time.NewTicker(w.o.sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				w.sweep(ctx, w.o.sweepInterval)
+			}
+		}
+	})
+	wg.Wait()
+}
+
+// sweep re-sends the executions that have not moved for stuckAfter.
+func (w *worker) sweep(ctx context.Context, stuckAfter time.Duration) {
+	n, err := w.engine.Sweep(ctx, core.DefaultTenant, stuckAfter)
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("sweep failed", "error", err.Error())
+	}
+	if n > 0 {
+		w.log.Info("re-sent executions nobody carried on", "count", n)
+	}
+}
+
+// failpointFromEnv returns the engine failpoint STEPWISE_FAILPOINT names:
+// the process exits at once (as a crash would) when it is reached. Only
+// the fault tests set it.
+func failpointFromEnv(e env, log *slog.Logger) func(string) {
+	want := e.getenv("STEPWISE_FAILPOINT")
+	if want == "" {
+		return nil
+	}
+	log.Warn("failpoint armed: the process will exit when it is reached", "failpoint", want)
+	return func(name string) {
+		if name == want {
+			log.Warn("failpoint reached; exiting", "failpoint", name)
+			os.Exit(137)
+		}
+	}
+}

@@ -1,0 +1,431 @@
+package coretest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+)
+
+// slowLLM answers every prompt with "done: <prompt>", after delay.
+type slowLLM struct {
+	delay time.Duration
+}
+
+func (l *slowLLM) answer(ctx context.Context, text string) (core.Completion, error) {
+	if l.delay > 0 {
+		select {
+		case <-ctx.Done():
+			return core.Completion{}, ctx.Err()
+		case <-time.After(l.delay):
+		}
+	}
+	return core.Completion{Message: core.Message{Role: core.RoleAssistant, Content: "done: " + text}, FinishReason: "stop"}, nil
+}
+
+func (l *slowLLM) Prompt(ctx context.Context, req core.PromptRequest, _ core.DeltaFunc) (core.Completion, error) {
+	return l.answer(ctx, req.Prompt)
+}
+
+func (l *slowLLM) Chat(ctx context.Context, req core.ChatRequest, _ core.DeltaFunc) (core.Completion, error) {
+	return l.answer(ctx, req.Messages[len(req.Messages)-1].Content)
+}
+
+func (l *slowLLM) Embed(context.Context, core.EmbedRequest) (core.Embedding, error) {
+	return core.Embedding{Vector: []float32{1}}, nil
+}
+
+// sentQueue is a core.Queue that keeps what is sent, for the test to
+// deliver by hand.
+type sentQueue struct {
+	mu   sync.Mutex
+	msgs []core.QueueMessage
+	fail error
+}
+
+func (q *sentQueue) Send(_ context.Context, m core.QueueMessage, _ time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.fail != nil {
+		return q.fail
+	}
+	q.msgs = append(q.msgs, m)
+	return nil
+}
+
+// take removes and returns what was sent so far.
+func (q *sentQueue) take() []core.QueueMessage {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.msgs
+	q.msgs = nil
+	return out
+}
+
+// testClock is an engine clock the test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// crash is what a failpoint panics with in these tests: a worker dying.
+type crash string
+
+// deliverFixture is an engine over the in-memory store with a queue the
+// test drains.
+type deliverFixture struct {
+	engine *core.Engine
+	store  core.ExecutionStore
+	queue  *sentQueue
+	clock  *testClock
+	llm    *slowLLM
+}
+
+func newDeliverFixture(t *testing.T, newStore func(t *testing.T) core.ExecutionStore, failpoint string, maxHops int) *deliverFixture {
+	t.Helper()
+	f := &deliverFixture{store: newStore(t), queue: &sentQueue{}, clock: &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, llm: &slowLLM{}}
+	armed := failpoint != ""
+	var mu sync.Mutex
+	f.engine = core.NewEngine(core.EngineConfig{
+		Store: f.store, LLM: f.llm, Queue: f.queue, Now: f.clock.now, MaxHops: maxHops,
+		Failpoint: func(name string) {
+			mu.Lock()
+			fire := armed && name == failpoint
+			if fire {
+				armed = false // a worker dies once; its successor does not
+			}
+			mu.Unlock()
+			if fire {
+				panic(crash(name))
+			}
+		},
+	})
+	return f
+}
+
+// stepsChain returns a chain of n prompt tasks, each feeding the next.
+func stepsChain(t *testing.T, n int) *core.Chain {
+	t.Helper()
+	var tasks []string
+	for i := 1; i <= n; i++ {
+		next := "end"
+		if i < n {
+			next = fmt.Sprintf("t%d", i+1)
+		}
+		tasks = append(tasks, fmt.Sprintf(`{"id":"t%d","handler":"prompt_to_string","prompt_template":"step %d","transition":{"branches":[{"operator":"default","goto":"%s"}]}}`, i, i, next))
+	}
+	c, _, err := core.ParseChain([]byte(`{"id":"c","tasks":[` + strings.Join(tasks, ",") + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// start creates an execution and returns its first message.
+func (f *deliverFixture) start(t *testing.T, steps int) core.QueueMessage {
+	t.Helper()
+	ex, err := f.engine.Start(context.Background(), core.StartRequest{Chain: stepsChain(t, steps), Input: core.String("go")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine.Enqueue(context.Background(), ex); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.queue.take()
+	if len(msgs) != 1 || msgs[0].Version != ex.Version || msgs[0].ExecutionID != ex.ID {
+		t.Fatalf("Enqueue sent %+v, want one message at version %d", msgs, ex.Version)
+	}
+	return msgs[0]
+}
+
+// deliver delivers m, turning a failpoint's panic into crashed=true.
+func (f *deliverFixture) deliver(t *testing.T, m core.QueueMessage, opts core.DeliverOptions) (res core.DeliverResult, crashed bool) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(crash); !ok {
+				panic(r)
+			}
+			crashed = true
+		}
+	}()
+	res, err := f.engine.Deliver(context.Background(), m, opts, nil)
+	if err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	return res, false
+}
+
+// drain delivers every message sent until none is left, and returns the
+// number of deliveries.
+func (f *deliverFixture) drain(t *testing.T, opts core.DeliverOptions) int {
+	t.Helper()
+	n := 0
+	for msgs := f.queue.take(); len(msgs) > 0; msgs = f.queue.take() {
+		for _, m := range msgs {
+			f.deliver(t, m, opts)
+			n++
+		}
+		if n > 1000 {
+			t.Fatal("deliveries never end")
+		}
+	}
+	return n
+}
+
+// wantOneHistory checks that the execution succeeded with steps 1..n, each
+// task once.
+func (f *deliverFixture) wantOneHistory(t *testing.T, id string, n int) {
+	t.Helper()
+	ex, err := f.store.GetExecution(context.Background(), core.DefaultTenant, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Status != core.StatusSucceeded || ex.StepCount != n || ex.Lease.Owner != "" {
+		t.Fatalf("execution %s after %d steps, lease %+v; want succeeded after %d, unleased", ex.Status, ex.StepCount, ex.Lease, n)
+	}
+	steps, err := f.store.ListSteps(context.Background(), core.DefaultTenant, id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, s := range steps {
+		if s.Index != i+1 {
+			t.Errorf("step %d has index %d", i+1, s.Index)
+		}
+		got = append(got, s.TaskID)
+	}
+	var want []string
+	for i := 1; i <= n; i++ {
+		want = append(want, fmt.Sprintf("t%d", i))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("steps %v, want %v", got, want)
+	}
+}
+
+// DurabilitySuite checks the engine's delivery machinery over a store:
+// leases, stale and duplicate deliveries, racing workers, step budgets and
+// deadlines, crashes at each failpoint, the sweeper, the hop cap and
+// cancellation — each step committed exactly once, nothing lost. Every
+// ExecutionStore adapter runs it; newStore must return an empty store.
+func DurabilitySuite(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	t.Run("Deliver", func(t *testing.T) { deliverCases(t, newStore) })
+	t.Run("SurvivesCrashes", func(t *testing.T) { crashCases(t, newStore) })
+	t.Run("SweepLeavesAloneWhatIsHeldOrDone", func(t *testing.T) { sweepCases(t, newStore) })
+	t.Run("Cancel", func(t *testing.T) { cancelCases(t, newStore) })
+}
+
+func deliverCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	t.Run("RunsToTheEndWithoutBudget", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		m := f.start(t, 4)
+		res, _ := f.deliver(t, m, core.DeliverOptions{})
+		if res.Outcome != core.OutcomeRan || res.Steps != 4 || res.Continued {
+			t.Errorf("result %+v", res)
+		}
+		if left := f.queue.take(); len(left) != 0 {
+			t.Errorf("a finished execution sent %v", left)
+		}
+		f.wantOneHistory(t, m.ExecutionID, 4)
+	})
+	t.Run("StepBudgetHandsOnWithOneContinuation", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		m := f.start(t, 5)
+		res, _ := f.deliver(t, m, core.DeliverOptions{MaxSteps: 2})
+		sent := f.queue.take()
+		if res.Steps != 2 || !res.Continued || len(sent) != 1 || sent[0].Version != res.Execution.Version {
+			t.Fatalf("result %+v, sent %+v", res, sent)
+		}
+		f.queue.msgs = sent
+		if n := f.drain(t, core.DeliverOptions{MaxSteps: 2}); n != 2 {
+			t.Errorf("%d more deliveries, want 2 (steps 3-4, then 5)", n)
+		}
+		f.wantOneHistory(t, m.ExecutionID, 5)
+	})
+	t.Run("DeadlineHandsOn", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		m := f.start(t, 2)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		res, err := f.engine.Deliver(ctx, m, core.DeliverOptions{Margin: time.Hour}, nil)
+		if err != nil || res.Steps != 0 || !res.Continued {
+			t.Fatalf("result %+v, %v: want no step and a continuation", res, err)
+		}
+	})
+	t.Run("DuplicatesAreDropped", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		m := f.start(t, 3)
+		outcomes := map[core.Outcome]int{}
+		for range 50 {
+			res, _ := f.deliver(t, m, core.DeliverOptions{})
+			outcomes[res.Outcome]++
+		}
+		if outcomes[core.OutcomeRan] != 1 || outcomes[core.OutcomeDone] != 49 {
+			t.Errorf("outcomes %v, want one run and 49 dropped", outcomes)
+		}
+		f.wantOneHistory(t, m.ExecutionID, 3)
+	})
+	t.Run("ConcurrentDuplicatesRunOnce", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		f.llm.delay = 20 * time.Millisecond
+		m := f.start(t, 3)
+		var wg sync.WaitGroup
+		results := make(chan core.DeliverResult, 20)
+		for range 20 {
+			wg.Go(func() {
+				res, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{}, nil)
+				if err != nil {
+					t.Errorf("Deliver: %v", err)
+				}
+				results <- res
+			})
+		}
+		wg.Wait()
+		close(results)
+		ran := 0
+		for r := range results {
+			if r.Outcome == core.OutcomeRan {
+				ran++
+			}
+		}
+		if ran != 1 {
+			t.Errorf("%d deliveries ran, want exactly 1", ran)
+		}
+		f.wantOneHistory(t, m.ExecutionID, 3)
+	})
+	t.Run("StaleAndLeasedAreDropped", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		m := f.start(t, 2)
+		old := m
+		old.Version--
+		if res, _ := f.deliver(t, old, core.DeliverOptions{}); res.Outcome != core.OutcomeStale {
+			t.Errorf("old version: %s, want stale", res.Outcome)
+		}
+		ex, _ := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+		ex.Lease = core.Lease{Owner: "someone-else", Until: f.clock.now().Add(time.Minute)}
+		if err := f.store.CommitExecution(context.Background(), ex, nil); err != nil {
+			t.Fatal(err)
+		}
+		m.Version = ex.Version
+		if res, _ := f.deliver(t, m, core.DeliverOptions{}); res.Outcome != core.OutcomeLeased {
+			t.Errorf("leased: %s, want leased", res.Outcome)
+		}
+		gone := m
+		gone.ExecutionID = "nope"
+		if res, _ := f.deliver(t, gone, core.DeliverOptions{}); res.Outcome != core.OutcomeGone {
+			t.Errorf("missing execution: %s, want gone", res.Outcome)
+		}
+	})
+	t.Run("MaxHops", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 2)
+		m := f.start(t, 5)
+		f.queue.msgs = []core.QueueMessage{m}
+		f.drain(t, core.DeliverOptions{MaxSteps: 1})
+		ex, _ := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+		if ex.Status != core.StatusFailed || ex.Error == nil || ex.Error.Reason != core.ReasonMaxHops || ex.StepCount != 3 {
+			t.Errorf("execution %s after %d steps, error %+v; want failed with max_hops after 3", ex.Status, ex.StepCount, ex.Error)
+		}
+	})
+}
+
+func crashCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	tests := []struct {
+		name      string
+		failpoint string
+		// expire: the crashed worker's lease must run out before anyone
+		// else may continue.
+		expire bool
+	}{
+		{"AfterTheStepBeforeItsCommit", core.FailAfterStepBeforeCommit, true},
+		{"AfterTheCommitBeforeTheContinuation", core.FailAfterCommitBeforeEnqueue, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newDeliverFixture(t, newStore, tt.failpoint, 0)
+			m := f.start(t, 4)
+			if _, crashed := f.deliver(t, m, core.DeliverOptions{MaxSteps: 2}); !crashed {
+				t.Fatal("the failpoint never fired")
+			}
+			if sent := f.queue.take(); len(sent) != 0 {
+				t.Fatalf("the dead worker sent %v", sent)
+			}
+			// The queue redelivers the message the worker died with: it is
+			// stale now, because the worker's lease moved the version.
+			if res, _ := f.deliver(t, m, core.DeliverOptions{}); res.Outcome != core.OutcomeStale && res.Outcome != core.OutcomeLeased {
+				t.Fatalf("redelivery: %s, want it dropped", res.Outcome)
+			}
+			// The sweeper finds the execution nobody carries on.
+			if n, err := f.engine.Sweep(context.Background(), core.DefaultTenant, time.Minute); err != nil || n != 0 {
+				t.Fatalf("Sweep before it is stuck = %d, %v; want nothing sent", n, err)
+			}
+			wait := time.Minute + time.Second
+			if tt.expire {
+				wait += core.DefaultLeaseTTL
+			}
+			f.clock.add(wait)
+			if n, err := f.engine.Sweep(context.Background(), core.DefaultTenant, time.Minute); err != nil || n != 1 {
+				t.Fatalf("Sweep = %d, %v; want the execution sent again", n, err)
+			}
+			f.drain(t, core.DeliverOptions{MaxSteps: 2})
+			f.wantOneHistory(t, m.ExecutionID, 4)
+		})
+	}
+}
+
+func sweepCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	f := newDeliverFixture(t, newStore, "", 0)
+	done := f.start(t, 1)
+	f.deliver(t, done, core.DeliverOptions{})
+	held := f.start(t, 1)
+	ex, _ := f.store.GetExecution(context.Background(), core.DefaultTenant, held.ExecutionID)
+	ex.Lease = core.Lease{Owner: "worker", Until: f.clock.now().Add(time.Hour)}
+	if err := f.store.CommitExecution(context.Background(), ex, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.add(10 * time.Minute)
+	n, err := f.engine.Sweep(context.Background(), core.DefaultTenant, time.Minute)
+	if err != nil || n != 0 {
+		t.Errorf("Sweep = %d, %v; want nothing: one is done, one is leased", n, err)
+	}
+	f.queue.fail = core.Errorf(core.EUNAVAILABLE, "queue down")
+	f.clock.add(time.Hour)
+	if _, err := f.engine.Sweep(context.Background(), core.DefaultTenant, time.Minute); core.ErrorCode(err) != core.EUNAVAILABLE {
+		t.Errorf("Sweep with the queue down: %v, want its error", err)
+	}
+}
+
+func cancelCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	f := newDeliverFixture(t, newStore, "", 0)
+	m := f.start(t, 3)
+	ex, err := f.engine.Cancel(context.Background(), core.DefaultTenant, m.ExecutionID, "not needed")
+	if err != nil || ex.Status != core.StatusCancelled || ex.Error == nil || ex.Error.Reason != core.ReasonCancelled {
+		t.Fatalf("Cancel = %+v, %v", ex, err)
+	}
+	if res, _ := f.deliver(t, m, core.DeliverOptions{}); res.Outcome != core.OutcomeDone {
+		t.Errorf("delivery after cancel: %s, want done", res.Outcome)
+	}
+	if _, err := f.engine.Cancel(context.Background(), core.DefaultTenant, m.ExecutionID, ""); core.ErrorCode(err) != core.ECONFLICT {
+		t.Errorf("second cancel: %v, want ECONFLICT", err)
+	}
+	if _, err := f.engine.Cancel(context.Background(), core.DefaultTenant, "nope", ""); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Errorf("cancel of nothing: %v, want ENOTFOUND", err)
+	}
+}

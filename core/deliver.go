@@ -1,0 +1,286 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Failpoint names: places where a test build makes a worker die, to prove
+// that nothing is lost when a real one does (see EngineConfig.Failpoint).
+const (
+	// FailAfterStepBeforeCommit: a step ran (its model or hook calls were
+	// made) and its result is not committed yet.
+	FailAfterStepBeforeCommit = "after_llm_before_commit"
+	// FailAfterCommitBeforeEnqueue: a delivery committed its last step and
+	// has not sent the continuation yet.
+	FailAfterCommitBeforeEnqueue = "after_commit_before_enqueue"
+	// FailAfterHookBeforeRecord: a hook call returned and the step that
+	// made it is not recorded yet.
+	FailAfterHookBeforeRecord = "after_hook_before_record"
+)
+
+// Delivery defaults.
+const (
+	// DefaultLeaseTTL is how long a worker's claim on an execution lasts
+	// without a commit renewing it. A step that runs longer than this may
+	// be taken over by another worker once the sweeper notices; the first
+	// worker's commit then loses its compare-and-swap and is dropped.
+	DefaultLeaseTTL = 5 * time.Minute
+	// DefaultMaxHops bounds the continuations of one execution: each
+	// delivery runs many steps, so only a bug or a loop that waits forever
+	// gets near it.
+	DefaultMaxHops = 1000
+	// DefaultDeadlineMargin is the time a delivery keeps in hand before its
+	// context's deadline to commit and send the continuation.
+	DefaultDeadlineMargin = 2 * time.Second
+)
+
+// ReasonMaxHops: the execution was continued more times than the engine's
+// MaxHops allows.
+const ReasonMaxHops = "max_hops"
+
+// Outcome says what a delivery did.
+type Outcome string
+
+// Delivery outcomes.
+const (
+	// OutcomeRan: the delivery ran steps (or ended the execution).
+	OutcomeRan Outcome = "ran"
+	// OutcomeGone: the execution does not exist (any more).
+	OutcomeGone Outcome = "gone"
+	// OutcomeDone: the execution is final or waiting; nothing to run.
+	OutcomeDone Outcome = "done"
+	// OutcomeLeased: another worker holds the execution.
+	OutcomeLeased Outcome = "leased"
+	// OutcomeStale: the message is older than the execution (a duplicate
+	// or a superseded continuation).
+	OutcomeStale Outcome = "stale"
+)
+
+// DeliverOptions bound one delivery.
+type DeliverOptions struct {
+	// Owner names the worker in the lease; empty means a new unique id.
+	Owner string
+	// MaxSteps is how many steps the delivery runs before it hands the
+	// execution on with a continuation (0 = no limit).
+	MaxSteps int
+	// Margin is the time kept in hand before ctx's deadline (default
+	// DefaultDeadlineMargin).
+	Margin time.Duration
+}
+
+// DeliverResult reports a delivery.
+type DeliverResult struct {
+	Outcome Outcome
+	// Execution is the execution as the delivery left it (nil when gone).
+	Execution *Execution
+	// Steps is the number of steps the delivery committed.
+	Steps int
+	// Continued tells whether a continuation was sent.
+	Continued bool
+}
+
+// Deliver handles one queue message: it continues the execution the
+// message names, if the message is current and nobody else runs it. It
+// takes the execution's lease with a compare-and-swap commit, runs steps
+// (each committed with compare-and-swap, renewing the lease) until the
+// execution ends or waits, the step budget is used, or ctx's deadline is
+// near; then it releases the lease and, when the execution is still
+// runnable, sends one continuation.
+//
+// A message that finds the execution final, leased by another worker, or
+// at another version is dropped: that is how duplicates and races are made
+// harmless. An error means the message should be delivered again (a store
+// or queue failure); the redelivery finds the execution moved on and is
+// dropped as stale, and Sweep re-sends an execution no message carries.
+func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOptions, obs Observer) (DeliverResult, error) {
+	if obs == nil {
+		obs = ObserverFunc(func(Event) {})
+	}
+	ex, err := e.store.GetExecution(ctx, m.Tenant, m.ExecutionID)
+	if ErrorCode(err) == ENOTFOUND {
+		return DeliverResult{Outcome: OutcomeGone}, nil
+	}
+	if err != nil {
+		return DeliverResult{}, err
+	}
+	now := e.now()
+	switch {
+	case ex.Status.Final() || ex.Status == StatusWaiting:
+		return DeliverResult{Outcome: OutcomeDone, Execution: ex}, nil
+	case ex.Lease.Held(now):
+		return DeliverResult{Outcome: OutcomeLeased, Execution: ex}, nil
+	case m.Version != ex.Version:
+		return DeliverResult{Outcome: OutcomeStale, Execution: ex}, nil
+	}
+	owner := opts.Owner
+	if owner == "" {
+		owner = uuid.NewString()
+	}
+	margin := opts.Margin
+	if margin <= 0 {
+		margin = DefaultDeadlineMargin
+	}
+	ex.Status = StatusRunning
+	ex.Lease = Lease{Owner: owner, Until: now.Add(e.leaseTTL)}
+	ex.UpdatedAt = now.UTC()
+	if err := e.store.CommitExecution(ctx, ex, nil); err != nil {
+		return dropOnConflict(ex, err)
+	}
+
+	res := DeliverResult{Outcome: OutcomeRan, Execution: ex}
+	for !ex.Status.Final() && ex.Status != StatusWaiting {
+		if opts.MaxSteps > 0 && res.Steps >= opts.MaxSteps {
+			break
+		}
+		// The deadline is wall-clock time, whatever the engine's clock.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < margin {
+			break
+		}
+		if ex.Cursor.NotBefore.After(e.now()) {
+			break // a retry's backoff: hand on with a delayed continuation
+		}
+		next, err := e.runOne(ctx, ex, obs, owner)
+		if err != nil {
+			e.releaseAfterInterruption(ctx, ex)
+			return res, err
+		}
+		ex, res.Execution = next, next
+		res.Steps++
+	}
+	if ex.Status.Final() || ex.Status == StatusWaiting {
+		obs.Observe(Event{Kind: EventFinished, ExecutionID: ex.ID, StepIndex: ex.StepCount, Execution: ex, At: e.now()})
+		return res, nil
+	}
+	// Hand on: release the lease, then send the continuation — unless the
+	// execution has been handed on too often, which only a loop that never
+	// ends can do.
+	ex.Lease = Lease{}
+	ex.UpdatedAt = e.now().UTC()
+	ex.Continuations++
+	if ex.Continuations > e.maxHops {
+		e.finish(ex, StatusFailed, Nil, &ExecError{
+			Code: EINVALID, Reason: ReasonMaxHops, Task: ex.Cursor.Task,
+			Message: fmt.Sprintf("execution stopped after %d continuations (the engine's limit) before task %q", e.maxHops, ex.Cursor.Task),
+		})
+	}
+	if err := e.store.CommitExecution(ctx, ex, nil); err != nil {
+		return dropOnConflict(ex, err)
+	}
+	if ex.Status.Final() {
+		obs.Observe(Event{Kind: EventFinished, ExecutionID: ex.ID, StepIndex: ex.StepCount, Execution: ex, At: e.now()})
+		return res, nil
+	}
+	e.failpoint(FailAfterCommitBeforeEnqueue)
+	if err := e.send(ctx, ex, max(ex.Cursor.NotBefore.Sub(e.now()), 0)); err != nil {
+		return res, err
+	}
+	res.Continued = true
+	return res, nil
+}
+
+// dropOnConflict turns a lost compare-and-swap into a dropped delivery:
+// another worker moved the execution on.
+func dropOnConflict(ex *Execution, err error) (DeliverResult, error) {
+	if ErrorCode(err) == ECONFLICT {
+		return DeliverResult{Outcome: OutcomeLeased, Execution: ex}, nil
+	}
+	return DeliverResult{}, err
+}
+
+// releaseAfterInterruption gives up the lease of an execution whose
+// delivery was interrupted, so that it need not wait for the lease to
+// expire. It is best effort: a failure leaves the lease to expire.
+func (e *Engine) releaseAfterInterruption(ctx context.Context, ex *Execution) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	ex.Lease = Lease{}
+	ex.UpdatedAt = e.now().UTC()
+	_ = e.store.CommitExecution(rctx, ex, nil)
+}
+
+// send enqueues a continuation of ex at its current version.
+func (e *Engine) send(ctx context.Context, ex *Execution, delay time.Duration) error {
+	if e.queue == nil {
+		return Errorf(EUNAVAILABLE, "execution %s needs a continuation and the engine has no queue", ex.ID)
+	}
+	return e.queue.Send(ctx, QueueMessage{Kind: KindContinue, Tenant: ex.Tenant, ExecutionID: ex.ID, Version: ex.Version}, delay)
+}
+
+// Enqueue sends the first message of an execution made by Start, so that
+// a worker runs it.
+func (e *Engine) Enqueue(ctx context.Context, ex *Execution) error {
+	return e.send(ctx, ex, max(ex.Cursor.NotBefore.Sub(e.now()), 0))
+}
+
+// Sweep re-sends the executions of tenant that are runnable (queued or
+// running), not leased, and have not changed for stuckAfter: those whose
+// message was lost, such as when a worker died between its commit and its
+// send, or a process stopped with work in its in-process queue. A message
+// that is in fact still on its way is harmless: both carry the same
+// version, and the second to arrive is dropped as stale. It returns how
+// many it sent.
+func (e *Engine) Sweep(ctx context.Context, tenant string, stuckAfter time.Duration) (int, error) {
+	now := e.now()
+	q := ExecutionQuery{Statuses: []Status{StatusQueued, StatusRunning}, UpdatedBefore: now.Add(-stuckAfter)}
+	sent := 0
+	for {
+		page, err := e.store.ListExecutions(ctx, tenant, q)
+		if err != nil {
+			return sent, err
+		}
+		for _, ex := range page.Executions {
+			if ex.Lease.Held(now) {
+				continue
+			}
+			if err := e.send(ctx, ex, max(ex.Cursor.NotBefore.Sub(now), 0)); err != nil {
+				return sent, err
+			}
+			sent++
+		}
+		if page.Next == "" {
+			return sent, nil
+		}
+		q.Cursor = page.Next
+	}
+}
+
+// failpoint calls the configured failpoint, if any.
+func (e *Engine) failpoint(name string) {
+	if e.failpointFn != nil {
+		e.failpointFn(name)
+	}
+}
+
+// ReasonCancelled: someone cancelled the execution.
+const ReasonCancelled = "cancelled"
+
+// Cancel ends an execution that is not final: it commits status
+// cancelled (with compare-and-swap, retried while workers commit steps
+// meanwhile). A worker running it then loses its next commit and stops
+// without side effects; the step in flight is not recorded. ENOTFOUND for
+// no such execution, ECONFLICT when it is already final.
+func (e *Engine) Cancel(ctx context.Context, tenant, id, why string) (*Execution, error) {
+	for attempt := 0; ; attempt++ {
+		ex, err := e.store.GetExecution(ctx, tenant, id)
+		if err != nil {
+			return nil, err
+		}
+		if ex.Status.Final() {
+			return ex, Errorf(ECONFLICT, "execution %s already %s", id, ex.Status)
+		}
+		msg := "cancelled"
+		if why != "" {
+			msg = "cancelled: " + why
+		}
+		e.finish(ex, StatusCancelled, Nil, &ExecError{Code: ECONFLICT, Reason: ReasonCancelled, Task: ex.Cursor.Task, Message: msg})
+		ex.Lease = Lease{}
+		err = e.store.CommitExecution(ctx, ex, nil)
+		if err == nil || ErrorCode(err) != ECONFLICT || attempt >= 20 {
+			return ex, err
+		}
+	}
+}

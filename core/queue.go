@@ -1,0 +1,44 @@
+package core
+
+import (
+	"context"
+	"time"
+)
+
+// Message kinds.
+const (
+	// KindContinue asks a worker to run an execution's next steps.
+	KindContinue = "continue"
+)
+
+// QueueMessage is a unit of work on the queue: continue an execution. It
+// is small on purpose (an SQS message, an in-process struct): the
+// execution itself is in the store.
+type QueueMessage struct {
+	// ID identifies the message for deduplication and logs; the queue sets
+	// it when it is empty.
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Tenant string `json:"tenant"`
+	// ExecutionID is the execution to continue.
+	ExecutionID string `json:"execution_id"`
+	// Version is the execution's version when the message was sent. A
+	// worker that finds the execution at another version knows the message
+	// is stale (a duplicate, or superseded) and drops it.
+	Version int64 `json:"version"`
+}
+
+// Queue is the port that sends work: the in-process queue locally, SQS on
+// AWS (where Lambda's event source mapping receives). Delivery is at least
+// once: a message may arrive more than once, and the worker must cope.
+type Queue interface {
+	// Send enqueues m, to be delivered no sooner than delay from now.
+	Send(ctx context.Context, m QueueMessage, delay time.Duration) error
+}
+
+// Delivery is a received message and how many times it has been delivered
+// (1 the first time).
+type Delivery struct {
+	Message  QueueMessage
+	Attempts int
+}
