@@ -144,6 +144,13 @@ func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOption
 			break // a retry's backoff: hand on with a delayed continuation
 		}
 		next, err := e.runOne(ctx, ex, obs, owner)
+		if ErrorCode(err) == ECONFLICT {
+			// Another worker took the execution over (this one stalled past
+			// its lease, or it was cancelled): its step is not committed
+			// and this delivery has nothing more to do.
+			res.Outcome = OutcomeLeased
+			return res, nil
+		}
 		if err != nil {
 			e.releaseAfterInterruption(ctx, ex)
 			return res, err

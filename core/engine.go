@@ -44,7 +44,10 @@ type EngineConfig struct {
 	Queue Queue
 	// Failpoint, when not nil, is called at each of the Fail* points; a
 	// test build makes it kill the process there. Production leaves it
-	// nil.
+	// nil. FailAfterHookBeforeRecord fires inside a handler, whose panics
+	// the engine records as failed attempts: an in-process test must end
+	// the goroutine (runtime.Goexit) rather than panic to simulate a
+	// crash there.
 	Failpoint func(name string)
 	// MaxHops bounds the continuations of one execution (default
 	// DefaultMaxHops).

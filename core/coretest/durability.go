@@ -3,6 +3,7 @@ package coretest
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -85,8 +86,38 @@ func (c *testClock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// crash is what a failpoint panics with in these tests: a worker dying.
-type crash string
+// effectHook is a core.Tools with one hook, "effect", that records the
+// idempotency key of every call: the remote side a re-run step calls again.
+type effectHook struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (h *effectHook) Hooks(context.Context) ([]string, error) { return []string{"effect"}, nil }
+
+func (h *effectHook) ToolsOf(_ context.Context, hook string) ([]core.Tool, error) {
+	if hook != "effect" {
+		return nil, core.Errorf(core.ENOTFOUND, "no hook %q", hook)
+	}
+	return []core.Tool{{Type: "function", Function: core.ToolFunction{Name: "effect"}}}, nil
+}
+
+func (h *effectHook) Call(_ context.Context, call core.HookCall) (core.Value, error) {
+	if call.Hook != "effect" {
+		return core.Value{}, core.Errorf(core.ENOTFOUND, "no hook %q", call.Hook)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.keys = append(h.keys, call.IdempotencyKey)
+	return core.String("effect done"), nil
+}
+
+// seen returns the keys of the calls so far, in call order.
+func (h *effectHook) seen() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.keys)
+}
 
 // deliverFixture is an engine over the in-memory store with a queue the
 // test drains.
@@ -96,15 +127,16 @@ type deliverFixture struct {
 	queue  *sentQueue
 	clock  *testClock
 	llm    *slowLLM
+	hook   *effectHook
 }
 
 func newDeliverFixture(t *testing.T, newStore func(t *testing.T) core.ExecutionStore, failpoint string, maxHops int) *deliverFixture {
 	t.Helper()
-	f := &deliverFixture{store: newStore(t), queue: &sentQueue{}, clock: &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, llm: &slowLLM{}}
+	f := &deliverFixture{store: newStore(t), queue: &sentQueue{}, clock: &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, llm: &slowLLM{}, hook: &effectHook{}}
 	armed := failpoint != ""
 	var mu sync.Mutex
 	f.engine = core.NewEngine(core.EngineConfig{
-		Store: f.store, LLM: f.llm, Queue: f.queue, Now: f.clock.now, MaxHops: maxHops,
+		Store: f.store, LLM: f.llm, Tools: f.hook, Queue: f.queue, Now: f.clock.now, MaxHops: maxHops,
 		Failpoint: func(name string) {
 			mu.Lock()
 			fire := armed && name == failpoint
@@ -113,15 +145,21 @@ func newDeliverFixture(t *testing.T, newStore func(t *testing.T) core.ExecutionS
 			}
 			mu.Unlock()
 			if fire {
-				panic(crash(name))
+				// The worker dies here: its goroutine ends without
+				// returning, and nothing the engine would do next
+				// happens. (A panic would not do: the engine turns a
+				// handler's panic into a failed attempt, and a hook
+				// failpoint fires inside the handler.)
+				runtime.Goexit()
 			}
 		},
 	})
 	return f
 }
 
-// stepsChain returns a chain of n prompt tasks, each feeding the next.
-func stepsChain(t *testing.T, n int) *core.Chain {
+// stepsChain returns a chain of n prompt tasks, each feeding the next;
+// the tasks whose numbers are in hooks call the effect hook instead.
+func stepsChain(t *testing.T, n int, hooks ...int) *core.Chain {
 	t.Helper()
 	var tasks []string
 	for i := 1; i <= n; i++ {
@@ -129,7 +167,11 @@ func stepsChain(t *testing.T, n int) *core.Chain {
 		if i < n {
 			next = fmt.Sprintf("t%d", i+1)
 		}
-		tasks = append(tasks, fmt.Sprintf(`{"id":"t%d","handler":"prompt_to_string","prompt_template":"step %d","transition":{"branches":[{"operator":"default","goto":"%s"}]}}`, i, i, next))
+		run := fmt.Sprintf(`"handler":"prompt_to_string","prompt_template":"step %d"`, i)
+		if slices.Contains(hooks, i) {
+			run = `"handler":"hook","hook":{"name":"effect"}`
+		}
+		tasks = append(tasks, fmt.Sprintf(`{"id":"t%d",%s,"transition":{"branches":[{"operator":"default","goto":"%s"}]}}`, i, run, next))
 	}
 	c, _, err := core.ParseChain([]byte(`{"id":"c","tasks":[` + strings.Join(tasks, ",") + `]}`))
 	if err != nil {
@@ -138,10 +180,11 @@ func stepsChain(t *testing.T, n int) *core.Chain {
 	return c
 }
 
-// start creates an execution and returns its first message.
-func (f *deliverFixture) start(t *testing.T, steps int) core.QueueMessage {
+// start creates an execution of stepsChain(steps, hooks...) and returns
+// its first message.
+func (f *deliverFixture) start(t *testing.T, steps int, hooks ...int) core.QueueMessage {
 	t.Helper()
-	ex, err := f.engine.Start(context.Background(), core.StartRequest{Chain: stepsChain(t, steps), Input: core.String("go")})
+	ex, err := f.engine.Start(context.Background(), core.StartRequest{Chain: stepsChain(t, steps, hooks...), Input: core.String("go")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,18 +198,22 @@ func (f *deliverFixture) start(t *testing.T, steps int) core.QueueMessage {
 	return msgs[0]
 }
 
-// deliver delivers m, turning a failpoint's panic into crashed=true.
+// deliver delivers m on a worker goroutine of its own; crashed tells that
+// the worker died at a failpoint instead of returning.
 func (f *deliverFixture) deliver(t *testing.T, m core.QueueMessage, opts core.DeliverOptions) (res core.DeliverResult, crashed bool) {
 	t.Helper()
-	defer func() {
-		if r := recover(); r != nil {
-			if _, ok := r.(crash); !ok {
-				panic(r)
-			}
-			crashed = true
-		}
+	var err error
+	returned := false
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err = f.engine.Deliver(context.Background(), m, opts, nil)
+		returned = true
 	}()
-	res, err := f.engine.Deliver(context.Background(), m, opts, nil)
+	<-done
+	if !returned {
+		return core.DeliverResult{}, true
+	}
 	if err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
@@ -353,14 +400,21 @@ func crashCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
 		// expire: the crashed worker's lease must run out before anyone
 		// else may continue.
 		expire bool
+		// hookAt is the task (1-4) that calls the effect hook; 0 for none.
+		hookAt int
 	}{
-		{"AfterTheStepBeforeItsCommit", core.FailAfterStepBeforeCommit, true},
-		{"AfterTheCommitBeforeTheContinuation", core.FailAfterCommitBeforeEnqueue, false},
+		{"AfterTheStepBeforeItsCommit", core.FailAfterStepBeforeCommit, true, 0},
+		{"AfterTheCommitBeforeTheContinuation", core.FailAfterCommitBeforeEnqueue, false, 0},
+		{"AfterTheHookCallBeforeItsRecord", core.FailAfterHookBeforeRecord, true, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newDeliverFixture(t, newStore, tt.failpoint, 0)
-			m := f.start(t, 4)
+			var hooks []int
+			if tt.hookAt > 0 {
+				hooks = append(hooks, tt.hookAt)
+			}
+			m := f.start(t, 4, hooks...)
 			if _, crashed := f.deliver(t, m, core.DeliverOptions{MaxSteps: 2}); !crashed {
 				t.Fatal("the failpoint never fired")
 			}
@@ -386,6 +440,16 @@ func crashCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
 			}
 			f.drain(t, core.DeliverOptions{MaxSteps: 2})
 			f.wantOneHistory(t, m.ExecutionID, 4)
+			// The hook ran once per attempt at its step — at least once,
+			// here twice — and every time with the step's one key.
+			var wantKeys []string
+			if tt.hookAt > 0 {
+				key := fmt.Sprintf("%s/%d/1", m.ExecutionID, tt.hookAt)
+				wantKeys = []string{key, key}
+			}
+			if got := f.hook.seen(); !slices.Equal(got, wantKeys) {
+				t.Errorf("hook calls with keys %q, want %q", got, wantKeys)
+			}
 		})
 	}
 }

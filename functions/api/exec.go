@@ -247,6 +247,11 @@ type stepState struct {
 // string when the step succeeded.
 type stepError struct {
 	Error string `json:"error"`
+	// Code and Reason, our additions, classify a failed attempt (a core
+	// error code such as "unavailable" or "timeout"; a reason such as
+	// "task_failed"); absent when the step succeeded.
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 func newStepState(chain *core.Chain, s *core.Step) stepState {
@@ -259,7 +264,7 @@ func newStepState(chain *core.Chain, s *core.Step) stepState {
 		InputVar: s.TaskID,
 	}
 	if s.Error != nil {
-		st.Error.Error = s.Error.Message
+		st.Error = stepError{Error: s.Error.Message, Code: s.Error.Code, Reason: s.Error.Reason}
 	}
 	if t := chain.Task(s.TaskID); t != nil && t.InputVar != "" {
 		st.InputVar = t.InputVar
