@@ -265,12 +265,37 @@ func (e *Engine) failpoint(name string) {
 // ReasonCancelled: someone cancelled the execution.
 const ReasonCancelled = "cancelled"
 
+// ReasonDeadLetter: the queue gave up delivering the execution after
+// repeated failures (its message went to the dead-letter queue).
+const ReasonDeadLetter = "dead_letter"
+
 // Cancel ends an execution that is not final: it commits status
 // cancelled (with compare-and-swap, retried while workers commit steps
 // meanwhile). A worker running it then loses its next commit and stops
 // without side effects; the step in flight is not recorded. ENOTFOUND for
 // no such execution, ECONFLICT when it is already final.
 func (e *Engine) Cancel(ctx context.Context, tenant, id, why string) (*Execution, error) {
+	msg := "cancelled"
+	if why != "" {
+		msg = "cancelled: " + why
+	}
+	return e.end(ctx, tenant, id, StatusCancelled, ExecError{Code: ECONFLICT, Reason: ReasonCancelled, Message: msg})
+}
+
+// Abandon fails an execution whose work the queue gave up on (poison
+// work: its deliveries kept failing), so that it ends in a visible failed
+// state with the cause instead of sitting runnable forever. ECONFLICT when
+// it is already final.
+func (e *Engine) Abandon(ctx context.Context, tenant, id string, attempts int, cause error) (*Execution, error) {
+	return e.end(ctx, tenant, id, StatusFailed, ExecError{
+		Code: ErrorCode(cause), Reason: ReasonDeadLetter,
+		Message: fmt.Sprintf("gave up after %d failed deliveries: %v", attempts, cause),
+	})
+}
+
+// end moves an execution that is not final to status with xerr,
+// retrying the compare-and-swap while workers commit meanwhile.
+func (e *Engine) end(ctx context.Context, tenant, id string, status Status, xerr ExecError) (*Execution, error) {
 	for attempt := 0; ; attempt++ {
 		ex, err := e.store.GetExecution(ctx, tenant, id)
 		if err != nil {
@@ -279,11 +304,9 @@ func (e *Engine) Cancel(ctx context.Context, tenant, id, why string) (*Execution
 		if ex.Status.Final() {
 			return ex, Errorf(ECONFLICT, "execution %s already %s", id, ex.Status)
 		}
-		msg := "cancelled"
-		if why != "" {
-			msg = "cancelled: " + why
-		}
-		e.finish(ex, StatusCancelled, Nil, &ExecError{Code: ECONFLICT, Reason: ReasonCancelled, Task: ex.Cursor.Task, Message: msg})
+		x := xerr
+		x.Task = ex.Cursor.Task
+		e.finish(ex, status, Nil, &x)
 		ex.Lease = Lease{}
 		err = e.store.CommitExecution(ctx, ex, nil)
 		if err == nil || ErrorCode(err) != ECONFLICT || attempt >= 20 {

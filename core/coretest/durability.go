@@ -278,6 +278,7 @@ func DurabilitySuite(t *testing.T, newStore func(t *testing.T) core.ExecutionSto
 	t.Run("SurvivesCrashes", func(t *testing.T) { crashCases(t, newStore) })
 	t.Run("SweepLeavesAloneWhatIsHeldOrDone", func(t *testing.T) { sweepCases(t, newStore) })
 	t.Run("Cancel", func(t *testing.T) { cancelCases(t, newStore) })
+	t.Run("AbandonPoisonWork", func(t *testing.T) { abandonCases(t, newStore) })
 }
 
 func deliverCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
@@ -491,5 +492,23 @@ func cancelCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) 
 	}
 	if _, err := f.engine.Cancel(context.Background(), core.DefaultTenant, "nope", ""); core.ErrorCode(err) != core.ENOTFOUND {
 		t.Errorf("cancel of nothing: %v, want ENOTFOUND", err)
+	}
+}
+
+func abandonCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	f := newDeliverFixture(t, newStore, "", 0)
+	m := f.start(t, 3)
+	cause := core.Errorf(core.EUNAVAILABLE, "store down")
+	ex, err := f.engine.Abandon(context.Background(), core.DefaultTenant, m.ExecutionID, 5, cause)
+	if err != nil || ex.Status != core.StatusFailed || ex.Error == nil || ex.Error.Reason != core.ReasonDeadLetter ||
+		ex.Error.Code != core.EUNAVAILABLE || !strings.Contains(ex.Error.Message, "5 failed deliveries") {
+		t.Fatalf("Abandon = %+v, %v", ex, err)
+	}
+	got, err := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+	if err != nil || got.Status != core.StatusFailed || got.Lease.Owner != "" {
+		t.Errorf("stored %+v (%v), want failed and unleased", got, err)
+	}
+	if _, err := f.engine.Abandon(context.Background(), core.DefaultTenant, m.ExecutionID, 5, cause); core.ErrorCode(err) != core.ECONFLICT {
+		t.Errorf("abandoning a final execution: %v, want ECONFLICT", err)
 	}
 }
