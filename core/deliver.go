@@ -36,6 +36,10 @@ const (
 	// DefaultDeadlineMargin is the time a delivery keeps in hand before its
 	// context's deadline to commit and send the continuation.
 	DefaultDeadlineMargin = 2 * time.Second
+	// MaxFailedDeliveries is how many deliveries in a row may fail while
+	// running an execution before it is failed as poison work (reason
+	// dead_letter).
+	MaxFailedDeliveries = 5
 )
 
 // ReasonMaxHops: the execution was continued more times than the engine's
@@ -143,7 +147,7 @@ func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOption
 		if ex.Cursor.NotBefore.After(e.now()) {
 			break // a retry's backoff: hand on with a delayed continuation
 		}
-		next, err := e.runOne(ctx, ex, obs, owner)
+		next, err := e.runOneRecovered(ctx, ex, obs, owner)
 		if ErrorCode(err) == ECONFLICT {
 			// Another worker took the execution over (this one stalled past
 			// its lease, or it was cancelled): its step is not committed
@@ -152,7 +156,11 @@ func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOption
 			return res, nil
 		}
 		if err != nil {
-			e.releaseAfterInterruption(ctx, ex)
+			if ctx.Err() != nil {
+				e.releaseAfterInterruption(ctx, ex)
+			} else {
+				res.Execution = e.recordFailedDelivery(ctx, ex, err)
+			}
 			return res, err
 		}
 		ex, res.Execution = next, next
@@ -196,6 +204,43 @@ func dropOnConflict(ex *Execution, err error) (DeliverResult, error) {
 		return DeliverResult{Outcome: OutcomeLeased, Execution: ex}, nil
 	}
 	return DeliverResult{}, err
+}
+
+// runOneRecovered is runOne with a panic of the engine itself (not of a
+// handler: those are step failures) turned into an EINTERNAL error, so that
+// it counts as a failed delivery instead of killing the worker.
+func (e *Engine) runOneRecovered(ctx context.Context, ex *Execution, obs Observer, owner string) (next *Execution, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			next, err = ex, Errorf(EINTERNAL, "execution %s: engine panic during task %q: %v", ex.ID, ex.Cursor.Task, r)
+		}
+	}()
+	return e.runOne(ctx, ex, obs, owner)
+}
+
+// recordFailedDelivery releases the lease of an execution whose delivery
+// failed (not for lack of time) and counts the failure; the
+// MaxFailedDeliveries-th in a row fails the execution as poison work, so
+// that it ends visibly instead of being retried forever. It is best
+// effort: if the store cannot take even this commit, the lease expires
+// and the sweeper tries again later.
+func (e *Engine) recordFailedDelivery(ctx context.Context, ex *Execution, cause error) *Execution {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	next := ex.clone()
+	next.Lease = Lease{}
+	next.UpdatedAt = e.now().UTC()
+	next.FailedDeliveries++
+	if next.FailedDeliveries >= MaxFailedDeliveries {
+		e.finish(next, StatusFailed, Nil, &ExecError{
+			Code: ErrorCode(cause), Reason: ReasonDeadLetter, Task: ex.Cursor.Task,
+			Message: fmt.Sprintf("gave up after %d failed deliveries: %v", next.FailedDeliveries, cause),
+		})
+	}
+	if err := e.store.CommitExecution(rctx, next, nil); err != nil {
+		return ex
+	}
+	return next
 }
 
 // releaseAfterInterruption gives up the lease of an execution whose
@@ -265,8 +310,8 @@ func (e *Engine) failpoint(name string) {
 // ReasonCancelled: someone cancelled the execution.
 const ReasonCancelled = "cancelled"
 
-// ReasonDeadLetter: the queue gave up delivering the execution after
-// repeated failures (its message went to the dead-letter queue).
+// ReasonDeadLetter: the execution's deliveries kept failing
+// (MaxFailedDeliveries in a row); it is poison work, ended visibly.
 const ReasonDeadLetter = "dead_letter"
 
 // Cancel ends an execution that is not final: it commits status
@@ -280,17 +325,6 @@ func (e *Engine) Cancel(ctx context.Context, tenant, id, why string) (*Execution
 		msg = "cancelled: " + why
 	}
 	return e.end(ctx, tenant, id, StatusCancelled, ExecError{Code: ECONFLICT, Reason: ReasonCancelled, Message: msg})
-}
-
-// Abandon fails an execution whose work the queue gave up on (poison
-// work: its deliveries kept failing), so that it ends in a visible failed
-// state with the cause instead of sitting runnable forever. ECONFLICT when
-// it is already final.
-func (e *Engine) Abandon(ctx context.Context, tenant, id string, attempts int, cause error) (*Execution, error) {
-	return e.end(ctx, tenant, id, StatusFailed, ExecError{
-		Code: ErrorCode(cause), Reason: ReasonDeadLetter,
-		Message: fmt.Sprintf("gave up after %d failed deliveries: %v", attempts, cause),
-	})
 }
 
 // end moves an execution that is not final to status with xerr,

@@ -235,7 +235,22 @@ func (e *Engine) runOne(ctx context.Context, ex *Execution, obs Observer, owner 
 		}
 		return next, nil
 	}
-	step, err := e.step(ctx, next, obs)
+	stepCtx := ctx
+	var hb *heartbeat
+	if owner != "" {
+		hb, stepCtx = e.startHeartbeat(ctx, ex, owner)
+	}
+	step, err := e.step(stepCtx, next, obs)
+	if hb != nil {
+		version, lost := hb.stop()
+		// The renewals moved the stored version: what was committed last
+		// is the execution as it stood, at that version.
+		ex.Version, next.Version = version, version
+		if lost {
+			return ex, Errorf(ECONFLICT, "execution %s: lease lost to another worker during task %q", ex.ID, ex.Cursor.Task)
+		}
+		next.Lease.Until = e.now().Add(e.leaseTTL)
+	}
 	if err != nil {
 		// Only an interruption by the caller's context ends up here.
 		return ex, interrupted(ex, ctx.Err())
@@ -243,6 +258,7 @@ func (e *Engine) runOne(ctx context.Context, ex *Execution, obs Observer, owner 
 	if next.Status.Final() || next.Status == StatusWaiting {
 		next.Lease = Lease{} // nothing left to run: no claim to hold
 	}
+	next.FailedDeliveries = 0 // the execution moves again
 	e.failpoint(FailAfterStepBeforeCommit)
 	if err := e.store.CommitExecution(ctx, next, step); err != nil {
 		return ex, err

@@ -49,6 +49,10 @@ type Execution struct {
 	// Continuations counts the times a delivery handed the execution on
 	// to the next one; the engine's MaxHops bounds it.
 	Continuations int `json:"continuations,omitempty"`
+	// FailedDeliveries counts the deliveries in a row that failed while
+	// running it (a step the store refuses to commit, a crash of the
+	// engine itself); MaxFailedDeliveries of them end it as poison work.
+	FailedDeliveries int `json:"failed_deliveries,omitempty"`
 	// TokensIn and TokensOut sum every model call of the execution.
 	TokensIn  int `json:"tokens_in"`
 	TokensOut int `json:"tokens_out"`

@@ -242,3 +242,24 @@ func TestServeWaitingExecutionSurvivesRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestServeStepLongerThanTheLease: a model call that takes three leases'
+// time keeps its lease alive, so the sweeper never hands the execution to
+// another worker and the step runs once.
+func TestServeStepLongerThanTheLease(t *testing.T) {
+	fake := fakellm.Start()
+	t.Cleanup(fake.Close)
+	fake.Script(fakellm.Reply{Match: "slow thought", Text: "finally", Latency: 3 * time.Second})
+	srv := startServer(t, t.TempDir(), []string{"TASK_MODEL=llama3.2:1b", "OLLAMA_BACKEND_URL=" + fake.URL()},
+		"-lease-ttl", "1s", "-sweep-interval", "200ms")
+	body := `{"input": "slow thought", "chain": {"id": "slow", "tasks": [{"id": "think", "handler": "prompt_to_string"}]}}`
+	var started struct{ ID string }
+	srv.must(http.StatusAccepted, "POST", "/executions", body, &started)
+	final := waitExecution(t, srv, started.ID, func(st executionState) bool { return st.Status != "queued" && st.Status != "running" })
+	if final.Status != "succeeded" || final.Output != "finally" {
+		t.Fatalf("execution %+v, want succeeded with the slow answer", final)
+	}
+	if n := promptsStarting(fake, "slow thought"); n != 1 {
+		t.Errorf("the model was asked %d times, want once: the lease lapsed mid-step", n)
+	}
+}

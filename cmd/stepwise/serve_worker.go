@@ -27,34 +27,21 @@ type worker struct {
 // engine).
 func newWorker(o *serveOptions, log *slog.Logger) *worker {
 	w := &worker{log: log, o: o}
-	w.queue = localq.New(localq.Config{Workers: o.workers, MaxAttempts: maxDeliveries, Logger: log, Handle: w.handle})
+	w.queue = localq.New(localq.Config{Workers: o.workers, Logger: log, Handle: w.handle})
 	return w
 }
 
 // attach gives the worker the engine its deliveries run.
 func (w *worker) attach(e *core.Engine) { w.engine = e }
 
-// maxDeliveries is how many times the queue tries a message before it
-// gives up on it (dead-letters it).
-const maxDeliveries = localq.DefaultMaxAttempts
-
-// handle runs one delivery within the per-delivery budget. When the last
-// allowed delivery fails too, the execution is failed with the cause, so
-// that poison work ends visibly (GET /executions shows it failed with
-// reason dead_letter) rather than sitting runnable.
+// handle runs one delivery within the per-delivery budget. A failed
+// delivery is retried by the queue; the engine counts failures on the
+// execution and ends it as poison work after core.MaxFailedDeliveries.
 func (w *worker) handle(ctx context.Context, d core.Delivery) error {
 	dctx, cancel := context.WithTimeout(ctx, w.o.deliveryTimeout)
 	defer cancel()
 	res, err := w.engine.Deliver(dctx, d.Message, core.DeliverOptions{MaxSteps: w.o.deliverySteps}, nil)
 	if err != nil {
-		if d.Attempts >= maxDeliveries && ctx.Err() == nil {
-			m := d.Message
-			if _, aerr := w.engine.Abandon(context.WithoutCancel(ctx), m.Tenant, m.ExecutionID, d.Attempts, err); aerr != nil && core.ErrorCode(aerr) != core.ECONFLICT {
-				w.log.Error("could not fail an abandoned execution", "execution", m.ExecutionID, "error", aerr.Error())
-			}
-			w.log.Error("delivery failed for the last time; the execution is failed", "execution", m.ExecutionID, "attempts", d.Attempts, "error", err.Error())
-			return err
-		}
 		w.log.Warn("delivery failed; it will be retried", "execution", d.Message.ExecutionID, "attempt", d.Attempts, "error", err.Error())
 		return err
 	}

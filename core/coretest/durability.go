@@ -278,7 +278,8 @@ func DurabilitySuite(t *testing.T, newStore func(t *testing.T) core.ExecutionSto
 	t.Run("SurvivesCrashes", func(t *testing.T) { crashCases(t, newStore) })
 	t.Run("SweepLeavesAloneWhatIsHeldOrDone", func(t *testing.T) { sweepCases(t, newStore) })
 	t.Run("Cancel", func(t *testing.T) { cancelCases(t, newStore) })
-	t.Run("AbandonPoisonWork", func(t *testing.T) { abandonCases(t, newStore) })
+	t.Run("LongSteps", func(t *testing.T) { longStepCases(t, newStore) })
+	t.Run("PoisonWorkEndsVisibly", func(t *testing.T) { poisonCases(t, newStore) })
 }
 
 func deliverCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
@@ -495,20 +496,100 @@ func cancelCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) 
 	}
 }
 
-func abandonCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
-	f := newDeliverFixture(t, newStore, "", 0)
-	m := f.start(t, 3)
-	cause := core.Errorf(core.EUNAVAILABLE, "store down")
-	ex, err := f.engine.Abandon(context.Background(), core.DefaultTenant, m.ExecutionID, 5, cause)
-	if err != nil || ex.Status != core.StatusFailed || ex.Error == nil || ex.Error.Reason != core.ReasonDeadLetter ||
-		ex.Error.Code != core.EUNAVAILABLE || !strings.Contains(ex.Error.Message, "5 failed deliveries") {
-		t.Fatalf("Abandon = %+v, %v", ex, err)
+// longStepCases: a step that outlives the lease keeps it by renewing it,
+// and one whose lease is taken meanwhile is not committed.
+func longStepCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	newEngine := func(f *deliverFixture) *core.Engine {
+		return core.NewEngine(core.EngineConfig{Store: f.store, LLM: f.llm, Queue: f.queue, LeaseTTL: 30 * time.Millisecond})
 	}
-	got, err := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
-	if err != nil || got.Status != core.StatusFailed || got.Lease.Owner != "" {
-		t.Errorf("stored %+v (%v), want failed and unleased", got, err)
+	t.Run("RenewedWhileTheStepRuns", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		f.engine = newEngine(f)
+		f.llm.delay = 300 * time.Millisecond // ten leases long
+		m := f.start(t, 2)
+		res, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{}, nil)
+		if err != nil || res.Outcome != core.OutcomeRan || res.Steps != 2 {
+			t.Fatalf("Deliver = %+v, %v; want both steps run", res, err)
+		}
+		// create, lease, two steps: anything beyond is a renewal.
+		if res.Execution.Version <= 4 {
+			t.Errorf("version %d after two long steps: the lease was never renewed", res.Execution.Version)
+		}
+		f.wantOneHistory(t, m.ExecutionID, 2)
+	})
+	t.Run("LostWhileTheStepRuns", func(t *testing.T) {
+		f := newDeliverFixture(t, newStore, "", 0)
+		f.engine = newEngine(f)
+		f.llm.delay = 300 * time.Millisecond
+		m := f.start(t, 2)
+		done := make(chan core.DeliverResult, 1)
+		go func() {
+			res, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{}, nil)
+			if err != nil {
+				t.Errorf("Deliver: %v", err)
+			}
+			done <- res
+		}()
+		// Someone else ends the execution while its first step runs.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ex, err := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+			if err == nil && ex.Lease.Owner != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the delivery never took the lease")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := f.engine.Cancel(context.Background(), core.DefaultTenant, m.ExecutionID, "taken over"); err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		if res.Outcome != core.OutcomeLeased || res.Steps != 0 {
+			t.Errorf("Deliver = %+v; want it dropped without a step", res)
+		}
+		steps, _ := f.store.ListSteps(context.Background(), core.DefaultTenant, m.ExecutionID, 0, 0)
+		ex, _ := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+		if len(steps) != 0 || ex.Status != core.StatusCancelled {
+			t.Errorf("%d steps, status %s; want none committed after the cancel", len(steps), ex.Status)
+		}
+	})
+}
+
+// refusingSteps is a store that refuses every commit carrying a step, as
+// a store does for a step record too large for it.
+type refusingSteps struct{ core.ExecutionStore }
+
+func (s refusingSteps) CommitExecution(ctx context.Context, e *core.Execution, step *core.Step) error {
+	if step != nil {
+		return core.Errorf(core.EINVALID, "step record too large for the store")
 	}
-	if _, err := f.engine.Abandon(context.Background(), core.DefaultTenant, m.ExecutionID, 5, cause); core.ErrorCode(err) != core.ECONFLICT {
-		t.Errorf("abandoning a final execution: %v, want ECONFLICT", err)
+	return s.ExecutionStore.CommitExecution(ctx, e, step)
+}
+
+// poisonCases: an execution whose deliveries keep failing ends failed
+// with reason dead_letter after MaxFailedDeliveries of them, counted on
+// the execution (each delivery is a fresh message from the sweeper).
+func poisonCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	f := newDeliverFixture(t, func(t *testing.T) core.ExecutionStore { return refusingSteps{newStore(t)} }, "", 0)
+	m := f.start(t, 2)
+	for i := 1; i <= core.MaxFailedDeliveries; i++ {
+		ex, err := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex.Status.Final() {
+			t.Fatalf("ended after %d failed deliveries, want %d", i-1, core.MaxFailedDeliveries)
+		}
+		m.Version = ex.Version
+		if _, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{}, nil); err == nil {
+			t.Fatalf("delivery %d succeeded; want the store's refusal", i)
+		}
+	}
+	ex, _ := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+	if ex.Status != core.StatusFailed || ex.Error == nil || ex.Error.Reason != core.ReasonDeadLetter || ex.Lease.Owner != "" ||
+		!strings.Contains(ex.Error.Message, "too large") {
+		t.Errorf("after %d failed deliveries: %s %+v, want failed with reason dead_letter and the cause", core.MaxFailedDeliveries, ex.Status, ex.Error)
 	}
 }

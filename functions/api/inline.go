@@ -50,11 +50,19 @@ func (a *API) runInline(ctx context.Context, ex *core.Execution) inlineRun {
 		run.ex = res.Execution
 	}
 	if err != nil {
-		if dctx.Err() == nil {
+		if dctx.Err() == nil && run.ex != nil && run.ex.Status.Final() {
 			run.err = err
 			return run
 		}
-		run.ex, run.err = a.handOn(ctx, run.ex)
+		// Out of time, or a failed delivery (the engine counted it on the
+		// execution): either way the queue carries the execution on, and
+		// the answer is 202 unless even that is impossible.
+		cur, herr := a.handOn(ctx, run.ex)
+		if herr != nil {
+			run.err = err
+			return run
+		}
+		run.ex = cur
 		return run
 	}
 	if run.ex.Status.Final() || run.ex.Status == core.StatusWaiting {
