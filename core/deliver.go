@@ -284,8 +284,9 @@ func (e *Engine) Sweep(ctx context.Context, tenant string, stuckAfter time.Durat
 		if err != nil {
 			return sent, err
 		}
+		holder, _ := e.queue.(QueueHolder)
 		for _, ex := range page.Executions {
-			if ex.Lease.Held(now) {
+			if ex.Lease.Held(now) || (holder != nil && holder.Holds(ex.Tenant, ex.ID)) {
 				continue
 			}
 			if err := e.send(ctx, ex, max(ex.Cursor.NotBefore.Sub(now), 0)); err != nil {

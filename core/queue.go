@@ -42,3 +42,11 @@ type Delivery struct {
 	Message  QueueMessage
 	Attempts int
 }
+
+// QueueHolder is implemented by a queue that can tell whether it still
+// holds undelivered work for an execution (the in-process queue can; SQS
+// cannot). Sweep uses it to leave alone executions whose message is merely
+// waiting for a free worker, instead of sending them again every sweep.
+type QueueHolder interface {
+	Holds(tenant, executionID string) bool
+}

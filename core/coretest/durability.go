@@ -280,6 +280,7 @@ func DurabilitySuite(t *testing.T, newStore func(t *testing.T) core.ExecutionSto
 	t.Run("Cancel", func(t *testing.T) { cancelCases(t, newStore) })
 	t.Run("LongSteps", func(t *testing.T) { longStepCases(t, newStore) })
 	t.Run("PoisonWorkEndsVisibly", func(t *testing.T) { poisonCases(t, newStore) })
+	t.Run("SweepSkipsWhatTheQueueHolds", func(t *testing.T) { sweepHeldCases(t, newStore) })
 }
 
 func deliverCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
@@ -591,5 +592,42 @@ func poisonCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) 
 	if ex.Status != core.StatusFailed || ex.Error == nil || ex.Error.Reason != core.ReasonDeadLetter || ex.Lease.Owner != "" ||
 		!strings.Contains(ex.Error.Message, "too large") {
 		t.Errorf("after %d failed deliveries: %s %+v, want failed with reason dead_letter and the cause", core.MaxFailedDeliveries, ex.Status, ex.Error)
+	}
+}
+
+// holdingQueue is a sentQueue that reports holding what it was sent and
+// not yet taken, as the in-process queue does.
+type holdingQueue struct{ *sentQueue }
+
+func (q holdingQueue) Holds(tenant, id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range q.msgs {
+		if m.Tenant == tenant && m.ExecutionID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// sweepHeldCases: an execution whose message still waits in the queue
+// for a worker is not sent again.
+func sweepHeldCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
+	f := newDeliverFixture(t, newStore, "", 0)
+	f.engine = core.NewEngine(core.EngineConfig{Store: f.store, LLM: f.llm, Queue: holdingQueue{f.queue}, Now: f.clock.now})
+	ex, err := f.engine.Start(context.Background(), core.StartRequest{Chain: stepsChain(t, 1), Input: core.String("go")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine.Enqueue(context.Background(), ex); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.add(time.Hour)
+	if n, err := f.engine.Sweep(context.Background(), core.DefaultTenant, time.Minute); err != nil || n != 0 {
+		t.Errorf("Sweep = %d, %v; want nothing sent while the queue holds its message", n, err)
+	}
+	f.queue.take()
+	if n, err := f.engine.Sweep(context.Background(), core.DefaultTenant, time.Minute); err != nil || n != 1 {
+		t.Errorf("Sweep = %d, %v; want it sent once the queue lost its message", n, err)
 	}
 }

@@ -108,7 +108,18 @@ type Queue struct {
 	delayed delays  // deliverable later
 	seq     uint64
 	dead    []DeadLetter
+	// held counts the undelivered messages (ready or delayed) of each
+	// execution, for Holds.
+	held map[heldKey]int
 }
+
+var (
+	_ core.Queue       = (*Queue)(nil)
+	_ core.QueueHolder = (*Queue)(nil)
+)
+
+// heldKey names an execution's work in held.
+type heldKey struct{ tenant, execution string }
 
 // New returns an idle Queue: it accepts messages at once and delivers them
 // once Run is called.
@@ -163,6 +174,10 @@ func (q *Queue) Send(ctx context.Context, m core.QueueMessage, delay time.Durati
 // enqueue schedules d (whose Attempts is the delivery it will be) after
 // delay. q.mu must be held.
 func (q *Queue) enqueue(d core.Delivery, delay time.Duration) {
+	if q.held == nil {
+		q.held = map[heldKey]int{}
+	}
+	q.held[heldKey{d.Message.Tenant, d.Message.ExecutionID}]++
 	q.seq++
 	it := &item{d: d, seq: q.seq}
 	if delay <= 0 {
@@ -290,7 +305,20 @@ func (q *Queue) take() (it *item, ok bool) {
 	it = q.ready[0]
 	q.ready[0] = nil
 	q.ready = q.ready[1:]
+	k := heldKey{it.d.Message.Tenant, it.d.Message.ExecutionID}
+	if q.held[k]--; q.held[k] <= 0 {
+		delete(q.held, k)
+	}
 	return it, true
+}
+
+// Holds reports whether the queue holds an undelivered message (ready,
+// delayed, or waiting for a retry) for the execution; a delivery in
+// progress does not count. It implements core.QueueHolder.
+func (q *Queue) Holds(tenant, executionID string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.held[heldKey{tenant, executionID}] > 0
 }
 
 // call runs Handle, turning a panic into an error so that one bad delivery

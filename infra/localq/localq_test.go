@@ -342,3 +342,43 @@ func TestDefaultBackoff(t *testing.T) {
 		})
 	}
 }
+
+func TestHolds(t *testing.T) {
+	release := make(chan struct{})
+	q := localq.New(localq.Config{Workers: 1, Handle: func(ctx context.Context, d core.Delivery) error {
+		<-release
+		return nil
+	}})
+	ctx := context.Background()
+	m := func(ex string) core.QueueMessage {
+		return core.QueueMessage{Kind: core.KindContinue, Tenant: "t", ExecutionID: ex}
+	}
+	if err := q.Send(ctx, m("a"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, m("b"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if !q.Holds("t", "a") || !q.Holds("t", "b") || q.Holds("t", "c") || q.Holds("other", "a") {
+		t.Fatal("Holds does not see the ready and the delayed message by tenant and execution")
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- q.Run(runCtx) }()
+	// Once the worker takes a's message, the queue no longer holds it.
+	deadline := time.Now().Add(10 * time.Second)
+	for q.Holds("t", "a") {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never took the message")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !q.Holds("t", "b") {
+		t.Error("the delayed message is no longer held")
+	}
+	close(release)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
