@@ -12,6 +12,9 @@ import (
 // process or another, which an in-process notification would not.
 const pollInterval = 200 * time.Millisecond
 
+// followPage is how many step records a follower reads at a time.
+const followPage = 50
+
 // handOnTimeout bounds the store read and the send that hand an
 // interrupted execution to the queue after its request has ended.
 const handOnTimeout = 5 * time.Second
@@ -125,20 +128,29 @@ func (a *API) follow(ctx context.Context, tenant, id string, after int, emit fun
 		if err != nil {
 			return nil, err
 		}
-		steps, err := a.cfg.Executions.ListSteps(ctx, tenant, id, after, 0)
-		if err != nil {
-			return ex, err
-		}
-		for _, s := range steps {
-			if err := emit(s); err != nil {
+		// Read the new steps a page at a time: a late follower of a long
+		// execution must not load every step output at once.
+		found := 0
+		for {
+			page, err := a.cfg.Executions.ListSteps(ctx, tenant, id, after, followPage)
+			if err != nil {
 				return ex, err
 			}
-			after = s.Index
+			for _, s := range page {
+				if err := emit(s); err != nil {
+					return ex, err
+				}
+				after = s.Index
+			}
+			found += len(page)
+			if len(page) < followPage {
+				break
+			}
 		}
 		if ex.Status.Final() || ex.Status == core.StatusWaiting {
 			return ex, nil
 		}
-		if len(steps) == 0 && idle != nil {
+		if found == 0 && idle != nil {
 			if err := idle(); err != nil {
 				return ex, err
 			}
