@@ -156,9 +156,12 @@ func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOption
 			return res, nil
 		}
 		if err != nil {
-			if ctx.Err() != nil {
+			switch code := ErrorCode(err); {
+			case ctx.Err() != nil, code == EUNAVAILABLE, code == ETIMEOUT:
+				// Out of time, or a store that is busy or down: an outage,
+				// not poison; the queue or the sweeper tries again.
 				e.releaseAfterInterruption(ctx, ex)
-			} else {
+			default:
 				res.Execution = e.recordFailedDelivery(ctx, ex, err)
 			}
 			return res, err
@@ -219,7 +222,8 @@ func (e *Engine) runOneRecovered(ctx context.Context, ex *Execution, obs Observe
 }
 
 // recordFailedDelivery releases the lease of an execution whose delivery
-// failed (not for lack of time) and counts the failure; the
+// failed for a reason that will not pass by itself (not for lack of time,
+// not a store that is busy or down) and counts the failure; the
 // MaxFailedDeliveries-th in a row fails the execution as poison work, so
 // that it ends visibly instead of being retried forever. It is best
 // effort: if the store cannot take even this commit, the lease expires

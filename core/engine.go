@@ -239,6 +239,14 @@ func (e *Engine) runOne(ctx context.Context, ex *Execution, obs Observer, owner 
 	var hb *heartbeat
 	if owner != "" {
 		hb, stepCtx = e.startHeartbeat(ctx, ex, owner)
+		// Stop renewing whatever happens to the step, a panic included,
+		// and leave ex at the version the renewals reached, so that a
+		// failure is recorded against the stored execution. stop may be
+		// called more than once.
+		defer func() {
+			version, _ := hb.stop()
+			ex.Version = version
+		}()
 	}
 	step, err := e.step(stepCtx, next, obs)
 	if hb != nil {

@@ -7,18 +7,25 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 )
 
-// slowLLM answers every prompt with "done: <prompt>", after delay.
+// slowLLM answers every prompt with "done: <prompt>", after delay; with
+// block set it never answers and returns when its context ends.
 type slowLLM struct {
 	delay time.Duration
+	block bool
 }
 
 func (l *slowLLM) answer(ctx context.Context, text string) (core.Completion, error) {
+	if l.block {
+		<-ctx.Done()
+		return core.Completion{}, ctx.Err()
+	}
 	if l.delay > 0 {
 		select {
 		case <-ctx.Done():
@@ -521,7 +528,7 @@ func longStepCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore
 	t.Run("LostWhileTheStepRuns", func(t *testing.T) {
 		f := newDeliverFixture(t, newStore, "", 0)
 		f.engine = newEngine(f)
-		f.llm.delay = 300 * time.Millisecond
+		f.llm.block = true // only losing the lease can end this step
 		m := f.start(t, 2)
 		done := make(chan core.DeliverResult, 1)
 		go func() {
@@ -546,7 +553,12 @@ func longStepCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore
 		if _, err := f.engine.Cancel(context.Background(), core.DefaultTenant, m.ExecutionID, "taken over"); err != nil {
 			t.Fatal(err)
 		}
-		res := <-done
+		var res core.DeliverResult
+		select {
+		case res = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the step still runs: the lost lease did not stop it")
+		}
 		if res.Outcome != core.OutcomeLeased || res.Steps != 0 {
 			t.Errorf("Deliver = %+v; want it dropped without a step", res)
 		}
@@ -559,11 +571,14 @@ func longStepCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore
 }
 
 // refusingSteps is a store that refuses every commit carrying a step, as
-// a store does for a step record too large for it.
-type refusingSteps struct{ core.ExecutionStore }
+// a store does for a step record too large for it, while refuse is set.
+type refusingSteps struct {
+	core.ExecutionStore
+	refuse *atomic.Bool
+}
 
 func (s refusingSteps) CommitExecution(ctx context.Context, e *core.Execution, step *core.Step) error {
-	if step != nil {
+	if step != nil && s.refuse.Load() {
 		return core.Errorf(core.EINVALID, "step record too large for the store")
 	}
 	return s.ExecutionStore.CommitExecution(ctx, e, step)
@@ -573,22 +588,40 @@ func (s refusingSteps) CommitExecution(ctx context.Context, e *core.Execution, s
 // with reason dead_letter after MaxFailedDeliveries of them, counted on
 // the execution (each delivery is a fresh message from the sweeper).
 func poisonCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
-	f := newDeliverFixture(t, func(t *testing.T) core.ExecutionStore { return refusingSteps{newStore(t)} }, "", 0)
-	m := f.start(t, 2)
-	for i := 1; i <= core.MaxFailedDeliveries; i++ {
-		ex, err := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ex.Status.Final() {
-			t.Fatalf("ended after %d failed deliveries, want %d", i-1, core.MaxFailedDeliveries)
-		}
-		m.Version = ex.Version
-		if _, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{}, nil); err == nil {
-			t.Fatalf("delivery %d succeeded; want the store's refusal", i)
+	refuse := &atomic.Bool{}
+	refuse.Store(true)
+	f := newDeliverFixture(t, func(t *testing.T) core.ExecutionStore { return refusingSteps{newStore(t), refuse} }, "", 0)
+	m := f.start(t, 3)
+	fail := func(n int) {
+		t.Helper()
+		for i := 1; i <= n; i++ {
+			ex, err := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+			if err != nil || ex.Status.Final() {
+				t.Fatalf("before failed delivery %d: %s, %v", i, ex.Status, err)
+			}
+			m.Version = ex.Version
+			if _, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{}, nil); err == nil {
+				t.Fatalf("delivery %d succeeded; want the store's refusal", i)
+			}
 		}
 	}
+	// Failures short of the limit, then progress: the count starts again.
+	fail(core.MaxFailedDeliveries - 1)
+	refuse.Store(false)
 	ex, _ := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
+	m.Version = ex.Version
+	if res, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{MaxSteps: 1}, nil); err != nil || res.Steps != 1 {
+		t.Fatalf("a healthy delivery: %+v, %v", res, err)
+	}
+	f.queue.take()
+	refuse.Store(true)
+	fail(core.MaxFailedDeliveries - 1)
+	if ex, _ := f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID); ex.Status.Final() {
+		t.Fatalf("failed as poison although a step committed in between: %+v", ex.Error)
+	}
+	// The last allowed failure in a row ends it.
+	fail(1)
+	ex, _ = f.store.GetExecution(context.Background(), core.DefaultTenant, m.ExecutionID)
 	if ex.Status != core.StatusFailed || ex.Error == nil || ex.Error.Reason != core.ReasonDeadLetter || ex.Lease.Owner != "" ||
 		!strings.Contains(ex.Error.Message, "too large") {
 		t.Errorf("after %d failed deliveries: %s %+v, want failed with reason dead_letter and the cause", core.MaxFailedDeliveries, ex.Status, ex.Error)

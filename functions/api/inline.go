@@ -54,7 +54,8 @@ func (a *API) runInline(ctx context.Context, ex *core.Execution) inlineRun {
 	}
 	if err != nil {
 		if dctx.Err() == nil && run.ex != nil && run.ex.Status.Final() {
-			run.err = err
+			// The failure ended the execution (poison work): answer it
+			// like any other failed execution.
 			return run
 		}
 		// Out of time, or a failed delivery (the engine counted it on the

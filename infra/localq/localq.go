@@ -238,7 +238,7 @@ func (q *Queue) Run(ctx context.Context) error {
 
 	q.mu.Lock()
 	dropped := len(q.ready) + q.delayed.Len()
-	q.ready, q.delayed = nil, nil
+	q.ready, q.delayed, q.held = nil, nil, nil
 	q.mu.Unlock()
 	q.log.Info("localq: stopped", "dropped", dropped)
 	return nil
@@ -314,7 +314,10 @@ func (q *Queue) take() (it *item, ok bool) {
 
 // Holds reports whether the queue holds an undelivered message (ready,
 // delayed, or waiting for a retry) for the execution; a delivery in
-// progress does not count. It implements core.QueueHolder.
+// progress does not count, nor does anything after Run has returned (what
+// was left is dropped). A retry of a message that has gone stale counts
+// until a worker takes it, which delays a sweep by at most its backoff.
+// It implements core.QueueHolder.
 func (q *Queue) Holds(tenant, executionID string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -381,4 +381,7 @@ func TestHolds(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	if q.Holds("t", "b") {
+		t.Error("a message dropped when Run returned is still held")
+	}
 }
