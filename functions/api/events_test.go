@@ -100,6 +100,16 @@ func TestExecutionEvents(t *testing.T) {
 			t.Errorf("end event %v does not say what the execution waits for", events[1].data)
 		}
 	})
+	t.Run("more steps than a page", func(t *testing.T) {
+		var tasks []map[string]any
+		for i := range 120 {
+			tasks = append(tasks, map[string]any{"id": fmt.Sprintf("n%d", i), "handler": "noop"})
+		}
+		long := linear("long", tasks...)
+		long["max_steps"] = 200
+		done := e.start(map[string]any{"input": "x", "chain": long})
+		wantSteps(t, readEvents(t, e.do(req{method: "GET", path: done.Links.Events}).body), 1, 120, "succeeded")
+	})
 	t.Run("bad Last-Event-ID", func(t *testing.T) {
 		e.do(req{method: "GET", path: path, header: map[string]string{"Last-Event-ID": "x"}}).wantError(t, http.StatusBadRequest, "Last-Event-ID")
 	})
