@@ -125,25 +125,8 @@ func startFields() map[string]string {
 // startExecution stores a new execution of an inline or stored chain and
 // hands it to the queue's workers; the answer does not wait for any step.
 func (a *API) startExecution(w http.ResponseWriter, r *http.Request) {
-	tree, err := parseBody(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if tree, err = a.withStoredChain(r.Context(), tree); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	req, err := fromRunRequest(r, tree)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	ex, err := a.cfg.Engine.Start(r.Context(), core.StartRequest{
-		Tenant: Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
-	})
-	if err != nil {
-		writeError(w, r, core.InRunRequest(err))
+	ex, _, ok := a.startRun(w, r, true)
+	if !ok {
 		return
 	}
 	if err := a.cfg.Engine.Enqueue(r.Context(), ex); err != nil {

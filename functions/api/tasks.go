@@ -30,21 +30,8 @@ type tasksResponse struct {
 // or that cannot finish within SyncTimeout, answers 202 with the steps so
 // far and goes on in the background.
 func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
-	tree, err := parseBody(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	req, err := fromRunRequest(r, tree)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	ex, err := a.cfg.Engine.Start(r.Context(), core.StartRequest{
-		Tenant: Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
-	})
-	if err != nil {
-		writeError(w, r, core.InRunRequest(err))
+	ex, req, ok := a.startRun(w, r, false)
+	if !ok {
 		return
 	}
 	run := a.runInline(r.Context(), ex)
@@ -67,6 +54,31 @@ func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
 
 // withRequestID returns the template variables of a request with
 // request_id set to the request's id.
+// startRun reads a run request body — with a stored chain (chain_id) when
+// stored is set — and stores a new execution of it. When it fails it has
+// answered the error and ok is false.
+func (a *API) startRun(w http.ResponseWriter, r *http.Request, stored bool) (ex *core.Execution, req *tasksRequest, ok bool) {
+	tree, err := parseBody(r)
+	if err == nil && stored {
+		tree, err = a.withStoredChain(r.Context(), tree)
+	}
+	if err == nil {
+		req, err = fromRunRequest(r, tree)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return nil, nil, false
+	}
+	ex, err = a.cfg.Engine.Start(r.Context(), core.StartRequest{
+		Tenant: Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
+	})
+	if err != nil {
+		writeError(w, r, core.InRunRequest(err))
+		return nil, nil, false
+	}
+	return ex, req, true
+}
+
 func withRequestID(r *http.Request, vars map[string]string) map[string]string {
 	out := make(map[string]string, len(vars)+1)
 	for k, v := range vars {
