@@ -17,7 +17,15 @@ CHAIN    ?= examples/qa.json
 MODEL    ?= llama3.2:1b
 INPUT    ?=
 
-.PHONY: all build run run-chain test lint fmt bench clean
+# The AWS adapters are tested against moto_server (the AWS emulator) and
+# template.yaml is checked with cfn-lint. The machine's own are used when
+# on PATH; otherwise `make deps-test` installs these pinned versions into
+# .venv (never committed).
+MOTO_VERSION    ?= 5.2.1
+CFNLINT_VERSION ?= 1.51.0
+VENV            := .venv
+
+.PHONY: all build run run-chain test deps-test lint fmt bench clean
 
 all: build
 
@@ -35,9 +43,21 @@ run: build
 run-chain: build
 	./$(BIN) run -chain '$(CHAIN)' -model '$(MODEL)' $(if $(INPUT),-input "$(INPUT)") -steps $(ARGS)
 
-## test: lint, then every test with the race detector
-test: lint
-	$(GO) test -race -count=1 ./...
+## test: lint, then every test with the race detector (the AWS adapters'
+## against moto_server, installed by deps-test when missing)
+test: lint deps-test
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(GO) test -race -count=1 ./...
+
+## deps-test: moto_server and cfn-lint, from PATH or pinned into .venv
+deps-test:
+	@if command -v moto_server >/dev/null 2>&1 && command -v cfn-lint >/dev/null 2>&1; then \
+		echo "using $$(command -v moto_server) and $$(command -v cfn-lint)"; \
+	elif [ -x $(VENV)/bin/moto_server ] && [ -x $(VENV)/bin/cfn-lint ]; then \
+		echo "using $(VENV)"; \
+	else \
+		python3 -m venv $(VENV) && \
+		$(VENV)/bin/pip install --quiet 'moto[server]==$(MOTO_VERSION)' 'cfn-lint==$(CFNLINT_VERSION)'; \
+	fi
 
 ## lint: gofmt and go vet
 lint:
@@ -54,4 +74,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/ ./core/llm/... ./infra/sqlite/ ./cmd/stepwise/
 
 clean:
-	rm -rf bin
+	rm -rf bin $(VENV)
