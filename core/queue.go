@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -49,4 +50,31 @@ type Delivery struct {
 // waiting for a free worker, instead of sending them again every sweep.
 type QueueHolder interface {
 	Holds(tenant, executionID string) bool
+}
+
+// EncodeQueueMessage is the JSON body of a message on a queue that carries
+// bytes (SQS, EventBridge targets).
+func EncodeQueueMessage(m QueueMessage) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, WrapError(EINTERNAL, err, "encode queue message for execution %s", m.ExecutionID)
+	}
+	return b, nil
+}
+
+// DecodeQueueMessage reads a body made by EncodeQueueMessage. EINVALID
+// for a body that is not a stepwise message (not JSON, an unknown kind, no
+// execution).
+func DecodeQueueMessage(body []byte) (QueueMessage, error) {
+	var m QueueMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return QueueMessage{}, WrapError(EINVALID, err, "queue message is not a stepwise message")
+	}
+	if m.Kind != KindContinue {
+		return QueueMessage{}, Errorf(EINVALID, "queue message has unknown kind %q", m.Kind)
+	}
+	if m.ExecutionID == "" || m.Tenant == "" {
+		return QueueMessage{}, Errorf(EINVALID, "queue message names no tenant or execution")
+	}
+	return m, nil
 }

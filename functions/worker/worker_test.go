@@ -1,0 +1,120 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	awsevents "github.com/aws/aws-lambda-go/events"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/worker"
+	"github.com/stepwise-run/stepwise/infra/mem"
+)
+
+// sqsEvent is an SQS event as Lambda delivers it (the shape of AWS's
+// documented example), with the bodies given.
+func sqsEvent(t *testing.T, bodies map[string]string) awsevents.SQSEvent {
+	t.Helper()
+	var records []string
+	for id, body := range bodies {
+		b, _ := json.Marshal(body)
+		records = append(records, `{
+		  "messageId": "`+id+`",
+		  "receiptHandle": "MessageReceiptHandle",
+		  "body": `+string(b)+`,
+		  "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1523232000000",
+		    "SenderId": "123456789012", "ApproximateFirstReceiveTimestamp": "1523232000001"},
+		  "messageAttributes": {},
+		  "md5OfBody": "7b270e59b47ff90a553787216d55d91d",
+		  "eventSource": "aws:sqs",
+		  "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:stepwise-work",
+		  "awsRegion": "us-east-1"}`)
+	}
+	var ev awsevents.SQSEvent
+	if err := json.Unmarshal([]byte(`{"Records": [`+strings.Join(records, ",")+`]}`), &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// keptQueue keeps what is sent.
+type keptQueue struct {
+	mu   sync.Mutex
+	msgs []core.QueueMessage
+}
+
+func (q *keptQueue) Send(_ context.Context, m core.QueueMessage, _ time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.msgs = append(q.msgs, m)
+	return nil
+}
+
+func TestHandleSQS(t *testing.T) {
+	ctx := context.Background()
+	store, queue := mem.New(), &keptQueue{}
+	engine := core.NewEngine(core.EngineConfig{Store: store, Queue: queue})
+	chain, _, err := core.ParseChain([]byte(`{"id":"c","tasks":[
+	  {"id":"a","handler":"noop","transition":{"branches":[{"operator":"default","goto":"b"}]}},
+	  {"id":"b","handler":"noop","transition":{"branches":[{"operator":"default","goto":"c"}]}},
+	  {"id":"c","handler":"noop"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func() core.QueueMessage {
+		ex, err := engine.Start(ctx, core.StartRequest{Chain: chain, Input: core.String("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return core.QueueMessage{Kind: core.KindContinue, Tenant: ex.Tenant, ExecutionID: ex.ID, Version: ex.Version}
+	}
+	body := func(m core.QueueMessage) string {
+		b, err := core.EncodeQueueMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	done, budget := start(), start()
+	ev := sqsEvent(t, map[string]string{
+		"runs-to-the-end": body(done),
+		"not-ours":        `{"hello": "world"}`,
+	})
+	h := worker.New(worker.Config{Engine: engine})
+	resp, err := h.HandleSQS(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "not-ours" {
+		t.Errorf("failures %+v, want only the foreign message", resp.BatchItemFailures)
+	}
+	if ex, _ := store.GetExecution(ctx, done.Tenant, done.ExecutionID); ex.Status != core.StatusSucceeded {
+		t.Errorf("execution %s, want succeeded", ex.Status)
+	}
+
+	t.Run("StepBudgetHandsOn", func(t *testing.T) {
+		h := worker.New(worker.Config{Engine: engine, MaxSteps: 1})
+		if resp, err := h.HandleSQS(ctx, sqsEvent(t, map[string]string{"m": body(budget)})); err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("HandleSQS = %+v, %v", resp, err)
+		}
+		if len(queue.msgs) != 1 || queue.msgs[0].ExecutionID != budget.ExecutionID {
+			t.Errorf("sent %+v, want one continuation", queue.msgs)
+		}
+	})
+	t.Run("NoTimeLeftFailsTheRecord", func(t *testing.T) {
+		late := start()
+		dctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		resp, err := h.HandleSQS(dctx, sqsEvent(t, map[string]string{"late": body(late)}))
+		if err != nil || len(resp.BatchItemFailures) != 1 {
+			t.Errorf("HandleSQS = %+v, %v; want the record failed for the next invocation", resp, err)
+		}
+		if ex, _ := store.GetExecution(ctx, late.Tenant, late.ExecutionID); ex.StepCount != 0 {
+			t.Errorf("%d steps ran without time for them", ex.StepCount)
+		}
+	})
+}
