@@ -43,7 +43,13 @@ func (e *Engine) startHeartbeat(ctx context.Context, ex *Execution, owner string
 			next := hb.cur.clone()
 			next.Lease.Until = e.now().Add(e.leaseTTL)
 			next.UpdatedAt = e.now().UTC()
-			err := e.store.CommitExecution(stepCtx, next, nil)
+			// A renewal in flight is seen through even when the step ends
+			// meanwhile: with a remote store, a commit applied but whose
+			// answer was abandoned would leave the step's own commit a
+			// version behind. stop waits for it.
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(stepCtx), max(e.leaseTTL/3, time.Second))
+			err := e.store.CommitExecution(rctx, next, nil)
+			rcancel()
 			switch {
 			case err == nil:
 				hb.mu.Lock()
