@@ -27,6 +27,18 @@ VENV            := .venv
 
 .PHONY: all build run run-chain test deps-test lint fmt bench clean
 
+# The Lambda functions of template.yaml, by logical id. `sam build` runs
+# `make build-<LogicalId>` with ARTIFACTS_DIR set (BuildMethod: makefile);
+# `make build-lambda` runs the same targets into dist/.
+LAMBDA_FUNCTIONS := ApiFunction OpenAIFunction IngestFunction WorkerFunction
+# Lambda's provided.al2023 runtime on Graviton runs one static binary named
+# bootstrap; lambda.norpc leaves out the RPC mode that only the retired go1.x
+# runtime used.
+LAMBDA_GO := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
+LAMBDA_OUT = $(if $(ARTIFACTS_DIR),$(ARTIFACTS_DIR)/bootstrap,$(error ARTIFACTS_DIR is not set: run `sam build`, or `make build-lambda`))
+
+.PHONY: build-lambda $(addprefix build-,$(LAMBDA_FUNCTIONS))
+
 all: build
 
 ## build: the stepwise binary in bin/
@@ -67,6 +79,34 @@ lint:
 
 fmt:
 	gofmt -w .
+
+## build-lambda: every Lambda function as dist/<LogicalId>.zip (its
+## bootstrap at the root, as provided.al2023 wants it), with their sizes
+build-lambda:
+	@set -e; for fn in $(LAMBDA_FUNCTIONS); do \
+		rm -rf dist/$$fn dist/$$fn.zip; \
+		$(MAKE) --no-print-directory build-$$fn ARTIFACTS_DIR='$(CURDIR)/dist/'$$fn; \
+		if command -v zip >/dev/null 2>&1; then \
+			(cd dist/$$fn && zip -q -X ../$$fn.zip bootstrap); \
+		else \
+			python3 -m zipfile -c dist/$$fn.zip dist/$$fn/bootstrap; \
+		fi; \
+	done; \
+	for fn in $(LAMBDA_FUNCTIONS); do \
+		printf '%-26s %10d bytes\n' dist/$$fn.zip $$(wc -c < dist/$$fn.zip); \
+	done
+
+build-ApiFunction:
+	$(LAMBDA_GO) -o "$(LAMBDA_OUT)" ./functions/api/lambda
+
+build-OpenAIFunction:
+	$(LAMBDA_GO) -o "$(LAMBDA_OUT)" ./functions/openai/lambda
+
+build-IngestFunction:
+	$(LAMBDA_GO) -o "$(LAMBDA_OUT)" ./functions/ingest/lambda
+
+build-WorkerFunction:
+	$(LAMBDA_GO) -o "$(LAMBDA_OUT)" ./functions/worker/lambda
 
 ## bench: the engine's cost per step, in process and through HTTP; the
 ## SQLite checkpoint; POST /tasks on the server against the backend alone

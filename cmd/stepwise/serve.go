@@ -18,9 +18,6 @@ import (
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
-	"github.com/stepwise-run/stepwise/core/llm"
-	"github.com/stepwise-run/stepwise/core/llm/ollama"
-	"github.com/stepwise-run/stepwise/core/llm/openai"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/infra/sqlite"
@@ -71,7 +68,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	}
 	fl := fleet.New(fleet.Config{
 		Source:       cat,
-		NewProvider:  newProvider,
+		NewProvider:  fleet.NewProvider,
 		Policy:       o.policy,
 		SyncInterval: o.syncInterval,
 		Logger:       log,
@@ -194,17 +191,6 @@ func (g *requestGate) closeAndWait() {
 	g.closed = true
 	g.mu.Unlock()
 	g.inflight.Wait()
-}
-
-// newProvider builds the client of a backend by its type.
-func newProvider(b catalog.Backend, apiKey string) (llm.Provider, error) {
-	switch b.Type {
-	case catalog.TypeOllama:
-		return ollama.New(b.BaseURL, nil)
-	case catalog.TypeOpenAI, catalog.TypeVLLM, catalog.TypeGemini:
-		return openai.New(openai.Config{BaseURL: b.BaseURL, APIKey: apiKey})
-	}
-	return nil, core.Errorf(core.EINVALID, "backend %s: unsupported type %q", b.Name, b.Type)
 }
 
 // logLevel parses a -log-level value.

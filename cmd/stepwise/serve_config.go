@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -105,7 +103,7 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 		return nil, usagef("-max-body, -sync-interval, -workers, -delivery-steps, -delivery-timeout, -lease-ttl, -sweep-interval and -sync-timeout must be positive")
 	}
 	var err error
-	if o.defaults, err = defaultsFromEnv(e); err != nil {
+	if o.defaults, err = catalog.ParseDefaults(e.getenv); err != nil {
 		return nil, usageError{err}
 	}
 	o.ollamaURL = strings.TrimSpace(e.getenv("OLLAMA_BACKEND_URL"))
@@ -145,41 +143,6 @@ func resolve(workdir, path string) string {
 		return path
 	}
 	return filepath.Join(workdir, path)
-}
-
-// defaultsFromEnv reads the seed's variables: EMBED_MODEL, TASK_MODEL and
-// CHAT_MODEL with their _PROVIDER and _MODEL_CONTEXT_LENGTH.
-func defaultsFromEnv(e env) (catalog.Defaults, error) {
-	read := func(prefix string) (catalog.DefaultModel, error) {
-		m := catalog.DefaultModel{
-			Name:          strings.TrimSpace(e.getenv(prefix + "_MODEL")),
-			Provider:      strings.ToLower(strings.TrimSpace(e.getenv(prefix + "_PROVIDER"))),
-			ContextLength: catalog.DefaultContextLength,
-		}
-		if m.Provider != "" && !slices.Contains(catalog.BackendTypes(), m.Provider) {
-			return m, fmt.Errorf("%s_PROVIDER=%q: want one of %s", prefix, m.Provider, strings.Join(catalog.BackendTypes(), ", "))
-		}
-		if v := strings.TrimSpace(e.getenv(prefix + "_MODEL_CONTEXT_LENGTH")); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				return m, fmt.Errorf("%s_MODEL_CONTEXT_LENGTH=%q: want a positive number of tokens", prefix, v)
-			}
-			m.ContextLength = n
-		}
-		return m, nil
-	}
-	var d catalog.Defaults
-	var err error
-	if d.Embed, err = read("EMBED"); err != nil {
-		return d, err
-	}
-	if d.Task, err = read("TASK"); err != nil {
-		return d, err
-	}
-	if d.Chat, err = read("CHAT"); err != nil {
-		return d, err
-	}
-	return d, nil
 }
 
 // secretKey returns the key that seals provider API keys: from

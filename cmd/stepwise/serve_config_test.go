@@ -49,7 +49,7 @@ func TestParseServeFlags(t *testing.T) {
 			}
 		}},
 		{name: "BadContextLength", vars: map[string]string{"CHAT_MODEL_CONTEXT_LENGTH": "lots"}, wantErr: "CHAT_MODEL_CONTEXT_LENGTH"},
-		{name: "BadProvider", vars: map[string]string{"EMBED_PROVIDER": "bedrock"}, wantErr: `EMBED_PROVIDER="bedrock"`},
+		{name: "BadProvider", vars: map[string]string{"EMBED_PROVIDER": "bedrock"}, wantErr: `EMBED_PROVIDER: "bedrock"`},
 		{name: "BadProviderURL", vars: map[string]string{"STEPWISE_GEMINI_BASE_URL": "notaurl"}, wantErr: "STEPWISE_GEMINI_BASE_URL"},
 		{name: "BadPolicy", args: []string{"-routing-policy", "fastest"}, wantErr: "-routing-policy"},
 		{name: "BadLogLevel", args: []string{"-log-level", "loud"}, wantErr: "-log-level"},

@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -289,5 +290,30 @@ func TestSnapshotDefaults(t *testing.T) {
 	must(t, err)
 	if snap.Defaults != want {
 		t.Errorf("Snapshot.Defaults = %+v, want %+v", snap.Defaults, want)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	d, err := catalog.ParseDefaults(env(map[string]string{"TASK_MODEL": "phi3:3.8b", "TASK_PROVIDER": "Ollama", "CHAT_MODEL_CONTEXT_LENGTH": "8192"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := catalog.Defaults{
+		Embed: catalog.DefaultModel{ContextLength: catalog.DefaultContextLength},
+		Task:  catalog.DefaultModel{Name: "phi3:3.8b", Provider: "ollama", ContextLength: catalog.DefaultContextLength},
+		Chat:  catalog.DefaultModel{ContextLength: 8192},
+	}
+	if d != want {
+		t.Errorf("ParseDefaults = %+v, want %+v", d, want)
+	}
+	for name, vars := range map[string]map[string]string{
+		"EMBED_PROVIDER":             {"EMBED_PROVIDER": "bedrock"},
+		"CHAT_MODEL_CONTEXT_LENGTH":  {"CHAT_MODEL_CONTEXT_LENGTH": "-1"},
+		"TASK_MODEL_CONTEXT_LENGTH:": {"TASK_MODEL_CONTEXT_LENGTH": "lots"},
+	} {
+		if _, err := catalog.ParseDefaults(env(vars)); core.ErrorCode(err) != core.EINVALID || !strings.HasPrefix(err.Error(), strings.TrimSuffix(name, ":")) {
+			t.Errorf("%s: err = %v, want EINVALID naming it", name, err)
+		}
 	}
 }

@@ -1,0 +1,185 @@
+// Package lambdaenv wires the AWS Lambda entry points of stepwise: it reads
+// their environment (the only configuration they have; docs/aws.md lists
+// it), and builds what `stepwise serve` builds over SQLite and the local
+// queue, over DynamoDB (infra/awsdynamo) and SQS (infra/awssqs) instead:
+// the sealer, the catalog (bootstrapped as serve does), the fleet of
+// backends, the engine whose queue is SQS, and from them the API handler
+// and the worker.
+//
+// An Env is built once per cold start and reused by every invocation of
+// that execution environment, so the AWS clients keep their HTTP
+// connections alive between invocations. Lambda freezes the process
+// between invocations, so nothing runs in the background: the fleet is
+// not Run. Instead it is reloaded at cold start, after every catalog write
+// made through the API (as serve does), and at the start of an invocation
+// when its last reload is more than a minute old, which is how a warm
+// function sees the backends another function's instance added. Backends'
+// model downloads (Ollama pulls) are not started from Lambda.
+//
+// The environment is read only by the entry points (main), which pass
+// os.Getenv to Load; this package takes it as a parameter.
+package lambdaenv
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/uuid"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/fleet"
+	"github.com/stepwise-run/stepwise/core/hooks"
+	"github.com/stepwise-run/stepwise/core/seal"
+	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/functions/worker"
+	"github.com/stepwise-run/stepwise/infra/awsdynamo"
+	"github.com/stepwise-run/stepwise/infra/awssqs"
+)
+
+// Version is what /version reports for the Lambda functions.
+const Version = "lambda"
+
+// staleAfter is the age after which an invocation reloads the fleet: the
+// same minute `stepwise serve`'s background loop waits before it picks up
+// changes made by other processes.
+const staleAfter = time.Minute
+
+// Env is what every invocation of a function's execution environment
+// shares. It is safe for concurrent use.
+type Env struct {
+	// Settings are the parsed environment.
+	Settings Settings
+	// Logger writes JSON lines on stderr, which Lambda sends to CloudWatch.
+	Logger *slog.Logger
+	// Store is the DynamoDB store: catalog records, executions, steps.
+	Store *awsdynamo.Store
+	// Queue sends continuations to the SQS work queue.
+	Queue *awssqs.Queue
+	// Catalog reads and writes backends, models, groups, chains and keys.
+	Catalog *catalog.Catalog
+	// Fleet routes model calls across the catalog's backends.
+	Fleet *fleet.Fleet
+	// Tools are the hooks chains can call (local_exec never on Lambda).
+	Tools *hooks.Registry
+	// Engine runs executions, committing to Store and continuing on Queue.
+	Engine *core.Engine
+
+	mu       sync.Mutex
+	reloaded time.Time
+}
+
+// Load reads the environment through getenv, builds the AWS clients (with
+// the SDK's usual credential and region chain; awsOpts are added to it),
+// bootstraps the default tenant's catalog as `stepwise serve` does and
+// loads the fleet. It fails with an error naming the variable at fault, or
+// with the AWS error of the bootstrap (a missing table, no permission).
+func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*config.LoadOptions) error) (*Env, error) {
+	s, err := ParseSettings(getenv)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
+	if s.Endpoint != "" {
+		awsOpts = append(awsOpts, config.WithBaseEndpoint(s.Endpoint))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, awsOpts...)
+	if err != nil {
+		return nil, core.WrapError(core.EINVALID, err, "AWS configuration")
+	}
+	e := &Env{Settings: s, Logger: log}
+	e.Store = awsdynamo.New(dynamodb.NewFromConfig(cfg), s.Table)
+	e.Queue = awssqs.New(sqs.NewFromConfig(cfg), s.QueueURL)
+
+	// An untyped nil keeps the catalog's own "no sealer" error when no key
+	// is configured.
+	var sealer catalog.Sealer
+	if s.SecretKey != nil {
+		box, err := seal.New(s.SecretKey)
+		if err != nil {
+			return nil, core.WrapError(core.EINVALID, err, "%s", VarSecretKey)
+		}
+		sealer = box
+	}
+	e.Catalog = catalog.New(catalog.Config{Store: e.Store, Sealer: sealer, Defaults: s.Defaults})
+	if err := e.Catalog.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{OllamaURL: s.OllamaURL}); err != nil {
+		return nil, core.WrapError(core.ErrorCode(err), err, "bootstrap the catalog in table %s", s.Table)
+	}
+	e.Fleet = fleet.New(fleet.Config{Source: e.Catalog, NewProvider: fleet.NewProvider, Policy: s.Policy, Logger: log})
+	if err := e.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	e.Tools = hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
+	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleet.LLM(), Tools: e.Tools, Queue: e.Queue})
+	return e, nil
+}
+
+// Refresh reloads the fleet from the catalog when its last reload is more
+// than a minute old (always, the first time).
+func (e *Env) Refresh(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.reloaded.IsZero() && time.Since(e.reloaded) < staleAfter {
+		return nil
+	}
+	if err := e.Fleet.Reload(ctx); err != nil {
+		return core.WrapError(core.ErrorCode(err), err, "load the backends")
+	}
+	e.reloaded = time.Now()
+	return nil
+}
+
+// refresh is Refresh for an invocation, which goes on with the backends it
+// has when the catalog cannot be read.
+func (e *Env) refresh(ctx context.Context) {
+	if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
+		e.Logger.Warn("reload backends; keeping the current ones", "error", err.Error())
+	}
+}
+
+// API returns the management and execution API over e, the same
+// http.Handler `stepwise serve` mounts, refreshing a stale fleet before
+// each request. API and Worker are functions rather than methods of Env so
+// that the linker leaves the API out of the worker's binary and the other
+// way round (aws-lambda-go's use of reflection keeps every exported method
+// of a reachable type).
+func API(e *Env) http.Handler {
+	a := api.New(api.Config{
+		Catalog:     e.Catalog,
+		Fleet:       e.Fleet,
+		Engine:      e.Engine,
+		Executions:  e.Store,
+		SyncTimeout: e.Settings.SyncTimeout,
+		Hooks:       e.Tools,
+		Version:     Version,
+		NodeID:      uuid.NewString(),
+		Logger:      e.Logger,
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.refresh(r.Context())
+		a.ServeHTTP(w, r)
+	})
+}
+
+// Worker returns the SQS batch handler over e, running each delivery until
+// the invocation's deadline minus the delivery margin, refreshing a stale
+// fleet before each delivery.
+func Worker(e *Env) *worker.Handler {
+	return worker.New(worker.Config{Engine: refreshing{e}, Margin: e.Settings.Margin, Logger: e.Logger})
+}
+
+// refreshing is the engine behind a fleet refresh.
+type refreshing struct{ e *Env }
+
+// Deliver implements worker.Deliverer.
+func (r refreshing) Deliver(ctx context.Context, m core.QueueMessage, opts core.DeliverOptions, obs core.Observer) (core.DeliverResult, error) {
+	r.e.refresh(ctx)
+	return r.e.Engine.Deliver(ctx, m, opts, obs)
+}

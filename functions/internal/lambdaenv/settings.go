@@ -1,0 +1,141 @@
+package lambdaenv
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/seal"
+)
+
+// The environment variables of the AWS functions, the only configuration
+// they have (docs/aws.md has them in one table).
+const (
+	VarTable           = "STEPWISE_TABLE"
+	VarQueueURL        = "STEPWISE_QUEUE_URL"
+	VarSecretKey       = "STEPWISE_SECRET_KEY"
+	VarOllamaURL       = "OLLAMA_BACKEND_URL"
+	VarRoutingPolicy   = "STEPWISE_ROUTING_POLICY"
+	VarSyncTimeout     = "STEPWISE_SYNC_TIMEOUT"
+	VarDeliveryMargin  = "STEPWISE_DELIVERY_MARGIN"
+	VarLogLevel        = "STEPWISE_LOG_LEVEL"
+	VarEndpointURL     = "AWS_ENDPOINT_URL"
+	defaultSyncTimeout = 25 * time.Second
+)
+
+// apiGatewayLimit is API Gateway's integration timeout: an answer that
+// takes longer never reaches the client, so the sync timeout stays below.
+const apiGatewayLimit = 30 * time.Second
+
+// Settings are the parsed environment.
+type Settings struct {
+	// Table is the DynamoDB table (STEPWISE_TABLE).
+	Table string
+	// QueueURL is the SQS work queue (STEPWISE_QUEUE_URL).
+	QueueURL string
+	// SecretKey seals provider keys (STEPWISE_SECRET_KEY); nil when unset,
+	// and then storing a provider key fails with a clear error.
+	SecretKey []byte
+	// Defaults are the default models (EMBED_, TASK_, CHAT_MODEL with
+	// their _PROVIDER and _MODEL_CONTEXT_LENGTH).
+	Defaults catalog.Defaults
+	// OllamaURL is the Ollama backend registered at start
+	// (OLLAMA_BACKEND_URL); "" registers none.
+	OllamaURL string
+	// Policy is the default routing policy (STEPWISE_ROUTING_POLICY).
+	Policy string
+	// SyncTimeout bounds a synchronous /tasks or /execute before it
+	// answers 202 (STEPWISE_SYNC_TIMEOUT, under API Gateway's 30 s).
+	SyncTimeout time.Duration
+	// Margin is kept before the invocation's deadline to commit and send
+	// the continuation (STEPWISE_DELIVERY_MARGIN).
+	Margin time.Duration
+	// LogLevel is the level of the JSON log on stderr (STEPWISE_LOG_LEVEL).
+	LogLevel slog.Level
+	// Endpoint replaces the AWS endpoints (AWS_ENDPOINT_URL: LocalStack,
+	// the emulator in tests); "" means AWS.
+	Endpoint string
+}
+
+// ParseSettings reads and checks the environment through getenv. Every
+// error names its variable and never repeats the secret key.
+func ParseSettings(getenv func(string) string) (Settings, error) {
+	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	s := Settings{
+		Table:     get(VarTable),
+		QueueURL:  get(VarQueueURL),
+		OllamaURL: get(VarOllamaURL),
+		Policy:    get(VarRoutingPolicy),
+		Endpoint:  get(VarEndpointURL),
+	}
+	if s.Table == "" {
+		return s, invalid(VarTable, "required: the DynamoDB table's name")
+	}
+	if s.QueueURL == "" {
+		return s, invalid(VarQueueURL, "required: the SQS work queue's URL")
+	}
+	for name, v := range map[string]string{VarQueueURL: s.QueueURL, VarOllamaURL: s.OllamaURL, VarEndpointURL: s.Endpoint} {
+		if v != "" && !httpURL(v) {
+			return s, invalid(name, "%q is not an http(s) URL", v)
+		}
+	}
+	if k := get(VarSecretKey); k != "" {
+		key, err := seal.ParseKey(k)
+		if err != nil {
+			return s, core.WrapError(core.EINVALID, err, "%s", VarSecretKey)
+		}
+		s.SecretKey = key
+	}
+	if s.Policy == "" {
+		s.Policy = core.PolicyOrdered
+	}
+	if err := core.CheckRoutingPolicy(VarRoutingPolicy, s.Policy); err != nil {
+		return s, err
+	}
+	var err error
+	if s.SyncTimeout, err = duration(get, VarSyncTimeout, defaultSyncTimeout); err != nil {
+		return s, err
+	}
+	if s.SyncTimeout >= apiGatewayLimit {
+		return s, invalid(VarSyncTimeout, "%s: must stay under API Gateway's %s limit, or the 202 never reaches the client", s.SyncTimeout, apiGatewayLimit)
+	}
+	if s.Margin, err = duration(get, VarDeliveryMargin, core.DefaultDeadlineMargin); err != nil {
+		return s, err
+	}
+	if lvl := get(VarLogLevel); lvl != "" {
+		if err := s.LogLevel.UnmarshalText([]byte(strings.ToUpper(lvl))); err != nil {
+			return s, invalid(VarLogLevel, "%q: want debug, info, warn or error", lvl)
+		}
+	}
+	if s.Defaults, err = catalog.ParseDefaults(get); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// duration reads a positive Go duration ("25s"), or def when unset.
+func duration(get func(string) string, name string, def time.Duration) (time.Duration, error) {
+	v := get(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, invalid(name, "%q: want a positive duration such as 25s", v)
+	}
+	return d, nil
+}
+
+func httpURL(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// invalid is an EINVALID error whose message starts with the variable.
+func invalid(name, format string, args ...any) error {
+	return core.Errorf(core.EINVALID, "%s: %s", name, fmt.Sprintf(format, args...))
+}

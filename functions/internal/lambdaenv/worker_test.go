@@ -1,0 +1,117 @@
+package lambdaenv_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
+	"github.com/stepwise-run/stepwise/functions/internal/lambdaenv"
+)
+
+// invocationTime is the worker's timeout in these tests: with the 2 s
+// delivery margin, an invocation starts steps during its first second
+// only, and each model call takes stepLatency, so it runs at most three
+// steps, and a chain of six cannot finish in one invocation.
+const (
+	invocationTime = 3 * time.Second
+	stepLatency    = 400 * time.Millisecond
+	chainSteps     = 6
+)
+
+// TestWorkerContinuesFromSQS is the end to end on the emulator: the
+// API function answers 202 with an execution id, and worker invocations fed
+// from the SQS work queue carry the execution on, invocation after
+// invocation, until it succeeds with every step committed once.
+func TestWorkerContinuesFromSQS(t *testing.T) {
+	tests := []struct {
+		name string
+		path string
+		// cut is how many model calls the sync deadline may have cut off:
+		// their step was not committed, and a worker ran it again.
+		cut int
+	}{
+		{"POST /executions", "/executions", 0},
+		{"POST /tasks past the sync timeout", "/tasks", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := deploy(t, map[string]string{"STEPWISE_SYNC_TIMEOUT": "500ms", "STEPWISE_DELIVERY_MARGIN": "2s"})
+			d.llm.Script(fakellm.Reply{Match: "step", Text: "done", Latency: stepLatency})
+			chain := prompts("slow", chainSteps)
+
+			res := d.call(http.MethodPost, tt.path, map[string]any{"input": "go", "chain": chain}, false)
+			wantStatus(t, "POST "+tt.path, res, http.StatusAccepted)
+			var accepted struct{ ID string }
+			res.decode(t, &accepted)
+			if accepted.ID == "" {
+				t.Fatalf("202 without an execution id: %s", res.body)
+			}
+
+			worker := lambdaenv.Worker(d.env)
+			invocations := 0
+			ctx := context.Background()
+			for status := ""; status != "succeeded"; status = d.status(accepted.ID) {
+				if invocations == 20 {
+					t.Fatalf("execution %s is %s after %d invocations", accepted.ID, status, invocations)
+				}
+				ev := d.receive(ctx, 5)
+				if len(ev.Records) == 0 {
+					continue
+				}
+				invocations++
+				ictx, cancel := context.WithTimeout(ctx, invocationTime)
+				resp, err := worker.HandleSQS(ictx, ev)
+				cancel()
+				if err != nil {
+					t.Fatalf("HandleSQS: %v", err)
+				}
+				d.settle(ctx, ev, resp)
+			}
+			if invocations < 2 {
+				t.Errorf("the chain finished in %d invocation(s); it was meant to need several", invocations)
+			}
+
+			var steps []struct {
+				TaskID string
+				Output any
+			}
+			res = d.call(http.MethodGet, "/executions/"+accepted.ID+"/steps", nil, false)
+			wantStatus(t, "GET steps", res, http.StatusOK)
+			res.decode(t, &steps)
+			var got []string
+			for _, s := range steps {
+				got = append(got, s.TaskID)
+			}
+			var want []string
+			for _, task := range chain["tasks"].([]any) {
+				want = append(want, task.(map[string]any)["id"].(string))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("steps %v, want each task once: %v", got, want)
+			}
+			calls := 0
+			for _, r := range d.llm.Requests() {
+				if strings.Contains(asked(r), "step go") {
+					calls++
+				}
+			}
+			if calls < chainSteps || calls > chainSteps+tt.cut {
+				t.Errorf("%d model calls, want one per step (%d) and at most %d cut off", calls, chainSteps, tt.cut)
+			}
+		})
+	}
+}
+
+// status is the execution's status, as GET /executions/{id} shows it.
+func (d *deployment) status(id string) string {
+	d.t.Helper()
+	res := d.call(http.MethodGet, "/executions/"+id, nil, false)
+	wantStatus(d.t, "GET /executions/"+id, res, http.StatusOK)
+	var ex struct{ Status string }
+	res.decode(d.t, &ex)
+	return ex.Status
+}
