@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -62,13 +63,19 @@ func EncodeQueueMessage(m QueueMessage) ([]byte, error) {
 	return b, nil
 }
 
-// DecodeQueueMessage reads a body made by EncodeQueueMessage. EINVALID
-// for a body that is not a stepwise message (not JSON, an unknown kind, no
-// execution).
+// DecodeQueueMessage reads a body made by EncodeQueueMessage, as a queue
+// consumer (the Lambda worker) receives it. EINVALID for a body that is
+// not a stepwise message: not one JSON object, an unknown kind, no tenant
+// or execution — an EventBridge event, for one. Unknown fields are
+// ignored, so an older worker reads a newer sender's messages.
 func DecodeQueueMessage(body []byte) (QueueMessage, error) {
 	var m QueueMessage
-	if err := json.Unmarshal(body, &m); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&m); err != nil {
 		return QueueMessage{}, WrapError(EINVALID, err, "queue message is not a stepwise message")
+	}
+	if dec.More() {
+		return QueueMessage{}, Errorf(EINVALID, "queue message is not a stepwise message: data after the JSON object")
 	}
 	if m.Kind != KindContinue {
 		return QueueMessage{}, Errorf(EINVALID, "queue message has unknown kind %q", m.Kind)

@@ -21,6 +21,8 @@ func TestQueueMessageCodec(t *testing.T) {
 		"UnknownKind": `{"kind":"explode","tenant":"a","execution_id":"e"}`,
 		"NoExecution": `{"kind":"continue","tenant":"a"}`,
 		"NoTenant":    `{"kind":"continue","execution_id":"e"}`,
+		"Trailing":    `{"kind":"continue","tenant":"a","execution_id":"e"} {}`,
+		"EventBridge": `{"version":"0","id":"6a7e8feb","detail-type":"execution.finished","source":"stepwise","detail":{}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := core.DecodeQueueMessage([]byte(body)); core.ErrorCode(err) != core.EINVALID {

@@ -1,7 +1,7 @@
 // Package awssqs is core.Queue on Amazon SQS: the send side of the work
 // queue on AWS. Lambda's SQS event source mapping does the receiving and
-// hands the worker each record's body, which DecodeBody turns back into a
-// core.QueueMessage.
+// hands the worker each record's body, which core.DecodeQueueMessage
+// turns back into a core.QueueMessage.
 //
 // The queue is a standard queue (at-least-once, unordered): the engine
 // copes with duplicates by comparing versions, so FIFO's ordering and
@@ -44,7 +44,6 @@ package awssqs
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -118,29 +117,6 @@ func (q *Queue) Send(ctx context.Context, m core.QueueMessage, delay time.Durati
 		return mapError(err, q.url, "awssqs: send %s (id %s)", m.ExecutionID, m.ID)
 	}
 	return nil
-}
-
-// DecodeBody decodes the body of an SQS record (Lambda's SQS event) into
-// the message Send wrote. It fails with EINVALID for a body that is not a
-// stepwise message — not JSON, or JSON without an id, a kind, a tenant or
-// a continuation's execution — such as an EventBridge event that a rule
-// delivered to the same queue, so that the worker can tell them apart.
-func DecodeBody(body string) (core.QueueMessage, error) {
-	var m core.QueueMessage
-	dec := json.NewDecoder(strings.NewReader(body))
-	if err := dec.Decode(&m); err != nil {
-		return core.QueueMessage{}, core.WrapError(core.EINVALID, err, "awssqs: body is not a stepwise message")
-	}
-	if dec.More() {
-		return core.QueueMessage{}, core.Errorf(core.EINVALID, "awssqs: body is not a stepwise message: data after the JSON object")
-	}
-	if m.ID == "" {
-		return core.QueueMessage{}, core.Errorf(core.EINVALID, "awssqs: body is not a stepwise message: id: required")
-	}
-	if err := check(m); err != nil {
-		return core.QueueMessage{}, core.WrapError(core.EINVALID, err, "awssqs: body is not a stepwise message")
-	}
-	return m, nil
 }
 
 // withID returns m with a fresh UUIDv7 ID if it has none: time-ordered,

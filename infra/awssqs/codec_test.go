@@ -43,58 +43,6 @@ func TestDelaySeconds(t *testing.T) {
 	}
 }
 
-func TestDecodeBody(t *testing.T) {
-	valid := core.QueueMessage{ID: "m1", Kind: core.KindContinue, Tenant: "acme", ExecutionID: "ex-1", Version: 7}
-	body, err := encode(valid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Run("RoundTripsWhatSendWrites", func(t *testing.T) {
-		got, err := DecodeBody(body)
-		if err != nil || got != valid {
-			t.Errorf("DecodeBody(%s) = %+v, %v; want %+v", body, got, err, valid)
-		}
-	})
-	t.Run("IgnoresUnknownFields", func(t *testing.T) {
-		// A newer sender may add fields; an older worker still runs the
-		// continuation.
-		got, err := DecodeBody(`{"id":"m1","kind":"continue","tenant":"acme","execution_id":"ex-1","version":7,"hop":3}`)
-		if err != nil || got != valid {
-			t.Errorf("DecodeBody = %+v, %v; want %+v", got, err, valid)
-		}
-	})
-	bad := []struct {
-		name, body, want string
-	}{
-		{"Empty", ``, "not a stepwise message"},
-		{"NotJSON", `continue ex-1`, "not a stepwise message"},
-		{"Array", `[{"id":"m1"}]`, "not a stepwise message"},
-		{"Null", `null`, "id: required"},
-		{"TrailingData", body + ` {}`, "data after the JSON object"},
-		{"WrongFieldType", `{"id":"m1","kind":"continue","tenant":"acme","execution_id":"ex-1","version":"7"}`, "not a stepwise message"},
-		{"NoID", `{"kind":"continue","tenant":"acme","execution_id":"ex-1"}`, "id: required"},
-		{"NoKind", `{"id":"m1","tenant":"acme","execution_id":"ex-1"}`, "kind: required"},
-		{"NoTenant", `{"id":"m1","kind":"continue","execution_id":"ex-1"}`, "tenant: required"},
-		{"ContinuationWithoutExecution", `{"id":"m1","kind":"continue","tenant":"acme"}`, "execution_id: required"},
-		{"EventBridgeEvent", `{"version":"0","id":"6a7e8feb","detail-type":"execution.finished","source":"stepwise","detail":{}}`, "not a stepwise message"},
-		{"EventBridgeLikeWithoutVersion", `{"id":"6a7e8feb","detail-type":"execution.finished","source":"stepwise","detail":{}}`, "kind: required"},
-	}
-	for _, tt := range bad {
-		t.Run(tt.name, func(t *testing.T) {
-			m, err := DecodeBody(tt.body)
-			if core.ErrorCode(err) != core.EINVALID {
-				t.Fatalf("DecodeBody(%q) = %+v, %v; want EINVALID", tt.body, m, err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("DecodeBody(%q) error = %q, want it to mention %q", tt.body, err, tt.want)
-			}
-			if m != (core.QueueMessage{}) {
-				t.Errorf("DecodeBody(%q) returned %+v with its error, want the zero message", tt.body, m)
-			}
-		})
-	}
-}
-
 func TestMapError(t *testing.T) {
 	const url = "https://sqs.us-east-1.amazonaws.com/123456789012/work"
 	op := func(err error) error {

@@ -67,7 +67,7 @@ func (r receiver) receive(ctx context.Context) (received, func(error), error) {
 			continue
 		}
 		msg := out.Messages[0]
-		m, err := DecodeBody(aws.ToString(msg.Body))
+		m, err := core.DecodeQueueMessage([]byte(aws.ToString(msg.Body)))
 		if err != nil {
 			return received{}, nil, err
 		}
