@@ -39,12 +39,21 @@ func (c *Catalog) assign(ctx context.Context, tenant, kind, groupID, memberID st
 	if _, err := c.get(ctx, tenant, memberKind(kind), memberID); err != nil {
 		return err
 	}
+	id := assignmentID(groupID, memberID)
+	// Already assigned (the usual case at every start): a read, not a
+	// write that the store refuses — cheaper, and on DynamoDB a refused
+	// conditional write is still billed.
+	if _, err := c.store.GetRecord(ctx, tenant, kind, id); err == nil {
+		return nil
+	} else if core.ErrorCode(err) != core.ENOTFOUND {
+		return err
+	}
 	body, err := encode(assignment{Group: groupID, Member: memberID})
 	if err != nil {
 		return err
 	}
 	now := c.stamp()
-	r := &core.Record{Kind: kind, ID: assignmentID(groupID, memberID), Body: body, CreatedAt: now, UpdatedAt: now}
+	r := &core.Record{Kind: kind, ID: id, Body: body, CreatedAt: now, UpdatedAt: now}
 	if err := c.store.CreateRecord(ctx, tenant, r); err != nil && core.ErrorCode(err) != core.ECONFLICT {
 		return err
 	}

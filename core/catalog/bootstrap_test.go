@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,5 +316,50 @@ func TestParseDefaults(t *testing.T) {
 		if _, err := catalog.ParseDefaults(env(vars)); core.ErrorCode(err) != core.EINVALID || !strings.HasPrefix(err.Error(), strings.TrimSuffix(name, ":")) {
 			t.Errorf("%s: err = %v, want EINVALID naming it", name, err)
 		}
+	}
+}
+
+// writeCounter counts the writes a store is asked for.
+type writeCounter struct {
+	core.RecordStore
+	mu     sync.Mutex
+	writes int
+}
+
+func (w *writeCounter) CreateRecord(ctx context.Context, tenant string, r *core.Record) error {
+	w.mu.Lock()
+	w.writes++
+	w.mu.Unlock()
+	return w.RecordStore.CreateRecord(ctx, tenant, r)
+}
+
+func (w *writeCounter) UpdateRecord(ctx context.Context, tenant string, r *core.Record) error {
+	w.mu.Lock()
+	w.writes++
+	w.mu.Unlock()
+	return w.RecordStore.UpdateRecord(ctx, tenant, r)
+}
+
+// TestBootstrapAgainWritesNothing: every start bootstraps, and on a
+// catalog that has it all already (the common case, and every Lambda cold
+// start) that must be reads only.
+func TestBootstrapAgainWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	store := &writeCounter{RecordStore: mem.New()}
+	d := catalog.Defaults{
+		Embed: catalog.DefaultModel{Name: "nomic-embed-text:latest", ContextLength: 2048},
+		Task:  catalog.DefaultModel{Name: "phi3:3.8b", ContextLength: 2048},
+		Chat:  catalog.DefaultModel{Name: "phi3:3.8b", ContextLength: 2048},
+	}
+	cat := catalog.New(catalog.Config{Store: store, Defaults: d})
+	b := catalog.BootstrapConfig{OllamaURL: "http://127.0.0.1:11434"}
+	must(t, cat.Bootstrap(ctx, tenant, b))
+	if store.writes == 0 {
+		t.Fatal("the first bootstrap wrote nothing")
+	}
+	store.writes = 0
+	must(t, cat.Bootstrap(ctx, tenant, b))
+	if store.writes != 0 {
+		t.Errorf("a second bootstrap asked for %d writes, want none", store.writes)
 	}
 }
