@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/coretest"
 	"github.com/stepwise-run/stepwise/infra/awsdynamo"
 	"github.com/stepwise-run/stepwise/infra/awsmoto"
+	"github.com/stepwise-run/stepwise/infra/awss3"
 	"github.com/stepwise-run/stepwise/infra/awssqs"
 )
 
@@ -122,6 +124,17 @@ func TestLocalStackInitScript(t *testing.T) {
 		}
 	})
 
+	t.Run("BlobBucketStoresLargeOutputs", func(t *testing.T) {
+		blobs := awss3.New(s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }), "stepwise-blobs")
+		data := []byte("a step output too large for a table item")
+		if err := blobs.Put(ctx, "default", awss3.Hash(data), data); err != nil {
+			t.Fatalf("Put into the bucket the script made: %v", err)
+		}
+		got, err := blobs.Get(ctx, "default", awss3.Hash(data))
+		if err != nil || string(got) != string(data) {
+			t.Errorf("Get = %q, %v", got, err)
+		}
+	})
 	t.Run("RuleTargetsWorkQueue", func(t *testing.T) {
 		out, err := eventbridge.NewFromConfig(cfg).ListTargetsByRule(ctx, &eventbridge.ListTargetsByRuleInput{
 			Rule: aws.String("stepwise-events-to-work"), EventBusName: aws.String("stepwise")})

@@ -23,7 +23,7 @@ var lambdaFunctions = []struct{ id, dir string }{
 // lambdaEnv is every environment variable the entry points read; the
 // template may set no other, and must set the required ones.
 var lambdaEnv = []string{
-	"STEPWISE_TABLE", "STEPWISE_QUEUE_URL", "STEPWISE_SECRET_KEY",
+	"STEPWISE_TABLE", "STEPWISE_QUEUE_URL", "STEPWISE_BUCKET", "STEPWISE_SECRET_KEY",
 	"EMBED_MODEL", "EMBED_PROVIDER", "EMBED_MODEL_CONTEXT_LENGTH",
 	"TASK_MODEL", "TASK_PROVIDER", "TASK_MODEL_CONTEXT_LENGTH",
 	"CHAT_MODEL", "CHAT_PROVIDER", "CHAT_MODEL_CONTEXT_LENGTH",
@@ -182,6 +182,7 @@ func TestTemplate(t *testing.T) {
 			for name, want := range map[string]any{
 				"STEPWISE_TABLE":     map[string]any{"Ref": "Table"},
 				"STEPWISE_QUEUE_URL": map[string]any{"Ref": "WorkQueue"},
+				"STEPWISE_BUCKET":    map[string]any{"Ref": "BlobBucket"},
 			} {
 				if got := env[name]; !reflect.DeepEqual(got, want) {
 					t.Errorf("%s = %#v, want %#v", name, got, want)
@@ -202,10 +203,10 @@ func TestTemplate(t *testing.T) {
 		id   string
 		want []string
 	}{
-		{"ApiFunction", []string{"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}},
-		{"OpenAIFunction", []string{"DynamoDBCrudPolicy"}},
+		{"ApiFunction", []string{"DynamoDBCrudPolicy", "S3CrudPolicy", "SQSSendMessagePolicy"}},
+		{"OpenAIFunction", []string{"DynamoDBCrudPolicy", "S3CrudPolicy"}},
 		{"IngestFunction", nil},
-		{"WorkerFunction", []string{"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}},
+		{"WorkerFunction", []string{"DynamoDBCrudPolicy", "S3CrudPolicy", "SQSSendMessagePolicy"}},
 	} {
 		t.Run("function "+tc.id+" permissions", func(t *testing.T) {
 			scope := map[string]struct {
@@ -213,6 +214,7 @@ func TestTemplate(t *testing.T) {
 				want  any
 			}{
 				"DynamoDBCrudPolicy":   {"TableName", map[string]any{"Ref": "Table"}},
+				"S3CrudPolicy":         {"BucketName", map[string]any{"Ref": "BlobBucket"}},
 				"SQSSendMessagePolicy": {"QueueName", getAtt("WorkQueue", "QueueName")},
 			}
 			var got []string
@@ -244,7 +246,7 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("outputs", func(t *testing.T) {
-		for _, name := range []string{"ApiUrl", "OpenAIUrl", "TableName", "QueueUrl"} {
+		for _, name := range []string{"ApiUrl", "OpenAIUrl", "TableName", "QueueUrl", "BucketName"} {
 			if lookup(tpl, "Outputs", name, "Value") == nil {
 				t.Errorf("output %s is missing", name)
 			}

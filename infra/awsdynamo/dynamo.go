@@ -56,9 +56,18 @@
 // Bodies are binary attributes, not nested maps: the JSON behind a one-byte
 // tag, gzip-compressed when it is larger than 4 KB. DynamoDB refuses items
 // over 400 KB; a write whose item would exceed it is EINVALID before it is
-// sent, naming what was too large. The S3 claim check for step outputs
-// above ~350 KB (the blob store) is not part of this package yet, so such
-// a step is refused rather than stored.
+// sent, naming what was too large.
+//
+// A store WithBlobs (a core.Blobs, S3 in production through infra/awss3)
+// keeps the encoded body of a step or an execution state larger than
+// ~350 KB (DefaultBlobThreshold) in the blob store, under the SHA-256 of
+// the encoded body, and writes in the item's body only the tag 'h' and
+// that hash in hex (65 bytes): the claim check. The blob is put before the
+// item, so an item never names a blob that was not stored; reads fetch it
+// by tenant and hash. Every read of such a body, listings included, costs
+// one blob Get. A referenced blob that is missing is EINTERNAL naming the
+// hash (the item exists; its body is damaged). Chains and records are
+// never offloaded. Without blobs, large steps and states are EINVALID.
 //
 // # Consistency and cost
 //
@@ -144,6 +153,10 @@ type Store struct {
 	table  string
 	// gzipWriters recycles compressors, whose buffers are large.
 	gzipWriters sync.Pool
+	// blobs keeps bodies larger than blobAbove bytes; nil keeps every
+	// body in its item (see WithBlobs).
+	blobs     core.Blobs
+	blobAbove int
 }
 
 var (

@@ -44,6 +44,8 @@ func (c *serialClient) Do(req *http.Request) (*http.Response, error) {
 
 // emulator is a moto_server for one test and a client of it.
 type emulator struct {
+	// cfg points at the server, for the clients of other services.
+	cfg    aws.Config
 	client *dynamodb.Client
 	tables atomic.Int64
 }
@@ -52,8 +54,9 @@ type emulator struct {
 func startEmulator(t *testing.T) *emulator {
 	t.Helper()
 	cfg := awsmoto.Start(t).Config()
-	cfg.HTTPClient = &serialClient{next: &http.Client{}}
-	return &emulator{client: dynamodb.NewFromConfig(cfg)}
+	serial := cfg.Copy()
+	serial.HTTPClient = &serialClient{next: &http.Client{}}
+	return &emulator{cfg: cfg, client: dynamodb.NewFromConfig(serial)}
 }
 
 // store returns a store over a new, empty table, dropped when t ends.

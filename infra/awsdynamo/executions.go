@@ -17,24 +17,27 @@ import (
 const lastStepSK = "S#999999999999"
 
 // encodeState returns the packed JSON of e without its chain, at version,
-// which is what the execution item's body holds.
-func (s *Store) encodeState(e *core.Execution, version int64) ([]byte, error) {
+// which is what the execution item's body holds (or a reference to it in
+// the blob store).
+func (s *Store) encodeState(ctx context.Context, e *core.Execution, version int64) ([]byte, error) {
 	state := *e
 	state.Chain, state.Version = nil, version
 	b, err := json.Marshal(&state)
 	if err != nil {
 		return nil, core.WrapError(core.EINTERNAL, err, "encode execution %q", e.ID)
 	}
-	return s.pack(b)
+	return s.encodeBody(ctx, e.Tenant, "execution "+e.ID, b)
 }
 
-// decodeState reads an execution item: its body, at the item's version,
-// without the chain.
-func decodeState(it item) (*core.Execution, error) {
+// decodeState reads tenant's execution item: its body, at the item's
+// version, without the chain.
+func (s *Store) decodeState(ctx context.Context, tenant string, it item) (*core.Execution, error) {
 	id := getS(it, attrID)
-	b, err := getBody(it)
+	b, err := s.decodeBody(ctx, tenant, "execution "+id, it)
 	if err != nil {
-		return nil, core.WrapError(core.EINTERNAL, err, "decode execution %q", id)
+		// It names the execution and keeps the blob store's code: an
+		// unavailable S3 is worth retrying, a damaged item is not.
+		return nil, err
 	}
 	var e core.Execution
 	if err := json.Unmarshal(b, &e); err != nil {
@@ -70,7 +73,7 @@ func (s *Store) CreateExecution(ctx context.Context, e *core.Execution) error {
 	if err != nil {
 		return err
 	}
-	state, err := s.encodeState(e, 1)
+	state, err := s.encodeState(ctx, e, 1)
 	if err != nil {
 		return err
 	}
@@ -141,7 +144,7 @@ func (s *Store) GetExecution(ctx context.Context, tenant, id string) (*core.Exec
 	if state == nil {
 		return nil, core.Errorf(core.ENOTFOUND, "execution %q not found", id)
 	}
-	e, err := decodeState(state)
+	e, err := s.decodeState(ctx, tenant, state)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +188,7 @@ func (s *Store) CommitExecution(ctx context.Context, e *core.Execution, step *co
 	if err != nil {
 		return err
 	}
-	state, err := s.encodeState(e, e.Version+1)
+	state, err := s.encodeState(ctx, e, e.Version+1)
 	if err != nil {
 		return err
 	}
@@ -231,7 +234,7 @@ func (s *Store) CommitExecution(ctx context.Context, e *core.Execution, step *co
 		e.Version++
 		return nil
 	}
-	stepItem, err := s.stepItem(e, step)
+	stepItem, err := s.stepItem(ctx, e, step)
 	if err != nil {
 		return err
 	}
@@ -264,7 +267,7 @@ func (s *Store) CommitExecution(ctx context.Context, e *core.Execution, step *co
 }
 
 // stepItem encodes the item of e's step.
-func (s *Store) stepItem(e *core.Execution, step *core.Step) (item, error) {
+func (s *Store) stepItem(ctx context.Context, e *core.Execution, step *core.Step) (item, error) {
 	if step.Index < 1 || stepSK(step.Index) > lastStepSK {
 		return nil, core.Errorf(core.EINVALID, "index: step %d of execution %q is out of range", step.Index, e.ID)
 	}
@@ -272,7 +275,7 @@ func (s *Store) stepItem(e *core.Execution, step *core.Step) (item, error) {
 	if err != nil {
 		return nil, core.WrapError(core.EINTERNAL, err, "encode step %d of %q", step.Index, e.ID)
 	}
-	body, err := s.pack(b)
+	body, err := s.encodeBody(ctx, e.Tenant, fmt.Sprintf("step %d of execution %s", step.Index, e.ID), b)
 	if err != nil {
 		return nil, err
 	}
@@ -306,12 +309,12 @@ func (s *Store) ListSteps(ctx context.Context, tenant, executionID string, after
 			return nil, s.fail(err, "list the steps of %q", executionID)
 		}
 		for _, it := range page.Items {
-			b, err := getBody(it)
-			var st core.Step
-			if err == nil {
-				err = json.Unmarshal(b, &st)
-			}
+			b, err := s.decodeBody(ctx, tenant, "a step of execution "+executionID, it)
 			if err != nil {
+				return nil, err
+			}
+			var st core.Step
+			if err := json.Unmarshal(b, &st); err != nil {
 				return nil, core.WrapError(core.EINTERNAL, err, "decode a step of %q", executionID)
 			}
 			out = append(out, &st)

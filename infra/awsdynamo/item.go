@@ -19,6 +19,9 @@ type item = map[string]types.AttributeValue
 const (
 	bodyPlain byte = 'j'
 	bodyGzip  byte = 'z'
+	// bodyBlob is followed by the hex SHA-256 of a packed body kept in the
+	// blob store (see WithBlobs).
+	bodyBlob byte = 'h'
 )
 
 const (
@@ -79,13 +82,23 @@ func getList(it item, name string) []string {
 	return out
 }
 
-// getBody returns the decoded body attribute of it; nil if it has none.
-func getBody(it item) ([]byte, error) {
+// bodyOf returns the body attribute of it as stored.
+func bodyOf(it item) ([]byte, bool) {
 	v, ok := it[attrBody].(*types.AttributeValueMemberB)
+	if !ok {
+		return nil, false
+	}
+	return v.Value, true
+}
+
+// getBody returns the decoded body attribute of it; nil if it has none.
+// A blob reference is an error here: only decodeBody resolves them.
+func getBody(it item) ([]byte, error) {
+	b, ok := bodyOf(it)
 	if !ok {
 		return nil, nil
 	}
-	return unpack(v.Value)
+	return unpack(b)
 }
 
 // pack encodes a body: a tag byte, then b as it is or, when it is larger
@@ -135,6 +148,8 @@ func unpack(b []byte) ([]byte, error) {
 			return nil, core.WrapError(core.EINTERNAL, err, "decompress a stored body")
 		}
 		return out, nil
+	case bodyBlob:
+		return nil, core.Errorf(core.EINTERNAL, "a stored body is blob %s, where no blob is expected", b[1:])
 	default:
 		return nil, core.Errorf(core.EINTERNAL, "a stored body has the unknown encoding %q", b[0])
 	}
@@ -174,7 +189,7 @@ func valueSize(v types.AttributeValue) int {
 func checkSize(it item, what string) error {
 	if n := itemSize(it); n > maxItemSize {
 		return core.Errorf(core.EINVALID,
-			"%s is %d bytes after compression, over DynamoDB's 400 KB item limit (this store has no S3 claim check for large outputs yet)",
+			"%s is %d bytes after compression, over DynamoDB's 400 KB item limit (a store WithBlobs keeps large steps and states in the blob store)",
 			what, n)
 	}
 	return nil

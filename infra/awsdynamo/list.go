@@ -129,7 +129,7 @@ func (s *Store) ListExecutions(ctx context.Context, tenant string, q core.Execut
 			page.Next = core.EncodeCursor(last.CreatedAt, last.ID)
 			return nil
 		}
-		e, err := decodeState(it)
+		e, err := s.decodeState(ctx, tenant, it)
 		if err != nil {
 			return err
 		}

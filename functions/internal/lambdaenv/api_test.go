@@ -85,3 +85,29 @@ func asked(r fakellm.Request) string {
 	}
 	return text
 }
+
+// TestLargeOutputGoesToTheBucket: an output above a DynamoDB item's size
+// is stored in the S3 bucket (STEPWISE_BUCKET) and comes back whole.
+func TestLargeOutputGoesToTheBucket(t *testing.T) {
+	d := deploy(t, nil)
+	big := strings.Repeat("0123456789abcdef", 40000) // 640 KB
+	res := d.call("POST", "/tasks", map[string]any{
+		"input": big, "chain": map[string]any{"id": "big", "tasks": []any{map[string]any{"id": "pass", "handler": "noop"}}},
+	}, false)
+	if res.status != http.StatusOK {
+		t.Fatalf("POST /tasks = %d %.300s", res.status, res.body)
+	}
+	var out struct {
+		ID     string `json:"id"`
+		Output string `json:"output"`
+	}
+	res.decode(t, &out)
+	if out.Output != big {
+		t.Fatalf("output of %d bytes, want the %d-byte input back", len(out.Output), len(big))
+	}
+	var ex struct{ Output string }
+	d.call("GET", "/executions/"+out.ID, nil, false).decode(t, &ex)
+	if ex.Output != big {
+		t.Errorf("GET /executions/{id} output of %d bytes, want %d", len(ex.Output), len(big))
+	}
+}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
 
@@ -41,6 +42,7 @@ import (
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/worker"
 	"github.com/stepwise-run/stepwise/infra/awsdynamo"
+	"github.com/stepwise-run/stepwise/infra/awss3"
 	"github.com/stepwise-run/stepwise/infra/awssqs"
 )
 
@@ -96,6 +98,13 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	}
 	e := &Env{Settings: s, Logger: log}
 	e.Store = awsdynamo.New(dynamodb.NewFromConfig(cfg), s.Table)
+	if s.Bucket != "" {
+		// Step outputs above DynamoDB's item size go to S3 under their
+		// content hash; every function reading the table needs this.
+		// Emulators (LocalStack, moto) need path-style addressing.
+		pathStyle := func(o *s3.Options) { o.UsePathStyle = s.Endpoint != "" }
+		e.Store = e.Store.WithBlobs(awss3.New(s3.NewFromConfig(cfg, pathStyle), s.Bucket), 0)
+	}
 	e.Queue = awssqs.New(sqs.NewFromConfig(cfg), s.QueueURL)
 
 	// An untyped nil keeps the catalog's own "no sealer" error when no key

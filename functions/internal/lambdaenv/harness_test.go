@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
@@ -60,11 +61,16 @@ func deploy(t *testing.T, extra map[string]string) *deployment {
 	if err != nil {
 		t.Fatalf("create queue: %v", err)
 	}
+	if _, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).
+		CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(table + "-blobs")}); err != nil {
+		t.Fatalf("create bucket: %v", err)
+	}
 	fake := fakellm.Start()
 	t.Cleanup(fake.Close)
 	vars := map[string]string{
 		"STEPWISE_TABLE":      table,
 		"STEPWISE_QUEUE_URL":  aws.ToString(q.QueueUrl),
+		"STEPWISE_BUCKET":     table + "-blobs",
 		"STEPWISE_SECRET_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32)),
 		"AWS_ENDPOINT_URL":    moto.Endpoint,
 		"OLLAMA_BACKEND_URL":  fake.URL(),

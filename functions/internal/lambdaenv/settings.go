@@ -17,6 +17,7 @@ import (
 const (
 	VarTable           = "STEPWISE_TABLE"
 	VarQueueURL        = "STEPWISE_QUEUE_URL"
+	VarBucket          = "STEPWISE_BUCKET"
 	VarSecretKey       = "STEPWISE_SECRET_KEY"
 	VarOllamaURL       = "OLLAMA_BACKEND_URL"
 	VarRoutingPolicy   = "STEPWISE_ROUTING_POLICY"
@@ -37,6 +38,9 @@ type Settings struct {
 	Table string
 	// QueueURL is the SQS work queue (STEPWISE_QUEUE_URL).
 	QueueURL string
+	// Bucket is the S3 bucket for step outputs too large for a DynamoDB
+	// item (STEPWISE_BUCKET); "" keeps them refused with a clear error.
+	Bucket string
 	// SecretKey seals provider keys (STEPWISE_SECRET_KEY); nil when unset,
 	// and then storing a provider key fails with a clear error.
 	SecretKey []byte
@@ -68,6 +72,7 @@ func ParseSettings(getenv func(string) string) (Settings, error) {
 	s := Settings{
 		Table:     get(VarTable),
 		QueueURL:  get(VarQueueURL),
+		Bucket:    get(VarBucket),
 		OllamaURL: get(VarOllamaURL),
 		Policy:    get(VarRoutingPolicy),
 		Endpoint:  get(VarEndpointURL),

@@ -57,8 +57,17 @@ def create_queue(sqs, name, attributes):
     return url, arn
 
 
+def create_bucket(s3):
+    """The bucket of step outputs too large for a table item (STEPWISE_BUCKET)."""
+    try:
+        s3.create_bucket(Bucket=f"{STACK}-blobs")
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+
+
 def main():
     create_table(client("dynamodb"))
+    create_bucket(client("s3"))
 
     sqs = client("sqs")
     # 14 days, the maximum, so that given-up messages can be inspected.
