@@ -130,6 +130,17 @@ func TestTemplate(t *testing.T) {
 		})
 	}
 
+	t.Run("worker sweeps on a schedule", func(t *testing.T) {
+		var schedules int
+		for _, ev := range asMap(functionProp(tpl, "WorkerFunction", "Events")) {
+			if t := lookup(ev, "Type"); t == "ScheduleV2" || t == "Schedule" {
+				schedules++
+			}
+		}
+		if schedules != 1 {
+			t.Errorf("WorkerFunction has %d schedules, want 1: nothing would rescue an execution whose continuation was lost", schedules)
+		}
+	})
 	t.Run("worker consumes the work queue", func(t *testing.T) {
 		var sqs []any
 		for _, ev := range asMap(functionProp(tpl, "WorkerFunction", "Events")) {

@@ -15,6 +15,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -28,10 +29,25 @@ type Deliverer interface {
 	Deliver(ctx context.Context, m core.QueueMessage, opts core.DeliverOptions, obs core.Observer) (core.DeliverResult, error)
 }
 
+// Sweeper re-sends executions nobody carries on; *core.Engine implements
+// it.
+type Sweeper interface {
+	Sweep(ctx context.Context, tenant string, stuckAfter time.Duration) (int, error)
+}
+
+// DefaultStuckAfter is how long a runnable, unleased execution may sit
+// unchanged before a scheduled sweep sends it again: comfortably more than
+// a message takes to reach a worker.
+const DefaultStuckAfter = 5 * time.Minute
+
 // Config holds the worker's dependencies.
 type Config struct {
 	// Engine delivers messages. Required.
 	Engine Deliverer
+	// Sweeper runs the scheduled sweeps (HandleEvent); nil refuses them.
+	Sweeper Sweeper
+	// StuckAfter is the sweep's threshold (default DefaultStuckAfter).
+	StuckAfter time.Duration
 	// Margin is the time kept before the invocation's deadline to commit
 	// and send the continuation (default core.DefaultDeadlineMargin, 2 s;
 	// Lambda also needs a moment to return the batch response).
@@ -55,7 +71,44 @@ func New(cfg Config) *Handler {
 	if cfg.Margin <= 0 {
 		cfg.Margin = core.DefaultDeadlineMargin
 	}
+	if cfg.StuckAfter <= 0 {
+		cfg.StuckAfter = DefaultStuckAfter
+	}
 	return &Handler{cfg: cfg}
+}
+
+// HandleEvent is the Lambda handler: it tells an SQS batch from the
+// scheduled event that asks for a sweep (EventBridge Scheduler's
+// "Scheduled Event" from aws.events) — the sweep is what rescues an
+// execution whose continuation was lost, such as when a function died
+// between its commit and its send.
+func (h *Handler) HandleEvent(ctx context.Context, raw json.RawMessage) (any, error) {
+	var probe struct {
+		Records    []json.RawMessage `json:"Records"`
+		DetailType string            `json:"detail-type"`
+		Source     string            `json:"source"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, core.WrapError(core.EINVALID, err, "worker: event is not JSON")
+	}
+	switch {
+	case probe.Source == "aws.events" && probe.DetailType == "Scheduled Event":
+		if h.cfg.Sweeper == nil {
+			return nil, core.Errorf(core.EINVALID, "worker: a scheduled sweep, and no sweeper is configured")
+		}
+		n, err := h.cfg.Sweeper.Sweep(ctx, core.DefaultTenant, h.cfg.StuckAfter)
+		if n > 0 {
+			h.cfg.Logger.Info("re-sent executions nobody carried on", "count", n)
+		}
+		return map[string]int{"sent": n}, err
+	case len(probe.Records) > 0:
+		var ev awsevents.SQSEvent
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return nil, core.WrapError(core.EINVALID, err, "worker: SQS event")
+		}
+		return h.HandleSQS(ctx, ev)
+	}
+	return nil, core.Errorf(core.EINVALID, "worker: neither an SQS batch nor a scheduled sweep")
 }
 
 // HandleSQS delivers each record of an SQS batch in order and returns the
@@ -79,6 +132,14 @@ func (h *Handler) HandleSQS(ctx context.Context, ev awsevents.SQSEvent) (awseven
 func (h *Handler) deliver(ctx context.Context, rec awsevents.SQSMessage) error {
 	m, err := core.DecodeQueueMessage([]byte(rec.Body))
 	if err != nil {
+		if isDomainEvent(rec.Body) {
+			// The bus's rule delivers domain events to this queue; what
+			// runs on them (functions, triggers) comes with the events
+			// issue. Until then they are logged and acknowledged, not sent
+			// round the retries into the dead-letter queue.
+			h.cfg.Logger.Info("domain event acknowledged; no handler runs on events yet", "message_id", rec.MessageId)
+			return nil
+		}
 		return err
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < h.cfg.Margin {
@@ -86,4 +147,14 @@ func (h *Handler) deliver(ctx context.Context, rec awsevents.SQSMessage) error {
 	}
 	_, err = h.cfg.Engine.Deliver(ctx, m, core.DeliverOptions{MaxSteps: h.cfg.MaxSteps, Margin: h.cfg.Margin}, nil)
 	return err
+}
+
+// isDomainEvent reports whether a body is an EventBridge event envelope.
+func isDomainEvent(body string) bool {
+	var ev struct {
+		DetailType string          `json:"detail-type"`
+		Source     string          `json:"source"`
+		Detail     json.RawMessage `json:"detail"`
+	}
+	return json.Unmarshal([]byte(body), &ev) == nil && ev.DetailType != "" && ev.Source != "" && len(ev.Detail) > 0
 }

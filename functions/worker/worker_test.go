@@ -118,3 +118,48 @@ func TestHandleSQS(t *testing.T) {
 		}
 	})
 }
+
+// countingSweeper records the sweeps asked for.
+type countingSweeper struct{ calls int }
+
+func (s *countingSweeper) Sweep(context.Context, string, time.Duration) (int, error) {
+	s.calls++
+	return 2, nil
+}
+
+func TestHandleEvent(t *testing.T) {
+	ctx := context.Background()
+	engine := core.NewEngine(core.EngineConfig{Store: mem.New(), Queue: &keptQueue{}})
+	sweeper := &countingSweeper{}
+	h := worker.New(worker.Config{Engine: engine, Sweeper: sweeper})
+	t.Run("ScheduledEventSweeps", func(t *testing.T) {
+		// The shape EventBridge Scheduler sends a Lambda target.
+		ev := `{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event",
+		  "source":"aws.events","account":"123456789012","time":"2026-11-21T08:00:00Z","region":"us-east-1",
+		  "resources":["arn:aws:events:us-east-1:123456789012:rule/stepwise-sweep"],"detail":{}}`
+		out, err := h.HandleEvent(ctx, json.RawMessage(ev))
+		if err != nil || sweeper.calls != 1 || out.(map[string]int)["sent"] != 2 {
+			t.Errorf("HandleEvent = %v, %v after %d sweeps; want one sweep reporting 2 sent", out, err, sweeper.calls)
+		}
+	})
+	t.Run("SQSBatch", func(t *testing.T) {
+		raw, _ := json.Marshal(sqsEvent(t, map[string]string{"bad": `{"hello":"world"}`}))
+		out, err := h.HandleEvent(ctx, raw)
+		resp, ok := out.(awsevents.SQSEventResponse)
+		if err != nil || !ok || len(resp.BatchItemFailures) != 1 {
+			t.Errorf("HandleEvent = %#v, %v; want the batch handled with the foreign record failed", out, err)
+		}
+	})
+	t.Run("DomainEventIsAcknowledged", func(t *testing.T) {
+		body := `{"version":"0","id":"e1","detail-type":"execution.finished","source":"stepwise","detail":{"id":"x"}}`
+		resp, err := h.HandleSQS(ctx, sqsEvent(t, map[string]string{"event": body}))
+		if err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Errorf("HandleSQS = %+v, %v; want the domain event acknowledged, not retried into the DLQ", resp, err)
+		}
+	})
+	t.Run("UnknownEvent", func(t *testing.T) {
+		if _, err := h.HandleEvent(ctx, json.RawMessage(`{"something":"else"}`)); core.ErrorCode(err) != core.EINVALID {
+			t.Errorf("err = %v, want EINVALID", err)
+		}
+	})
+}

@@ -181,7 +181,7 @@ func API(e *Env) http.Handler {
 // the invocation's deadline minus the delivery margin, refreshing a stale
 // fleet before each delivery.
 func Worker(e *Env) *worker.Handler {
-	return worker.New(worker.Config{Engine: refreshing{e}, Margin: e.Settings.Margin, Logger: e.Logger})
+	return worker.New(worker.Config{Engine: refreshing{e}, Sweeper: e.Engine, Margin: e.Settings.Margin, Logger: e.Logger})
 }
 
 // refreshing is the engine behind a fleet refresh.

@@ -2,7 +2,8 @@
 // WorkerFunction): the SQS event source mapping of the work queue hands it
 // batches of continuations (ReportBatchItemFailures on), and it runs each
 // execution until the invocation's deadline minus STEPWISE_DELIVERY_MARGIN,
-// then commits and sends one continuation. Built once per cold start; its
+// then commits and sends one continuation. A schedule invokes it every
+// minute to sweep for executions whose continuation was lost. Built once per cold start; its
 // configuration is the environment (docs/aws.md).
 package main
 
@@ -22,5 +23,5 @@ func main() {
 		slog.Error("stepwise worker: configuration", "error", err.Error())
 		os.Exit(1)
 	}
-	lambda.Start(lambdaenv.Worker(env).HandleSQS)
+	lambda.Start(lambdaenv.Worker(env).HandleEvent)
 }
