@@ -59,6 +59,17 @@ func New(h http.Handler) Handler {
 					_ = pw.CloseWithError(fmt.Errorf("handler panicked: %v", p))
 					return
 				}
+				// A handler that returns without a header because the
+				// invocation ended sends none: the invocation's error is
+				// the answer, not an empty 200.
+				if ctx.Err() != nil {
+					select {
+					case <-w.started:
+					default:
+						_ = pw.CloseWithError(ctx.Err())
+						return
+					}
+				}
 				w.start(http.StatusOK)
 				_ = pw.Close()
 			}()
