@@ -45,7 +45,7 @@ func TestFiftyContinuations(t *testing.T) {
 			// The worker as lambdaenv.Worker builds it, with a step budget
 			// of one, so that every step is its own delivery.
 			w := worker.New(worker.Config{Engine: d.env.Engine, Margin: d.env.Settings.Margin, MaxSteps: 1})
-			hops := 0
+			hops, ran := 0, 0
 			for {
 				// Long-poll a few times: on a loaded machine the emulator
 				// may take more than one poll to show a message.
@@ -76,8 +76,15 @@ func TestFiftyContinuations(t *testing.T) {
 				if err != nil {
 					t.Fatalf("hop %d: GetExecution: %v", hops, err)
 				}
-				if ex.StepCount != hops {
-					t.Fatalf("hop %d: step count %d, want one step per delivery", hops, ex.StepCount)
+				// A batch of only stale duplicates (SQS delivers at least
+				// once) runs nothing; any other runs exactly one step.
+				switch {
+				case ex.StepCount == ran+1:
+					ran++
+				case ex.StepCount == ran:
+					t.Logf("hop %d: only a duplicate, which ran nothing", hops)
+				default:
+					t.Fatalf("hop %d: step count %d after %d, want one step per delivery", hops, ex.StepCount, ran)
 				}
 				if ex.Status.Final() {
 					if ex.Status != core.StatusSucceeded {
@@ -88,12 +95,12 @@ func TestFiftyContinuations(t *testing.T) {
 					}
 					break
 				}
-				if hops >= tt.tasks {
+				if hops >= 3*tt.tasks {
 					t.Fatalf("execution still %s after %d deliveries", ex.Status, hops)
 				}
 			}
-			if hops != tt.tasks {
-				t.Errorf("finished after %d deliveries, want %d", hops, tt.tasks)
+			if ran != tt.tasks {
+				t.Errorf("finished after %d steps, want %d", ran, tt.tasks)
 			}
 			// Anything left is a duplicate: delivered, it runs nothing.
 			if ev := d.receive(ctx, 10); len(ev.Records) != 0 {
