@@ -114,7 +114,11 @@ func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOption
 	now := e.now()
 	switch {
 	case ex.Status.Final() || ex.Status == StatusWaiting:
-		return DeliverResult{Outcome: OutcomeDone, Execution: ex}, nil
+		// Nothing to run, but the lifecycle event may still be owed: a
+		// crash or a failed publish after the commit that changed the
+		// status brings the execution back here.
+		ex, err = e.announce(ctx, ex)
+		return DeliverResult{Outcome: OutcomeDone, Execution: ex}, err
 	case ex.Lease.Held(now):
 		return DeliverResult{Outcome: OutcomeLeased, Execution: ex}, nil
 	case m.Version != ex.Version:
@@ -171,7 +175,8 @@ func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOption
 	}
 	if ex.Status.Final() || ex.Status == StatusWaiting {
 		obs.Observe(Event{Kind: EventFinished, ExecutionID: ex.ID, StepIndex: ex.StepCount, Execution: ex, At: e.now()})
-		return res, nil
+		res.Execution, err = e.announce(ctx, ex)
+		return res, err
 	}
 	// Hand on: release the lease, then send the continuation — unless the
 	// execution has been handed on too often, which only a loop that never
@@ -190,7 +195,8 @@ func (e *Engine) Deliver(ctx context.Context, m QueueMessage, opts DeliverOption
 	}
 	if ex.Status.Final() {
 		obs.Observe(Event{Kind: EventFinished, ExecutionID: ex.ID, StepIndex: ex.StepCount, Execution: ex, At: e.now()})
-		return res, nil
+		res.Execution, err = e.announce(ctx, ex)
+		return res, err
 	}
 	e.failpoint(FailAfterCommitBeforeEnqueue)
 	if err := e.send(ctx, ex, max(ex.Cursor.NotBefore.Sub(e.now()), 0)); err != nil {
@@ -244,6 +250,9 @@ func (e *Engine) recordFailedDelivery(ctx context.Context, ex *Execution, cause 
 	if err := e.store.CommitExecution(rctx, next, nil); err != nil {
 		return ex
 	}
+	// A dead-lettered execution's event is owed like any other; if even
+	// this fails, the message's redelivery finds it final and owing.
+	next, _ = e.announce(rctx, next)
 	return next
 }
 
@@ -348,7 +357,13 @@ func (e *Engine) end(ctx context.Context, tenant, id string, status Status, xerr
 		e.finish(ex, status, Nil, &x)
 		ex.Lease = Lease{}
 		err = e.store.CommitExecution(ctx, ex, nil)
-		if err == nil || ErrorCode(err) != ECONFLICT || attempt >= 20 {
+		if err == nil {
+			// The execution has ended whatever happens to its event; a
+			// failed publish is retried through the queue (announce).
+			ex, _ = e.announce(ctx, ex)
+			return ex, nil
+		}
+		if ErrorCode(err) != ECONFLICT || attempt >= 20 {
 			return ex, err
 		}
 	}

@@ -17,6 +17,7 @@ type Engine struct {
 	llm         LLM
 	tools       Tools
 	queue       Queue
+	pub         Publisher
 	failpointFn func(string)
 	maxHops     int
 	leaseTTL    time.Duration
@@ -42,6 +43,12 @@ type EngineConfig struct {
 	// Queue carries continuations (Deliver, Enqueue, Sweep); without it
 	// only Run is available.
 	Queue Queue
+	// Publisher receives execution lifecycle events (events.Type*) when
+	// an execution waits or ends; nil publishes none. Deliver, Resume and
+	// Cancel publish them, at least once: the event is recorded as owed in
+	// the commit that changes the status, and a failed publish is retried
+	// through the Queue. Run (the CLI's path) does not publish.
+	Publisher Publisher
 	// Failpoint, when not nil, is called at each of the Fail* points; a
 	// test build makes it kill the process there. Production leaves it
 	// nil. FailAfterHookBeforeRecord fires inside a handler, whose panics
@@ -59,7 +66,7 @@ type EngineConfig struct {
 
 // NewEngine returns an Engine. It does no I/O.
 func NewEngine(cfg EngineConfig) *Engine {
-	e := &Engine{store: cfg.Store, llm: cfg.LLM, tools: cfg.Tools, queue: cfg.Queue, failpointFn: cfg.Failpoint,
+	e := &Engine{store: cfg.Store, llm: cfg.LLM, tools: cfg.Tools, queue: cfg.Queue, pub: cfg.Publisher, failpointFn: cfg.Failpoint,
 		maxHops: cfg.MaxHops, leaseTTL: cfg.LeaseTTL, now: cfg.Now, newID: cfg.NewID}
 	if e.maxHops <= 0 {
 		e.maxHops = DefaultMaxHops
@@ -287,6 +294,7 @@ func (e *Engine) finish(ex *Execution, status Status, output Value, xerr *ExecEr
 	ex.Waiting = nil
 	ex.Cursor = Cursor{Previous: ex.Cursor.Previous}
 	ex.UpdatedAt = e.now().UTC()
+	e.owe(ex)
 }
 
 // retryDelay is the backoff before attempt+1: base doubled per retry.

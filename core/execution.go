@@ -68,6 +68,11 @@ type Execution struct {
 	// keeps it fresh with every commit; another worker may take it once it
 	// has expired. The zero Lease means no worker holds it.
 	Lease Lease `json:"lease,omitzero"`
+	// PendingEvent is the type of the lifecycle event (events.Type*) the
+	// execution's last change of status owes the engine's Publisher; it
+	// is set in the commit that changes the status and cleared once the
+	// event is published, so a crash in between loses no event.
+	PendingEvent string `json:"pending_event,omitempty"`
 	// Version is the compare-and-swap token: the value read, which a commit
 	// must still find in the store.
 	Version   int64     `json:"version"`

@@ -44,6 +44,9 @@ func (e *Engine) Resume(ctx context.Context, tenant, id string, input Value) (*E
 	}
 
 	next := ex.clone()
+	// The wait is over: an execution.waiting event not yet published
+	// would only tell of a state that is gone.
+	next.PendingEvent = ""
 	now := e.now()
 	index := ex.StepCount + 1
 	st := &Step{
@@ -69,6 +72,9 @@ func (e *Engine) Resume(ctx context.Context, tenant, id string, input Value) (*E
 	if err := e.store.CommitExecution(ctx, next, st); err != nil {
 		return nil, err
 	}
+	// A resume that ends the execution owes its final event; a failed
+	// publish is retried through the queue (announce).
+	next, _ = e.announce(ctx, next)
 	return next, nil
 }
 

@@ -103,6 +103,7 @@ func (e *Engine) pause(ex *Execution, task *Task, res result, st *Step) {
 	ex.Status = StatusWaiting
 	ex.Waiting = &w
 	ex.Cursor.NotBefore = time.Time{}
+	e.owe(ex)
 }
 
 // Failure reasons of the chain's bounds besides max_steps.

@@ -1,6 +1,7 @@
 // Package coretest holds the conformance suites every adapter of core's
 // ports must pass: ExecutionStoreSuite for core.ExecutionStore,
-// RecordStoreSuite for core.RecordStore and QueueSuite for core.Queue.
+// RecordStoreSuite for core.RecordStore, QueueSuite for core.Queue and
+// PublisherSuite for core.Publisher.
 // Adapters call them from their own tests:
 //
 //	func TestStore(t *testing.T) {

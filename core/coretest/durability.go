@@ -278,7 +278,8 @@ func (f *deliverFixture) wantOneHistory(t *testing.T, id string, n int) {
 // DurabilitySuite checks the engine's delivery machinery over a store:
 // leases, stale and duplicate deliveries, racing workers, step budgets and
 // deadlines, crashes at each failpoint, the sweeper, the hop cap and
-// cancellation — each step committed exactly once, nothing lost. Every
+// cancellation, and lifecycle events published at least once — each step
+// committed exactly once, nothing lost. Every
 // ExecutionStore adapter runs it; newStore must return an empty store.
 func DurabilitySuite(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
 	t.Run("Deliver", func(t *testing.T) { deliverCases(t, newStore) })
@@ -288,6 +289,7 @@ func DurabilitySuite(t *testing.T, newStore func(t *testing.T) core.ExecutionSto
 	t.Run("LongSteps", func(t *testing.T) { longStepCases(t, newStore) })
 	t.Run("PoisonWorkEndsVisibly", func(t *testing.T) { poisonCases(t, newStore) })
 	t.Run("SweepSkipsWhatTheQueueHolds", func(t *testing.T) { sweepHeldCases(t, newStore) })
+	t.Run("LifecycleEvents", func(t *testing.T) { announceCases(t, newStore) })
 }
 
 func deliverCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {

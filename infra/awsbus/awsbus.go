@@ -1,18 +1,25 @@
-// Package awsbus publishes stepwise's events on an Amazon EventBridge bus,
-// where rules route them (the SAM template's rule delivers them to the work
-// queue). It is the EventBridge half of the AWS adapters; awssqs is the
-// other.
+// Package awsbus is the core.Publisher on an Amazon EventBridge bus,
+// where rules route the events (the SAM template's rule delivers the
+// ingest function's events to the work queue; users add their own rules,
+// such as one on execution lifecycle events). It is the EventBridge half
+// of the AWS adapters; awssqs is the other.
+//
+// Each events.Envelope becomes one EventBridge entry: the envelope's
+// source and type become the entry's source and detail type, its time the
+// entry's time, and the whole envelope (id, tenant, subject and data
+// included) the entry's detail, so a consumer reads the same envelope
+// whichever bus carried it.
 //
 // Publish sends events with PutEvents, at most MaxEntries per request and at
 // most MaxRequestSize bytes per request, counted as EventBridge counts them
-// (source, detail type and detail; see entrySize). An event too large to go
-// alone is rejected as EINVALID before anything is sent. PutEvents answers
-// per entry: entries that failed for a reason that may pass later
-// (throttling, an internal failure) are resent with a doubling wait, a few
-// times; the ones that still fail, and the ones EventBridge rejects as
-// malformed (not resent: they would fail again), are returned in a
-// *PublishError naming each by its index and detail type. Publish is not
-// atomic: when it fails, the events it does not name were published.
+// (see entrySize). Invalid events (core.ValidateEvents) are rejected as
+// EINVALID before anything is sent. PutEvents answers per entry: entries
+// that failed for a reason that may pass later (throttling, an internal
+// failure) are resent with a doubling wait, a few times; the ones that still
+// fail, and the ones EventBridge rejects as malformed (not resent: they
+// would fail again), are returned in a *core.PublishError naming each by
+// its index and type. Publish is not atomic: when it fails, the events it
+// does not name were published.
 //
 // Errors of the whole request are mapped to core codes (see mapError); the
 // SDK's own retryer has already retried the retryable ones.
@@ -23,16 +30,12 @@
 //     tested on its own, against a counting fake;
 //   - moto never fails an entry for throttling or an internal failure, so
 //     partial failures are produced by a fake wrapping the moto client;
-//   - moto accepts a Detail that is JSON but not an object (with a Python
-//     warning) where EventBridge rejects it; Publish rejects it first, so
-//     the difference does not show;
 //   - moto delivers to the rule's SQS target synchronously, inside
-//     PutEvents; EventBridge delivers asynchronously, so the test polls the
+//     PutEvents; EventBridge delivers asynchronously, so the tests poll the
 //     queue rather than reading it once.
 package awsbus
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -42,6 +45,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/events"
 )
 
 // EventBridge's PutEvents limits.
@@ -57,43 +61,31 @@ const (
 // failure is reported.
 const attempts = 4
 
-// Event is one event to publish. It is this package's own small type
-// because core has no domain-event type yet.
-type Event struct {
-	// DetailType is EventBridge's detail-type, what rules match on to tell
-	// events apart (such as "ExecutionSucceeded"). Required.
-	DetailType string
-	// Detail is the event's body: a JSON object, as EventBridge requires.
-	Detail json.RawMessage
-}
-
 // api is the part of the EventBridge client the bus uses; tests substitute
 // a wrapper that fails entries the way EventBridge's servers can.
 type api interface {
 	PutEvents(ctx context.Context, in *eventbridge.PutEventsInput, optFns ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error)
 }
 
-// Bus publishes Events on one EventBridge bus under one source. It is safe
-// for concurrent use, as the EventBridge client is.
+// Bus publishes events on one EventBridge bus. It is safe for concurrent
+// use, as the EventBridge client is.
 type Bus struct {
 	client api
 	bus    string
-	source string
 	// retryWait is the wait before the first resend of failed entries; it
 	// doubles for each further resend.
 	retryWait time.Duration
 }
 
 // New returns a Bus publishing through client on the bus named bus (a name
-// or an ARN) with source as every event's source, which rules match on
-// (the template's rule matches the prefix "stepwise"). It does no I/O: a
-// missing bus shows on the first Publish, as EUNAVAILABLE naming it.
-func New(client *eventbridge.Client, bus, source string) *Bus {
-	return newBus(client, bus, source)
+// or an ARN). It does no I/O: a missing bus shows on the first Publish, as
+// EUNAVAILABLE naming it.
+func New(client *eventbridge.Client, bus string) *Bus {
+	return newBus(client, bus)
 }
 
-func newBus(client api, bus, source string) *Bus {
-	return &Bus{client: client, bus: bus, source: source, retryWait: 100 * time.Millisecond}
+func newBus(client api, bus string) *Bus {
+	return &Bus{client: client, bus: bus, retryWait: 100 * time.Millisecond}
 }
 
 // entry is one event ready to send: its request entry, its index in the
@@ -104,22 +96,20 @@ type entry struct {
 	size  int
 }
 
-// Publish publishes events in order, in as few PutEvents requests as the
-// limits allow. It fails with EINVALID, sending nothing, when the bus or
-// the source is empty or an event lacks a detail type, has a detail that
-// is not a JSON object, or is larger than MaxRequestSize alone. Entries
-// that still fail after the resends are returned in a *PublishError
-// wrapped in a *core.Error: EINVALID if EventBridge rejected any as
-// malformed, else EUNAVAILABLE for throttling and internal failures,
-// ETIMEOUT if ctx ended first, EINTERNAL for the rest (such as access
-// denied).
-func (b *Bus) Publish(ctx context.Context, events []Event) error {
-	entries, err := b.entries(events)
+// Publish publishes evs in order, in as few PutEvents requests as the
+// limits allow. It fails with EINVALID, sending nothing, when the bus is
+// empty or an event is invalid. Entries that still fail after the resends
+// are returned in a *core.PublishError wrapped in a *core.Error: EINVALID
+// if EventBridge rejected any as malformed, else EUNAVAILABLE for
+// throttling and internal failures, ETIMEOUT if ctx ended first, EINTERNAL
+// for the rest (such as access denied).
+func (b *Bus) Publish(ctx context.Context, evs []events.Envelope) error {
+	entries, err := b.entries(evs)
 	if err != nil {
 		return err
 	}
 	chunks := chunk(entries)
-	var failed []Failure
+	var failed []core.PublishFailure
 	for k, c := range chunks {
 		f, err := b.put(ctx, c)
 		failed = append(failed, f...)
@@ -127,53 +117,47 @@ func (b *Bus) Publish(ctx context.Context, events []Event) error {
 			for _, later := range chunks[k+1:] {
 				failed = append(failed, unsent(later, "an earlier request failed")...)
 			}
-			return core.WrapError(core.ErrorCode(err), &PublishError{Failed: failed, Cause: err},
-				"awsbus: publish %d events on bus %s", len(events), b.bus)
+			return core.WrapError(core.ErrorCode(err), &core.PublishError{Failed: failed, Cause: err},
+				"awsbus: publish %d events on bus %s", len(evs), b.bus)
 		}
 	}
 	if len(failed) == 0 {
 		return nil
 	}
-	return core.WrapError(failureCode(ctx, failed), &PublishError{Failed: failed},
-		"awsbus: publish %d events on bus %s", len(events), b.bus)
+	return core.WrapError(failureCode(ctx, failed), &core.PublishError{Failed: failed},
+		"awsbus: publish %d events on bus %s", len(evs), b.bus)
 }
 
-// entries validates events and turns them into request entries.
-func (b *Bus) entries(events []Event) ([]entry, error) {
+// entries validates evs and turns them into request entries.
+func (b *Bus) entries(evs []events.Envelope) ([]entry, error) {
 	if b.bus == "" {
 		return nil, core.Errorf(core.EINVALID, "awsbus: bus: empty")
 	}
-	if b.source == "" {
-		return nil, core.Errorf(core.EINVALID, "awsbus: source: empty")
+	if err := core.ValidateEvents(evs); err != nil {
+		return nil, err
 	}
-	entries := make([]entry, len(events))
-	for i, e := range events {
-		if e.DetailType == "" {
-			return nil, core.Errorf(core.EINVALID, "awsbus: event %d: detailType: empty", i)
-		}
-		if !isObject(e.Detail) {
-			return nil, core.Errorf(core.EINVALID, "awsbus: event %d (%s): detail: not a JSON object", i, e.DetailType)
+	entries := make([]entry, len(evs))
+	for i, ev := range evs {
+		detail, err := json.Marshal(ev)
+		if err != nil {
+			return nil, core.WrapError(core.EINVALID, err, "awsbus: event %d (%s)", i, ev.Type)
 		}
 		req := types.PutEventsRequestEntry{
 			EventBusName: aws.String(b.bus),
-			Source:       aws.String(b.source),
-			DetailType:   aws.String(e.DetailType),
-			Detail:       aws.String(string(e.Detail)),
+			Source:       aws.String(ev.Source),
+			DetailType:   aws.String(ev.Type),
+			Detail:       aws.String(string(detail)),
+			Time:         aws.Time(ev.Time),
 		}
 		size := entrySize(req)
 		if size > MaxRequestSize {
-			return nil, core.Errorf(core.EINVALID, "awsbus: event %d (%s): %d bytes, over EventBridge's %d-byte request limit",
-				i, e.DetailType, size, MaxRequestSize)
+			// Validate's MaxSize leaves room for this; reaching it is a bug.
+			return nil, core.Errorf(core.EINTERNAL, "awsbus: event %d (%s): %d bytes, over EventBridge's %d-byte request limit",
+				i, ev.Type, size, MaxRequestSize)
 		}
 		entries[i] = entry{index: i, req: req, size: size}
 	}
 	return entries, nil
-}
-
-// isObject reports whether raw is a valid JSON object.
-func isObject(raw json.RawMessage) bool {
-	t := bytes.TrimLeft(raw, " \t\r\n")
-	return len(t) > 0 && t[0] == '{' && json.Valid(raw)
 }
 
 // entrySize is an entry's size as EventBridge counts it against the
@@ -215,8 +199,8 @@ func chunk(entries []entry) [][]entry {
 // put sends one chunk, resending the entries that failed for a reason that
 // may pass, and returns the failures that remain. An error means a request
 // failed as a whole; the failures then include the entries it carried.
-func (b *Bus) put(ctx context.Context, pending []entry) ([]Failure, error) {
-	var failed []Failure
+func (b *Bus) put(ctx context.Context, pending []entry) ([]core.PublishFailure, error) {
+	var failed []core.PublishFailure
 	wait := b.retryWait
 	for attempt := 1; len(pending) > 0; attempt++ {
 		reqs := make([]types.PutEventsRequestEntry, len(pending))
@@ -244,7 +228,7 @@ func (b *Bus) put(ctx context.Context, pending []entry) ([]Failure, error) {
 				again = append(again, pending[k])
 				continue
 			}
-			failed = append(failed, Failure{Index: pending[k].index, DetailType: aws.ToString(pending[k].req.DetailType),
+			failed = append(failed, core.PublishFailure{Index: pending[k].index, Type: aws.ToString(pending[k].req.DetailType),
 				Code: code, Message: aws.ToString(r.ErrorMessage)})
 		}
 		pending = again
@@ -272,10 +256,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // unsent returns the failures of entries that were not sent, for reason.
-func unsent(entries []entry, reason string) []Failure {
-	fs := make([]Failure, len(entries))
+func unsent(entries []entry, reason string) []core.PublishFailure {
+	fs := make([]core.PublishFailure, len(entries))
 	for k, e := range entries {
-		fs[k] = Failure{Index: e.index, DetailType: aws.ToString(e.req.DetailType), Code: NotSent, Message: reason}
+		fs[k] = core.PublishFailure{Index: e.index, Type: aws.ToString(e.req.DetailType), Code: core.NotSent, Message: reason}
 	}
 	return fs
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
@@ -14,54 +13,6 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 )
-
-// NotSent is the Code of a Failure whose event was never accepted by
-// EventBridge: its request failed as a whole, or ctx ended before a
-// resend.
-const NotSent = "NotSent"
-
-// Failure is one event Publish could not publish.
-type Failure struct {
-	// Index is the event's index in the slice given to Publish.
-	Index int
-	// DetailType is the event's detail type.
-	DetailType string
-	// Code is EventBridge's error code for the entry, or NotSent.
-	Code string
-	// Message is EventBridge's error message, or why it was not sent.
-	Message string
-}
-
-// String names the failure for logs and error messages.
-func (f Failure) String() string {
-	return fmt.Sprintf("event %d (%s): %s: %s", f.Index, f.DetailType, f.Code, f.Message)
-}
-
-// PublishError lists the events a Publish call could not publish, so that
-// a caller can resend only those. Publish returns it wrapped in a
-// *core.Error carrying the code.
-type PublishError struct {
-	// Failed are the events not published, in order.
-	Failed []Failure
-	// Cause is the error of a request that failed as a whole, if any.
-	Cause error
-}
-
-// Error names every failed event.
-func (e *PublishError) Error() string {
-	parts := make([]string, len(e.Failed))
-	for i, f := range e.Failed {
-		parts[i] = f.String()
-	}
-	msg := fmt.Sprintf("%d events not published: %s", len(e.Failed), strings.Join(parts, "; "))
-	if e.Cause != nil {
-		msg += ": " + e.Cause.Error()
-	}
-	return msg
-}
-
-// Unwrap returns the cause.
-func (e *PublishError) Unwrap() error { return e.Cause }
 
 // entryCode classifies an EventBridge error code, of a PutEvents entry or
 // of a whole request: EUNAVAILABLE for "not now" (the same entry may pass
@@ -86,7 +37,7 @@ func entryCode(code string) string {
 // left failures: EINVALID if any was malformed (resending the call cannot
 // help), ETIMEOUT if ctx ended, EUNAVAILABLE if any was throttling or an
 // internal failure, else EINTERNAL.
-func failureCode(ctx context.Context, failed []Failure) string {
+func failureCode(ctx context.Context, failed []core.PublishFailure) string {
 	unavailable := false
 	for _, f := range failed {
 		switch entryCode(f.Code) {

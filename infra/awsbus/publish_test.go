@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/events"
 	"github.com/stepwise-run/stepwise/infra/awsmoto"
 )
 
@@ -49,12 +51,12 @@ func TestPublishPartialFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFlaky(eb, tt.fails, tt.codes)
-			b := newBus(f, bus, "stepwise.test")
+			b := newBus(f, bus)
 			b.retryWait = 0
-			err := b.Publish(context.Background(), events(3))
+			err := b.Publish(context.Background(), testEvents(3))
 			assertError(t, err, tt.wantCode, tt.wantIn...)
 			if tt.wantCode != "" {
-				var pe *PublishError
+				var pe *core.PublishError
 				if !errors.As(err, &pe) {
 					t.Fatalf("error %v: no *PublishError in the chain", err)
 				}
@@ -72,34 +74,30 @@ func TestPublishPartialFailures(t *testing.T) {
 }
 
 func TestPublishLimits(t *testing.T) {
-	detail := func(n int) json.RawMessage { return json.RawMessage(`{"s":"` + strings.Repeat("x", n) + `"}`) }
-	big := Event{DetailType: "Big", Detail: detail(100 * 1024)}
+	sized := func(id string, n int) events.Envelope {
+		ev := testEvents(1)[0]
+		ev.ID, ev.Type = id, "Big"
+		ev.Data = json.RawMessage(`{"s":"` + strings.Repeat("x", n) + `"}`)
+		return ev
+	}
+	big := sized("big", 100*1024)
+	largest := sized("largest", events.MaxSize-400)
 	tests := []struct {
 		name         string
-		events       []Event
-		wantCode     string
-		wantIn       []string
+		events       []events.Envelope
 		wantRequests []int
 	}{
 		{name: "none", events: nil},
-		{name: "ten per request", events: events(25), wantRequests: []int{10, 10, 5}},
-		{name: "split by size", events: []Event{big, big, big, big, big}, wantRequests: []int{2, 2, 1}},
-		{name: "event over the request limit alone", events: append(events(2), Event{DetailType: "Huge", Detail: detail(MaxRequestSize)}),
-			wantCode: core.EINVALID, wantIn: []string{"event 2 (Huge)", "request limit"}},
-		{name: "detail not an object", events: []Event{{DetailType: "Arr", Detail: json.RawMessage(`[1]`)}},
-			wantCode: core.EINVALID, wantIn: []string{"event 0 (Arr): detail: not a JSON object"}},
-		{name: "detail not JSON", events: []Event{{DetailType: "Bad", Detail: json.RawMessage(`{x`)}},
-			wantCode: core.EINVALID, wantIn: []string{"event 0 (Bad): detail"}},
-		{name: "no detail", events: []Event{{DetailType: "Empty"}},
-			wantCode: core.EINVALID, wantIn: []string{"event 0 (Empty): detail"}},
-		{name: "no detail type", events: []Event{{Detail: json.RawMessage(`{}`)}},
-			wantCode: core.EINVALID, wantIn: []string{"event 0: detailType: empty"}},
+		{name: "ten per request", events: testEvents(25), wantRequests: []int{10, 10, 5}},
+		{name: "split by size", events: []events.Envelope{big, big, big, big, big}, wantRequests: []int{2, 2, 1}},
+		{name: "the largest valid event goes alone", events: []events.Envelope{largest, largest}, wantRequests: []int{1, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &sink{}
-			err := newBus(s, "stepwise", "stepwise.test").Publish(context.Background(), tt.events)
-			assertError(t, err, tt.wantCode, tt.wantIn...)
+			if err := newBus(s, "stepwise").Publish(context.Background(), tt.events); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
 			var got []int
 			for _, r := range s.requests {
 				got = append(got, len(r))
@@ -111,35 +109,43 @@ func TestPublishLimits(t *testing.T) {
 					t.Errorf("a request of %d bytes, over %d", size, MaxRequestSize)
 				}
 			}
-			if !equalInts(got, tt.wantRequests) {
+			if !slices.Equal(got, tt.wantRequests) {
 				t.Errorf("request sizes %v, want %v", got, tt.wantRequests)
 			}
 		})
 	}
 }
 
-func TestPublishConfiguration(t *testing.T) {
-	tests := []struct {
-		name, bus, source, wantIn string
-	}{
-		{name: "no bus", source: "stepwise.test", wantIn: "bus: empty"},
-		{name: "no source", bus: "stepwise", wantIn: "source: empty"},
+func TestPublishEntryShape(t *testing.T) {
+	s := &sink{}
+	ev := testEvents(1)[0]
+	ev.Subject = "ex-1"
+	if err := newBus(s, "the-bus").Publish(context.Background(), []events.Envelope{ev}); err != nil {
+		t.Fatalf("Publish: %v", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := &sink{}
-			err := newBus(s, tt.bus, tt.source).Publish(context.Background(), events(1))
-			assertError(t, err, core.EINVALID, tt.wantIn)
-			if len(s.requests) != 0 {
-				t.Errorf("%d requests sent, want none", len(s.requests))
-			}
-		})
+	e := s.requests[0][0]
+	var detail events.Envelope
+	if err := json.Unmarshal([]byte(aws.ToString(e.Detail)), &detail); err != nil {
+		t.Fatalf("detail %s: %v", aws.ToString(e.Detail), err)
+	}
+	if aws.ToString(e.EventBusName) != "the-bus" || aws.ToString(e.Source) != ev.Source || aws.ToString(e.DetailType) != ev.Type ||
+		!aws.ToTime(e.Time).Equal(ev.Time) || detail.ID != ev.ID || detail.Tenant != ev.Tenant || detail.Subject != ev.Subject {
+		t.Errorf("entry %+v with detail %+v, want bus the-bus and the envelope %+v", e, detail, ev)
+	}
+}
+
+func TestPublishConfiguration(t *testing.T) {
+	s := &sink{}
+	err := newBus(s, "").Publish(context.Background(), testEvents(1))
+	assertError(t, err, core.EINVALID, "bus: empty")
+	if len(s.requests) != 0 {
+		t.Errorf("%d requests sent, want none", len(s.requests))
 	}
 }
 
 func TestPublishRequestFailure(t *testing.T) {
 	s := &sink{err: &smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}}
-	err := newBus(s, "stepwise", "stepwise.test").Publish(context.Background(), events(12))
+	err := newBus(s, "stepwise").Publish(context.Background(), testEvents(12))
 	assertError(t, err, core.EUNAVAILABLE, "event 0 (Test0): NotSent", "event 11 (Test11): NotSent: an earlier request failed")
 	if len(s.requests) != 1 {
 		t.Errorf("%d requests sent after the first failed, want 1", len(s.requests))
@@ -150,7 +156,7 @@ func TestPublishContextEnded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	f := newFlaky(&sink{}, map[string]int{"Test0": 99}, nil)
-	err := newBus(f, "stepwise", "stepwise.test").Publish(ctx, events(1))
+	err := newBus(f, "stepwise").Publish(ctx, testEvents(1))
 	assertError(t, err, core.ETIMEOUT, "event 0 (Test0): NotSent: the context ended")
 }
 
@@ -183,16 +189,4 @@ func TestMapError(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -1,5 +1,5 @@
 // Package mem is an in-memory implementation of core's storage ports, for
-// tests and for `stepwise run`. Executions and steps are kept as JSON, and
+// tests and for `stepwise run`, and the in-process event bus (Bus). Executions and steps are kept as JSON, and
 // catalog records as copies of their bytes, exactly as a durable store would
 // keep them, so that nothing a caller holds aliases the stored state and
 // every value round-trips as it would through a database.
