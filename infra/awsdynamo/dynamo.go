@@ -15,11 +15,11 @@
 // as they are, so that they sort as Go compares strings (byte order).
 //
 //	item          PK                    SK               other attributes
-//	record        T#<tenant>#R#<kind>   R#<id>           id, keys (L of S, in order), body (B),
+//	record        T#<tenant>#R#<kind>   R#<id>           id, keys (L of S, in order), body (B), write,
 //	                                                     version (N), createdAt, updatedAt (N),
 //	                                                     GSI1PK = PK, GSI1SK = <created>#<id>
 //	record key    T#<tenant>#R#<kind>   K#<key>          id: the record holding the key
-//	execution     T#<tenant>#E#<id>     #STATE           id, version (N), status, chainId,
+//	execution     T#<tenant>#E#<id>     #STATE           id, version (N), status, chainId, write,
 //	                                                     createdAt, updatedAt (N), body (B: the
 //	                                                     execution's JSON without its chain),
 //	                                                     GSI1PK = T#<tenant>#E, GSI1SK = <created>#<id>
@@ -50,6 +50,18 @@
 // caller's context is cancelled (only its deadline, or 10 s, ends the
 // wait): DynamoDB may have applied it, and a caller told "cancelled" could
 // not know whether its version moved.
+//
+// Every create and update of an execution or a record stores a random
+// token of its own in the item's write attribute. When its condition
+// fails, the item is read back: if it holds this write's version and
+// token, the write was applied and only its answer was lost (the SDK
+// retried a request whose response never arrived, and the retry found its
+// own write), so it succeeds. A delete whose retry finds the record gone
+// succeeds likewise. Without this, a worker would drop a delivery whose
+// commit had succeeded, and the execution would wait for the sweeper; a
+// catalog write would answer 409 for what it did. UpdateItem has no
+// idempotency token of its own, and TransactWriteItems' ClientRequestToken
+// is not honoured by every emulator.
 //
 // # Size
 //
@@ -100,9 +112,13 @@
 //     the suites provoke still happen.
 //   - moto never cancels a transaction for TransactionConflict, so the
 //     retry on it is tested with canned DynamoDB answers instead.
-//   - Replaying a TransactWriteItems with the same ClientRequestToken is
-//     cancelled by moto where DynamoDB answers with idempotent success;
-//     this store sends no ClientRequestToken.
+//   - Replaying a TransactWriteItems with the same ClientRequestToken (the
+//     SDK fills one in and keeps it across its retries) is cancelled by
+//     moto where DynamoDB answers with idempotent success. Under load
+//     moto_server now and then closes a connection under a response it has
+//     applied; the SDK retries, and only the write token (see Writes) then
+//     tells the retry that its write was applied. TestLostAnswerToAnAppliedWrite
+//     reproduces it on purpose.
 //   - moto updates GSI1 synchronously, so the tests cannot show the
 //     listing lag described above.
 package awsdynamo
@@ -135,6 +151,7 @@ const (
 	attrUpdated = "updatedAt"
 	attrStatus  = "status"
 	attrChainID = "chainId"
+	attrWrite   = "write"
 	indexGSI1   = "GSI1"
 )
 
@@ -238,10 +255,15 @@ func esc(s string) string {
 
 func recordPK(tenant, kind string) string { return "T#" + esc(tenant) + "#R#" + esc(kind) }
 func recordSK(id string) string           { return "R#" + id }
-func keySK(key string) string             { return "K#" + key }
-func execPK(tenant, id string) string     { return "T#" + esc(tenant) + "#E#" + id }
-func execListPK(tenant string) string     { return "T#" + esc(tenant) + "#E" }
-func stepSK(index int) string             { return fmt.Sprintf("S#%012d", index) }
+
+// recordKey is the key of a record's item.
+func recordKey(tenant, kind, id string) item {
+	return item{attrPK: attrS(recordPK(tenant, kind)), attrSK: attrS(recordSK(id))}
+}
+func keySK(key string) string         { return "K#" + key }
+func execPK(tenant, id string) string { return "T#" + esc(tenant) + "#E#" + id }
+func execListPK(tenant string) string { return "T#" + esc(tenant) + "#E" }
+func stepSK(index int) string         { return fmt.Sprintf("S#%012d", index) }
 
 // sortTime is n (unix nanoseconds) as 20 digits whose string order is the
 // numeric order: the sign bit flipped makes every int64 a uint64 in order.

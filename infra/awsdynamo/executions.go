@@ -2,6 +2,8 @@ package awsdynamo
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,12 +79,17 @@ func (s *Store) CreateExecution(ctx context.Context, e *core.Execution) error {
 	if err != nil {
 		return err
 	}
+	token, err := writeToken()
+	if err != nil {
+		return err
+	}
 	pk := execPK(e.Tenant, e.ID)
 	stateItem := item{
 		attrPK: attrS(pk), attrSK: attrS(skState),
 		attrGSI1PK: attrS(execListPK(e.Tenant)), attrGSI1SK: attrS(listSK(created, e.ID)),
 		attrID: attrS(e.ID), attrVersion: attrN(1), attrStatus: attrS(string(e.Status)),
 		attrCreated: attrN(created), attrUpdated: attrN(updated), attrBody: attrB(state),
+		attrWrite: attrS(token),
 	}
 	if e.Chain != nil && e.Chain.ID != "" {
 		stateItem[attrChainID] = attrS(e.Chain.ID)
@@ -94,7 +101,10 @@ func (s *Store) CreateExecution(ctx context.Context, e *core.Execution) error {
 	if err := checkSize(chainItem, "the chain of execution "+e.ID); err != nil {
 		return err
 	}
-	exists := func(context.Context) error {
+	exists := func(ctx context.Context) error {
+		if s.wrote(ctx, stateKey(e.Tenant, e.ID), 1, token) {
+			return nil
+		}
 		return core.Errorf(core.ECONFLICT, "execution %q already exists", e.ID)
 	}
 	var ops []txOp
@@ -160,21 +170,65 @@ func (s *Store) GetExecution(ctx context.Context, tenant, id string) (*core.Exec
 	return e, nil
 }
 
-// missingOrMoved explains a failed version condition on an execution:
-// ENOTFOUND if it does not exist, else ECONFLICT.
-func (s *Store) missingOrMoved(ctx context.Context, e *core.Execution) error {
+// writeToken returns a token that tells one write of an execution item
+// from every other (see the package doc, Writes).
+func writeToken() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", core.WrapError(core.EINTERNAL, err, "make a write token")
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// readBack reads the version and write token of the item at key,
+// strongly consistent; a nil item if there is none.
+func (s *Store) readBack(ctx context.Context, key item) (item, error) {
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), Key: stateKey(e.Tenant, e.ID), ConsistentRead: aws.Bool(true),
-		ProjectionExpression: aws.String("#v"), ExpressionAttributeNames: map[string]string{"#v": attrVersion},
+		TableName: aws.String(s.table), Key: key, ConsistentRead: aws.Bool(true),
+		ProjectionExpression:     aws.String("#v, #w"),
+		ExpressionAttributeNames: map[string]string{"#v": attrVersion, "#w": attrWrite},
 	})
 	if err != nil {
-		// The condition failed all the same: nothing was written.
+		return nil, err
+	}
+	return out.Item, nil
+}
+
+// wrote reports whether the item at key is at version with the token: the
+// write that failed its condition had been applied already. A read that
+// fails counts as not, which leaves the condition's answer.
+func (s *Store) wrote(ctx context.Context, key item, version int64, token string) bool {
+	it, err := s.readBack(ctx, key)
+	return err == nil && holds(it, version, token)
+}
+
+// holds reports whether it (nil: no item) is at version with the token.
+func holds(it item, version int64, token string) bool {
+	if it == nil || token == "" {
+		return false
+	}
+	v, err := getN(it, attrVersion)
+	return err == nil && v == version && getS(it, attrWrite) == token
+}
+
+// missingOrMoved explains a failed version condition on the commit of e
+// that carried token: nil if that very commit had been applied (see the
+// package doc, Writes), ENOTFOUND if the execution does not exist, else
+// ECONFLICT.
+func (s *Store) missingOrMoved(ctx context.Context, e *core.Execution, token string) error {
+	it, err := s.readBack(ctx, stateKey(e.Tenant, e.ID))
+	if err != nil {
+		// The condition failed all the same: this write was not applied
+		// by this request.
 		return core.WrapError(core.ECONFLICT, s.fail(err, "read it back"), "execution %s moved on or is gone", e.ID)
 	}
-	if out.Item == nil {
+	if it == nil {
 		return core.Errorf(core.ENOTFOUND, "execution %s not found", e.ID)
 	}
-	stored, _ := getN(out.Item, attrVersion)
+	if holds(it, e.Version+1, token) {
+		return nil
+	}
+	stored, _ := getN(it, attrVersion)
 	return core.Errorf(core.ECONFLICT, "execution %s is at version %d, not %d", e.ID, stored, e.Version)
 }
 
@@ -192,13 +246,17 @@ func (s *Store) CommitExecution(ctx context.Context, e *core.Execution, step *co
 	if err != nil {
 		return err
 	}
+	token, err := writeToken()
+	if err != nil {
+		return err
+	}
 	// The size DynamoDB will see: the stored item's other attributes are
 	// small and fixed, so they are estimated with a full item.
 	full := item{
 		attrPK: attrS(execPK(e.Tenant, e.ID)), attrSK: attrS(skState),
 		attrGSI1PK: attrS(execListPK(e.Tenant)), attrGSI1SK: attrS(listSK(0, e.ID)),
 		attrID: attrS(e.ID), attrVersion: attrN(0), attrStatus: attrS(string(e.Status)),
-		attrCreated: attrN(0), attrUpdated: attrN(0), attrBody: attrB(state),
+		attrCreated: attrN(0), attrUpdated: attrN(0), attrBody: attrB(state), attrWrite: attrS(token),
 	}
 	if e.Chain != nil {
 		full[attrChainID] = attrS(e.Chain.ID)
@@ -210,7 +268,8 @@ func (s *Store) CommitExecution(ctx context.Context, e *core.Execution, step *co
 	update := "SET " + x.n(attrBody) + " = " + x.v(attrB(state)) +
 		", " + x.n(attrStatus) + " = " + x.v(attrS(string(e.Status))) +
 		", " + x.n(attrUpdated) + " = " + x.v(attrN(updated)) +
-		", " + x.n(attrVersion) + " = " + x.v(attrN(e.Version+1))
+		", " + x.n(attrVersion) + " = " + x.v(attrN(e.Version+1)) +
+		", " + x.n(attrWrite) + " = " + x.v(attrS(token))
 	cond := x.n(attrVersion) + " = " + x.v(attrN(e.Version))
 	what := "commit execution " + e.ID
 	if step == nil {
@@ -227,7 +286,9 @@ func (s *Store) CommitExecution(ctx context.Context, e *core.Execution, step *co
 		var failed *types.ConditionalCheckFailedException
 		switch {
 		case errors.As(err, &failed):
-			return s.missingOrMoved(ctx, e)
+			if err := s.missingOrMoved(ctx, e, token); err != nil {
+				return err
+			}
 		case err != nil:
 			return s.fail(err, "%s", what)
 		}
@@ -247,7 +308,7 @@ func (s *Store) CommitExecution(ctx context.Context, e *core.Execution, step *co
 				UpdateExpression: aws.String(update), ConditionExpression: aws.String(cond),
 				ExpressionAttributeNames: x.names, ExpressionAttributeValues: x.values,
 			}},
-			onCondition: func(ctx context.Context) error { return s.missingOrMoved(ctx, e) },
+			onCondition: func(ctx context.Context) error { return s.missingOrMoved(ctx, e, token) },
 		},
 		{
 			op: types.TransactWriteItem{Put: &types.Put{

@@ -129,7 +129,11 @@ func (s *Store) CreateRecord(ctx context.Context, tenant string, r *core.Record)
 	if err != nil {
 		return err
 	}
-	it[attrVersion] = attrN(1)
+	token, err := writeToken()
+	if err != nil {
+		return err
+	}
+	it[attrVersion], it[attrWrite] = attrN(1), attrS(token)
 	keys := uniqueKeys(r.Keys)
 	if err := checkKeyCount(r, len(keys)+1); err != nil {
 		return err
@@ -141,7 +145,10 @@ func (s *Store) CreateRecord(ctx context.Context, tenant string, r *core.Record)
 			TableName: aws.String(s.table), Item: it,
 			ConditionExpression: aws.String(cond), ExpressionAttributeNames: e.names,
 		}},
-		onCondition: func(context.Context) error {
+		onCondition: func(ctx context.Context) error {
+			if s.wrote(ctx, recordKey(tenant, r.Kind, r.ID), 1, token) {
+				return nil
+			}
 			return core.Errorf(core.ECONFLICT, "%s %q already exists", r.Kind, r.ID)
 		},
 	}}
@@ -159,7 +166,7 @@ func (s *Store) CreateRecord(ctx context.Context, tenant string, r *core.Record)
 func (s *Store) getRecordItem(ctx context.Context, tenant, kind, id string) (item, error) {
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(s.table),
-		Key:            item{attrPK: attrS(recordPK(tenant, kind)), attrSK: attrS(recordSK(id))},
+		Key:            recordKey(tenant, kind, id),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -203,17 +210,22 @@ func (s *Store) FindRecord(ctx context.Context, tenant, kind, key string) (*core
 }
 
 // versionGuard is the transaction item's condition that the record is
-// still at version, and the error when it is not.
-func (s *Store) versionGuard(tenant, kind, id string, version int64) (e expr, cond string, moved func(context.Context) error) {
+// still at version, and the error when it is not: none if the write that
+// carried token ("" for a delete, which leaves nothing to read back) had
+// been applied (see the package doc, Writes).
+func (s *Store) versionGuard(tenant, kind, id string, version int64, token string) (e expr, cond string, moved func(context.Context) error) {
 	cond = e.n(attrVersion) + " = " + e.v(attrN(version))
 	moved = func(ctx context.Context) error {
-		it, err := s.getRecordItem(ctx, tenant, kind, id)
+		it, err := s.readBack(ctx, recordKey(tenant, kind, id))
 		if err != nil {
-			// The condition failed all the same: nothing was written.
-			return core.WrapError(core.ECONFLICT, err, "%s %s moved on or is gone", kind, id)
+			// The condition failed all the same: this request wrote nothing.
+			return core.WrapError(core.ECONFLICT, s.fail(err, "read it back"), "%s %s moved on or is gone", kind, id)
 		}
 		if it == nil {
 			return core.Errorf(core.ENOTFOUND, "%s %s not found", kind, id)
+		}
+		if holds(it, version+1, token) {
+			return nil
 		}
 		stored, _ := getN(it, attrVersion)
 		return core.Errorf(core.ECONFLICT, "%s %s is at version %d, not %d", kind, id, stored, version)
@@ -247,8 +259,12 @@ func (s *Store) UpdateRecord(ctx context.Context, tenant string, r *core.Record)
 	if err != nil {
 		return err
 	}
-	it[attrVersion] = attrN(r.Version + 1)
-	e, cond, moved := s.versionGuard(tenant, r.Kind, r.ID, r.Version)
+	token, err := writeToken()
+	if err != nil {
+		return err
+	}
+	it[attrVersion], it[attrWrite] = attrN(r.Version+1), attrS(token)
+	e, cond, moved := s.versionGuard(tenant, r.Kind, r.ID, r.Version, token)
 	ops := []txOp{{
 		op: types.TransactWriteItem{Put: &types.Put{
 			TableName: aws.String(s.table), Item: it,
@@ -293,11 +309,20 @@ func (s *Store) DeleteRecord(ctx context.Context, tenant, kind, id string) error
 		if err != nil {
 			return err
 		}
-		e, cond, moved := s.versionGuard(tenant, kind, id, version)
+		e, cond, guard := s.versionGuard(tenant, kind, id, version, "")
+		// The record was there when read; gone now, it was deleted by this
+		// request (whose answer was lost, and whose retry found it gone)
+		// or by another. Either way what was asked is done.
+		moved := func(ctx context.Context) error {
+			if err := guard(ctx); core.ErrorCode(err) != core.ENOTFOUND {
+				return err
+			}
+			return nil
+		}
 		ops := []txOp{{
 			op: types.TransactWriteItem{Delete: &types.Delete{
 				TableName:           aws.String(s.table),
-				Key:                 item{attrPK: attrS(recordPK(tenant, kind)), attrSK: attrS(recordSK(id))},
+				Key:                 recordKey(tenant, kind, id),
 				ConditionExpression: aws.String(cond), ExpressionAttributeNames: e.names, ExpressionAttributeValues: e.values,
 			}},
 			onCondition: moved,
