@@ -15,12 +15,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/coretest"
+	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/infra/awsdynamo"
 	"github.com/stepwise-run/stepwise/infra/awsmoto"
 	"github.com/stepwise-run/stepwise/infra/awss3"
@@ -46,16 +49,23 @@ func TestLocalStackInitScript(t *testing.T) {
 		"AWS_ENDPOINT_URL="+moto.Endpoint,
 		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing",
 		"AWS_DEFAULT_REGION="+awsmoto.Region, "STEPWISE_STACK=stepwise")
+	ctx := context.Background()
+	cfg := moto.Config()
+	secrets := secretsmanager.NewFromConfig(cfg)
+	// keys holds the secret key after each run: the second must keep it.
+	var keys []string
 	for run := 1; run <= 2; run++ {
 		cmd := exec.Command("python3", localstackInit)
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("run %d of %s: %v\n%s", run, localstackInit, err, out)
 		}
+		out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("stepwise/secret-key")})
+		if err != nil {
+			t.Fatalf("run %d made no secret key: %v", run, err)
+		}
+		keys = append(keys, aws.ToString(out.SecretString))
 	}
-
-	ctx := context.Background()
-	cfg := moto.Config()
 	db, queues := dynamodb.NewFromConfig(cfg), sqs.NewFromConfig(cfg)
 	workURL, dlqURL := queueURL(t, queues, "stepwise-work"), queueURL(t, queues, "stepwise-work-dlq")
 
@@ -135,6 +145,55 @@ func TestLocalStackInitScript(t *testing.T) {
 			t.Errorf("Get = %q, %v", got, err)
 		}
 	})
+	t.Run("SecretKeyIsMadeOnce", func(t *testing.T) {
+		if _, err := seal.ParseKey(keys[0]); err != nil {
+			t.Errorf("the secret holds no key STEPWISE_SECRET_KEY_ARN takes: %v", err)
+		}
+		if keys[0] != keys[1] {
+			t.Error("the second run replaced the key: provider keys sealed with the first would no longer open")
+		}
+	})
+
+	t.Run("RuleDeliversIngestEventsOnly", func(t *testing.T) {
+		// A lifecycle event the API or the worker publishes must not
+		// reach the worker; an event of ingest must.
+		bus := eventbridge.NewFromConfig(cfg)
+		var entries []ebtypes.PutEventsRequestEntry
+		for _, source := range []string{"stepwise.executions", "stepwise.ingest", "stepwise"} {
+			entries = append(entries, ebtypes.PutEventsRequestEntry{EventBusName: aws.String("stepwise"),
+				Source: aws.String(source), DetailType: aws.String("test"), Detail: aws.String(`{"from":"` + source + `"}`)})
+		}
+		out, err := bus.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: entries})
+		if err != nil || out.FailedEntryCount != 0 {
+			t.Fatalf("PutEvents: %v (%d failed)", err, out.FailedEntryCount)
+		}
+		var got []string
+		for tries := 0; tries < 5; tries++ {
+			msgs, err := queues.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(workURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+			if err != nil {
+				t.Fatalf("ReceiveMessage: %v", err)
+			}
+			if len(msgs.Messages) == 0 && len(got) > 0 {
+				break // moto delivers as PutEvents returns: nothing else comes
+			}
+			for _, m := range msgs.Messages {
+				var ev struct {
+					Source string `json:"source"`
+				}
+				if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
+					t.Fatalf("message %s: %v", aws.ToString(m.Body), err)
+				}
+				got = append(got, ev.Source)
+				if _, err := queues.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(workURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+					t.Fatalf("DeleteMessage: %v", err)
+				}
+			}
+		}
+		if !slices.Equal(got, []string{"stepwise.ingest"}) {
+			t.Errorf("the work queue received events of %q, want stepwise.ingest alone", got)
+		}
+	})
+
 	t.Run("RuleTargetsWorkQueue", func(t *testing.T) {
 		out, err := eventbridge.NewFromConfig(cfg).ListTargetsByRule(ctx, &eventbridge.ListTargetsByRuleInput{
 			Rule: aws.String("stepwise-events-to-work"), EventBusName: aws.String("stepwise")})
@@ -144,6 +203,19 @@ func TestLocalStackInitScript(t *testing.T) {
 		workARN := queueAttributes(t, queues, workURL)[string(sqstypes.QueueAttributeNameQueueArn)]
 		if len(out.Targets) != 1 || aws.ToString(out.Targets[0].Arn) != workARN {
 			t.Errorf("the rule's targets are %+v, want the work queue %s alone", out.Targets, workARN)
+		}
+		rule, err := eventbridge.NewFromConfig(cfg).DescribeRule(ctx, &eventbridge.DescribeRuleInput{
+			Name: aws.String("stepwise-events-to-work"), EventBusName: aws.String("stepwise")})
+		if err != nil {
+			t.Fatalf("DescribeRule: %v", err)
+		}
+		var pattern any
+		if err := json.Unmarshal([]byte(aws.ToString(rule.EventPattern)), &pattern); err != nil {
+			t.Fatalf("EventPattern %q: %v", aws.ToString(rule.EventPattern), err)
+		}
+		want := lookup(loadTemplate(t, "template.yaml"), "Resources", "EventsToWorkRule", "Properties", "EventPattern")
+		if !equalJSON(pattern, want) {
+			t.Errorf("the rule's pattern is %s, template.yaml's %v", aws.ToString(rule.EventPattern), want)
 		}
 	})
 }

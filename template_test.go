@@ -24,6 +24,7 @@ var lambdaFunctions = []struct{ id, dir string }{
 // template may set no other, and must set the required ones.
 var lambdaEnv = []string{
 	"STEPWISE_TABLE", "STEPWISE_QUEUE_URL", "STEPWISE_BUCKET", "STEPWISE_SECRET_KEY",
+	"STEPWISE_SECRET_KEY_ARN", "STEPWISE_EVENT_BUS",
 	"EMBED_MODEL", "EMBED_PROVIDER", "EMBED_MODEL_CONTEXT_LENGTH",
 	"TASK_MODEL", "TASK_PROVIDER", "TASK_MODEL_CONTEXT_LENGTH",
 	"CHAT_MODEL", "CHAT_PROVIDER", "CHAT_MODEL_CONTEXT_LENGTH",
@@ -187,67 +188,55 @@ func TestTemplate(t *testing.T) {
 					t.Errorf("%s is not a variable the entry points read", name)
 				}
 			}
-			if v, ok := env["AWS_ENDPOINT_URL"]; ok {
-				t.Errorf("AWS_ENDPOINT_URL = %#v: it is for LocalStack and would send the SDK away from AWS", v)
+			for name, why := range map[string]string{
+				"AWS_ENDPOINT_URL": "it is for LocalStack and would send the SDK away from AWS",
+				// The key itself would be readable by anyone who may read
+				// the function's configuration.
+				"STEPWISE_SECRET_KEY": "the key would be readable in the function's configuration; set STEPWISE_SECRET_KEY_ARN",
+			} {
+				if v, ok := env[name]; ok {
+					t.Errorf("%s = %#v: %s", name, v, why)
+				}
+			}
+			if !slices.Contains([]string{"ApiFunction", "WorkerFunction"}, fn.id) {
+				return
 			}
 			for name, want := range map[string]any{
-				"STEPWISE_TABLE":     map[string]any{"Ref": "Table"},
-				"STEPWISE_QUEUE_URL": map[string]any{"Ref": "WorkQueue"},
-				"STEPWISE_BUCKET":    map[string]any{"Ref": "BlobBucket"},
+				"STEPWISE_TABLE":          map[string]any{"Ref": "Table"},
+				"STEPWISE_QUEUE_URL":      map[string]any{"Ref": "WorkQueue"},
+				"STEPWISE_BUCKET":         map[string]any{"Ref": "BlobBucket"},
+				"STEPWISE_EVENT_BUS":      map[string]any{"Ref": "EventBus"},
+				"STEPWISE_SECRET_KEY_ARN": map[string]any{"Ref": "SecretKeySecretId"},
 			} {
 				if got := env[name]; !reflect.DeepEqual(got, want) {
 					t.Errorf("%s = %#v, want %#v", name, got, want)
 				}
 			}
-			// The key must come from a secret store at deploy time, never
-			// from a parameter value that the stack would show. Secrets
-			// Manager, because CloudFormation refuses ssm-secure references
-			// in Lambda's environment.
-			ref, _ := lookup(env["STEPWISE_SECRET_KEY"], "Fn::Sub").(string)
-			if !strings.HasPrefix(ref, "{{resolve:secretsmanager:") {
-				t.Errorf("STEPWISE_SECRET_KEY = %#v, want a secretsmanager dynamic reference", env["STEPWISE_SECRET_KEY"])
-			}
 		})
 	}
 
-	for _, tc := range []struct {
-		id   string
-		want []string
-	}{
-		{"ApiFunction", []string{"DynamoDBCrudPolicy", "S3CrudPolicy", "SQSSendMessagePolicy"}},
-		{"OpenAIFunction", []string{"DynamoDBCrudPolicy", "S3CrudPolicy"}},
-		{"IngestFunction", nil},
-		{"WorkerFunction", []string{"DynamoDBCrudPolicy", "S3CrudPolicy", "SQSSendMessagePolicy"}},
-	} {
-		t.Run("function "+tc.id+" permissions", func(t *testing.T) {
-			scope := map[string]struct {
-				field string
-				want  any
-			}{
-				"DynamoDBCrudPolicy":   {"TableName", map[string]any{"Ref": "Table"}},
-				"S3CrudPolicy":         {"BucketName", map[string]any{"Ref": "BlobBucket"}},
-				"SQSSendMessagePolicy": {"QueueName", getAtt("WorkQueue", "QueueName")},
-			}
-			var got []string
-			for _, p := range asList(functionProp(tpl, tc.id, "Policies")) {
-				m, ok := p.(map[string]any)
-				if !ok || len(m) != 1 {
-					t.Errorf("policy %#v: want one SAM policy template scoped to a resource of this stack", p)
-					continue
-				}
-				for name, args := range m {
-					got = append(got, name)
-					if s, ok := scope[name]; ok && !reflect.DeepEqual(lookup(args, s.field), s.want) {
-						t.Errorf("%s %s = %#v, want %#v", name, s.field, lookup(args, s.field), s.want)
-					}
-				}
-			}
-			slices.Sort(got)
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("policies = %v, want %v", got, tc.want)
+	t.Run("no secret is resolved into the template", func(t *testing.T) {
+		// A dynamic reference is resolved at deploy time into the
+		// property, where the function's configuration shows it.
+		walk(tpl, "", func(path, _ string, v any) {
+			if s, ok := v.(string); ok && strings.Contains(s, "{{resolve:") {
+				t.Errorf("%s = %q: read secrets at run time instead", path, s)
 			}
 		})
-	}
+	})
+
+	t.Run("the work queue receives ingest events only", func(t *testing.T) {
+		// The lifecycle events the API and the worker publish (source
+		// stepwise.executions) must not come back to the worker.
+		rule := resource(t, tpl, "EventsToWorkRule", "AWS::Events::Rule")
+		want := map[string]any{"source": []any{"stepwise.ingest"}}
+		if got := lookup(rule, "EventPattern"); !reflect.DeepEqual(got, want) {
+			t.Errorf("EventPattern = %#v, want %#v", got, want)
+		}
+		if got := lookup(rule, "EventBusName"); !reflect.DeepEqual(got, map[string]any{"Ref": "EventBus"}) {
+			t.Errorf("EventBusName = %#v, want the stack's bus", got)
+		}
+	})
 
 	t.Run("OpenAI function URL streams", func(t *testing.T) {
 		want := map[string]any{"AuthType": "AWS_IAM", "InvokeMode": "RESPONSE_STREAM"}
@@ -257,7 +246,7 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("outputs", func(t *testing.T) {
-		for _, name := range []string{"ApiUrl", "OpenAIUrl", "TableName", "QueueUrl", "BucketName"} {
+		for _, name := range []string{"ApiUrl", "OpenAIUrl", "TableName", "QueueUrl", "BucketName", "EventBusName"} {
 			if lookup(tpl, "Outputs", name, "Value") == nil {
 				t.Errorf("output %s is missing", name)
 			}

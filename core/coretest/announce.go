@@ -64,6 +64,26 @@ func announceFixture(t *testing.T, newStore func(t *testing.T) core.ExecutionSto
 	return f, pub
 }
 
+// run starts the chain (JSON) on the input "go", enqueues it and delivers
+// until the queue is empty; it returns the execution as started.
+func (f *deliverFixture) run(t *testing.T, chainJSON string) *core.Execution {
+	t.Helper()
+	ctx := context.Background()
+	chain, _, err := core.ParseChain([]byte(chainJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := f.engine.Start(ctx, core.StartRequest{Chain: chain, Input: core.String("go")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine.Enqueue(ctx, ex); err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, core.DeliverOptions{})
+	return ex
+}
+
 func (f *deliverFixture) get(t *testing.T, id string) *core.Execution {
 	t.Helper()
 	ex, err := f.store.GetExecution(context.Background(), core.DefaultTenant, id)
@@ -148,20 +168,9 @@ func announceCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore
 
 	t.Run("WaitResumeEnd", func(t *testing.T) {
 		f, pub := announceFixture(t, newStore)
-		chain, _, err := core.ParseChain([]byte(`{"id":"approval","tasks":[
+		ex := f.run(t, `{"id":"approval","tasks":[
 			{"id":"ask","handler":"await_input","prompt_template":"approve?","transition":{"branches":[{"operator":"default","goto":"t2"}]}},
-			{"id":"t2","handler":"prompt_to_string","prompt_template":"step 2","transition":{"branches":[{"operator":"default","goto":"end"}]}}]}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ex, err := f.engine.Start(ctx, core.StartRequest{Chain: chain, Input: core.String("go")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.engine.Enqueue(ctx, ex); err != nil {
-			t.Fatal(err)
-		}
-		f.drain(t, core.DeliverOptions{})
+			{"id":"t2","handler":"prompt_to_string","prompt_template":"step 2","transition":{"branches":[{"operator":"default","goto":"end"}]}}]}`)
 		if got := pub.types(); len(got) != 1 || got[0] != events.TypeExecutionWaiting {
 			t.Fatalf("published %v, want %s", got, events.TypeExecutionWaiting)
 		}
@@ -199,19 +208,8 @@ func announceCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore
 
 	t.Run("LargeOutputLeftOut", func(t *testing.T) {
 		f, pub := announceFixture(t, newStore)
-		chain, _, err := core.ParseChain([]byte(`{"id":"big","tasks":[{"id":"t1","handler":"prompt_to_string","prompt_template":"` +
-			strings.Repeat("x", 100*1024) + `","transition":{"branches":[{"operator":"default","goto":"end"}]}}]}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ex, err := f.engine.Start(ctx, core.StartRequest{Chain: chain, Input: core.String("go")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.engine.Enqueue(ctx, ex); err != nil {
-			t.Fatal(err)
-		}
-		f.drain(t, core.DeliverOptions{})
+		f.run(t, `{"id":"big","tasks":[{"id":"t1","handler":"prompt_to_string","prompt_template":"`+
+			strings.Repeat("x", 100*1024)+`","transition":{"branches":[{"operator":"default","goto":"end"}]}}]}`)
 		var data core.ExecutionEventData
 		if err := json.Unmarshal(pub.last().Data, &data); err != nil || !data.Omitted || data.Output != nil || data.Status != core.StatusSucceeded {
 			t.Errorf("event data of %d bytes: omitted %v, output %v (%v); want the output left out", len(pub.last().Data), data.Omitted, data.Output != nil, err)

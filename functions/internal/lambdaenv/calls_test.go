@@ -2,7 +2,6 @@ package lambdaenv_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"sort"
@@ -10,9 +9,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
@@ -70,28 +71,22 @@ func format(counts map[string]int) string {
 	return strings.Join(ops, " ")
 }
 
-// TestCallsPerStep counts the DynamoDB and SQS calls the worker makes
-// while a six-step chain runs over several invocations (each has time for
-// about three steps), per committed step and per continuation, so that the
-// figures in the docs come from a run. Only sane bounds are asserted.
+// TestCallsPerStep counts the DynamoDB, SQS and EventBridge calls the
+// worker makes while a six-step chain runs over several invocations (each
+// has time for about three steps), per committed step and per
+// continuation, so that the figures in the docs come from a run. Only sane
+// bounds are asserted, and that the execution's end is published once.
 func TestCallsPerStep(t *testing.T) {
 	d := deploy(t, map[string]string{"STEPWISE_SYNC_TIMEOUT": "500ms"})
 	d.llm.Script(fakellm.Reply{Match: "step", Text: "done", Latency: stepLatency})
 	s := d.env.Settings
-	vars := map[string]string{
-		"STEPWISE_TABLE":           s.Table,
-		"STEPWISE_QUEUE_URL":       s.QueueURL,
-		"STEPWISE_SECRET_KEY":      base64.StdEncoding.EncodeToString(make([]byte, 32)),
-		"AWS_ENDPOINT_URL":         s.Endpoint,
-		"OLLAMA_BACKEND_URL":       d.llm.URL(),
-		"EMBED_MODEL":              embedModel,
-		"TASK_MODEL":               taskModel,
-		"CHAT_MODEL":               chatModel,
-		"STEPWISE_LOG_LEVEL":       "error",
-		"STEPWISE_DELIVERY_MARGIN": "2s",
-	}
-	counter := &callCounter{calls: map[string]int{}}
 	ctx := context.Background()
+	const bus = "stepwise-calls"
+	if _, err := eventbridge.NewFromConfig((&awsmoto.Server{Endpoint: s.Endpoint}).Config()).CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(bus)}); err != nil {
+		t.Fatalf("CreateEventBus: %v", err)
+	}
+	vars := d.lambdaVars(map[string]string{"STEPWISE_EVENT_BUS": bus, "STEPWISE_DELIVERY_MARGIN": "2s"})
+	counter := &callCounter{calls: map[string]int{}}
 	env, err := lambdaenv.Load(ctx, func(k string) string { return vars[k] },
 		config.WithRegion(awsmoto.Region),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("testing", "testing", "")),
@@ -108,7 +103,7 @@ func TestCallsPerStep(t *testing.T) {
 	res.decode(t, &accepted)
 
 	committed, invocations := 0, 0
-	var dynamo, sqsCalls, continuations int
+	var dynamo, sqsCalls, continuations, published int
 	for status := ""; status != "succeeded"; status = d.status(accepted.ID) {
 		if invocations == 20 {
 			t.Fatalf("execution %s is %s after %d invocations", accepted.ID, status, invocations)
@@ -138,6 +133,7 @@ func TestCallsPerStep(t *testing.T) {
 		continuations += sent
 		dynamo += total(counts, "DynamoDB")
 		sqsCalls += total(counts, "SQS")
+		published += counts["EventBridge.PutEvents"]
 		t.Logf("invocation %d: %d step(s) committed, %d continuation(s) sent: %s", invocations, n, sent, format(counts))
 		if n == 0 {
 			t.Errorf("invocation %d committed no step", invocations)
@@ -153,6 +149,11 @@ func TestCallsPerStep(t *testing.T) {
 	if committed != chainSteps || invocations < 2 {
 		t.Fatalf("%d steps over %d invocations, want %d over several", committed, invocations, chainSteps)
 	}
-	t.Logf("figures: %d steps, %d invocations, %d continuations; DynamoDB %d calls (%.2f per committed step), SQS %d calls (%.2f per continuation)",
-		committed, invocations, continuations, dynamo, float64(dynamo)/float64(committed), sqsCalls, float64(sqsCalls)/float64(max(continuations, 1)))
+	// The one lifecycle event of this execution, "succeeded", costs one
+	// PutEvents (and the UpdateItem that clears it from the checkpoint).
+	if published != 1 {
+		t.Errorf("%d PutEvents, want 1: the execution's end, published once", published)
+	}
+	t.Logf("figures: %d steps, %d invocations, %d continuations; DynamoDB %d calls (%.2f per committed step), SQS %d calls (%.2f per continuation), EventBridge %d PutEvents",
+		committed, invocations, continuations, dynamo, float64(dynamo)/float64(committed), sqsCalls, float64(sqsCalls)/float64(max(continuations, 1)), published)
 }

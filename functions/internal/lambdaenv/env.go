@@ -30,7 +30,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
 
@@ -41,6 +43,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/worker"
+	"github.com/stepwise-run/stepwise/infra/awsbus"
 	"github.com/stepwise-run/stepwise/infra/awsdynamo"
 	"github.com/stepwise-run/stepwise/infra/awss3"
 	"github.com/stepwise-run/stepwise/infra/awssqs"
@@ -65,6 +68,10 @@ type Env struct {
 	Store *awsdynamo.Store
 	// Queue sends continuations to the SQS work queue.
 	Queue *awssqs.Queue
+	// Bus publishes executions' lifecycle events on EventBridge
+	// (STEPWISE_EVENT_BUS); nil when that is unset, and then the engine
+	// publishes none.
+	Bus *awsbus.Bus
 	// Catalog reads and writes backends, models, groups, chains and keys.
 	Catalog *catalog.Catalog
 	// Fleet routes model calls across the catalog's backends.
@@ -80,9 +87,12 @@ type Env struct {
 
 // Load reads the environment through getenv, builds the AWS clients (with
 // the SDK's usual credential and region chain; awsOpts are added to it),
-// bootstraps the default tenant's catalog as `stepwise serve` does and
-// loads the fleet. It fails with an error naming the variable at fault, or
-// with the AWS error of the bootstrap (a missing table, no permission).
+// reads the secret key from Secrets Manager when STEPWISE_SECRET_KEY_ARN
+// names its secret, bootstraps the default tenant's catalog as `stepwise
+// serve` does and loads the fleet. It fails with an error naming the
+// variable at fault (and the secret, for one that cannot be read or holds
+// no key), or with the AWS error of the bootstrap (a missing table, no
+// permission).
 func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*config.LoadOptions) error) (*Env, error) {
 	s, err := ParseSettings(getenv)
 	if err != nil {
@@ -96,6 +106,12 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	if err != nil {
 		return nil, core.WrapError(core.EINVALID, err, "AWS configuration")
 	}
+	if s.SecretKeyARN != "" {
+		// Every client shares cfg, so AWS_ENDPOINT_URL reaches this one too.
+		if s.SecretKey, err = readSecretKey(ctx, secretsmanager.NewFromConfig(cfg), s.SecretKeyARN); err != nil {
+			return nil, err
+		}
+	}
 	e := &Env{Settings: s, Logger: log}
 	e.Store = awsdynamo.New(dynamodb.NewFromConfig(cfg), s.Table)
 	if s.Bucket != "" {
@@ -106,6 +122,12 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 		e.Store = e.Store.WithBlobs(awss3.New(s3.NewFromConfig(cfg, pathStyle), s.Bucket), 0)
 	}
 	e.Queue = awssqs.New(sqs.NewFromConfig(cfg), s.QueueURL)
+	// An untyped nil publisher keeps the engine from publishing.
+	var publisher core.Publisher
+	if s.EventBus != "" {
+		e.Bus = awsbus.New(eventbridge.NewFromConfig(cfg), s.EventBus)
+		publisher = e.Bus
+	}
 
 	// An untyped nil keeps the catalog's own "no sealer" error when no key
 	// is configured.
@@ -126,7 +148,7 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 		return nil, err
 	}
 	e.Tools = hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
-	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleet.LLM(), Tools: e.Tools, Queue: e.Queue})
+	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleet.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher})
 	return e, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"os"
 	"strconv"
 	"testing"
@@ -36,18 +37,20 @@ const (
 // work queue, a fake model server as the Ollama backend, and the Env a
 // cold start of a function builds from its environment.
 type deployment struct {
-	t     *testing.T
+	t     testing.TB
 	env   *lambdaenv.Env
 	llm   *fakellm.Server
 	sqs   *sqs.Client
 	queue string
+	// vars are the variables the Env was loaded from.
+	vars map[string]string
 	// proxy is the API function's handler, as its main starts it.
 	proxy func(context.Context, awsevents.APIGatewayV2HTTPRequest) (awsevents.APIGatewayV2HTTPResponse, error)
 }
 
 // deploy creates the resources and loads the Env with the variables of
 // extra added to (or replacing) the usual ones.
-func deploy(t *testing.T, extra map[string]string) *deployment {
+func deploy(t testing.TB, extra map[string]string) *deployment {
 	t.Helper()
 	ctx := context.Background()
 	moto := awsmoto.Start(t)
@@ -88,8 +91,16 @@ func deploy(t *testing.T, extra map[string]string) *deployment {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	return &deployment{t: t, env: env, llm: fake, sqs: client, queue: aws.ToString(q.QueueUrl),
+	return &deployment{t: t, env: env, llm: fake, sqs: client, queue: aws.ToString(q.QueueUrl), vars: vars,
 		proxy: httpadapter.NewV2(lambdaenv.API(env)).ProxyWithContext}
+}
+
+// lambdaVars is the configuration of the api and worker functions in the
+// deployment, as the SAM template sets it, with extra added.
+func (d *deployment) lambdaVars(extra map[string]string) map[string]string {
+	vars := maps.Clone(d.vars)
+	maps.Copy(vars, extra)
+	return vars
 }
 
 // response is an API answer as the test reads it.
@@ -99,37 +110,48 @@ type response struct {
 	body   []byte
 }
 
-func (r response) decode(t *testing.T, v any) {
+func (r response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
 }
 
-// call invokes the API function with the event API Gateway would send for
-// the request: the fixture, with the method, path and body replaced.
-func (d *deployment) call(method, path string, body any, asBase64 bool) response {
-	d.t.Helper()
+// apigwEvent is the event API Gateway sends for the request: the fixture,
+// with the method, path and body replaced.
+func apigwEvent(tb testing.TB, method, path string, body []byte, asBase64 bool) awsevents.APIGatewayV2HTTPRequest {
+	tb.Helper()
 	raw, err := os.ReadFile("testdata/apigw-v2-request.json")
 	if err != nil {
-		d.t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var ev awsevents.APIGatewayV2HTTPRequest
 	if err := json.Unmarshal(raw, &ev); err != nil {
-		d.t.Fatalf("fixture: %v", err)
+		tb.Fatalf("fixture: %v", err)
 	}
 	ev.RawPath, ev.RequestContext.HTTP.Path, ev.RequestContext.HTTP.Method = path, path, method
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		ev.Body = string(body)
+		if asBase64 {
+			ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
+		}
+		ev.Headers["content-length"] = strconv.Itoa(len(body))
+	}
+	return ev
+}
+
+// call invokes the API function with the event API Gateway would send for
+// the request.
+func (d *deployment) call(method, path string, body any, asBase64 bool) response {
+	d.t.Helper()
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			d.t.Fatal(err)
 		}
-		ev.Body = string(b)
-		if asBase64 {
-			ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString(b), true
-		}
-		ev.Headers["content-length"] = strconv.Itoa(len(b))
 	}
+	ev := apigwEvent(d.t, method, path, b, asBase64)
 	ctx, cancel := context.WithTimeout(context.Background(), 29*time.Second)
 	defer cancel()
 	out, err := d.proxy(ctx, ev)
@@ -149,9 +171,22 @@ func (d *deployment) call(method, path string, body any, asBase64 bool) response
 // source mapping does, and returns them as the SQS event it would send.
 func (d *deployment) receive(ctx context.Context, max int32) awsevents.SQSEvent {
 	d.t.Helper()
+	return d.receiveHidden(ctx, max, 0)
+}
+
+// receiveHidden is receive with the messages hidden from other receives
+// for the seconds given (0: the queue's visibility timeout, 30 s). A
+// receive whose answer is lost (moto_server under load now and then closes
+// the connection under it, and the SDK's retry finds the queue empty)
+// hides its messages all the same; Lambda's poller sees them again after
+// the visibility timeout, and so does a test that receives with a short
+// one.
+func (d *deployment) receiveHidden(ctx context.Context, max, seconds int32) awsevents.SQSEvent {
+	d.t.Helper()
 	out, err := d.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(d.queue),
 		MaxNumberOfMessages:         max,
+		VisibilityTimeout:           seconds,
 		WaitTimeSeconds:             1,
 		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 		MessageAttributeNames:       []string{"All"},
@@ -212,7 +247,7 @@ func (d *deployment) settle(ctx context.Context, ev awsevents.SQSEvent, resp aws
 }
 
 // wantStatus fails the test unless res has the status.
-func wantStatus(t *testing.T, what string, res response, status int) {
+func wantStatus(t testing.TB, what string, res response, status int) {
 	t.Helper()
 	if res.status != status {
 		t.Fatalf("%s = %d %s, want %d", what, res.status, res.body, status)

@@ -19,6 +19,8 @@ const (
 	VarQueueURL        = "STEPWISE_QUEUE_URL"
 	VarBucket          = "STEPWISE_BUCKET"
 	VarSecretKey       = "STEPWISE_SECRET_KEY"
+	VarSecretKeyARN    = "STEPWISE_SECRET_KEY_ARN"
+	VarEventBus        = "STEPWISE_EVENT_BUS"
 	VarOllamaURL       = "OLLAMA_BACKEND_URL"
 	VarRoutingPolicy   = "STEPWISE_ROUTING_POLICY"
 	VarSyncTimeout     = "STEPWISE_SYNC_TIMEOUT"
@@ -41,9 +43,18 @@ type Settings struct {
 	// Bucket is the S3 bucket for step outputs too large for a DynamoDB
 	// item (STEPWISE_BUCKET); "" keeps them refused with a clear error.
 	Bucket string
-	// SecretKey seals provider keys (STEPWISE_SECRET_KEY); nil when unset,
-	// and then storing a provider key fails with a clear error.
+	// SecretKey seals provider keys (STEPWISE_SECRET_KEY, or after Load
+	// the key read from the secret SecretKeyARN names); nil when neither
+	// is set, and then storing a provider key fails with a clear error.
 	SecretKey []byte
+	// SecretKeyARN is the ARN or name of the Secrets Manager secret whose
+	// SecretString is the key (STEPWISE_SECRET_KEY_ARN), read by Load at
+	// cold start, so that the key is not in the function's configuration.
+	SecretKeyARN string
+	// EventBus is the EventBridge bus (name or ARN) on which executions'
+	// lifecycle events are published (STEPWISE_EVENT_BUS); "" publishes
+	// none.
+	EventBus string
 	// Defaults are the default models (EMBED_, TASK_, CHAT_MODEL with
 	// their _PROVIDER and _MODEL_CONTEXT_LENGTH).
 	Defaults catalog.Defaults
@@ -70,12 +81,14 @@ type Settings struct {
 func ParseSettings(getenv func(string) string) (Settings, error) {
 	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
 	s := Settings{
-		Table:     get(VarTable),
-		QueueURL:  get(VarQueueURL),
-		Bucket:    get(VarBucket),
-		OllamaURL: get(VarOllamaURL),
-		Policy:    get(VarRoutingPolicy),
-		Endpoint:  get(VarEndpointURL),
+		Table:        get(VarTable),
+		QueueURL:     get(VarQueueURL),
+		Bucket:       get(VarBucket),
+		SecretKeyARN: get(VarSecretKeyARN),
+		EventBus:     get(VarEventBus),
+		OllamaURL:    get(VarOllamaURL),
+		Policy:       get(VarRoutingPolicy),
+		Endpoint:     get(VarEndpointURL),
 	}
 	if s.Table == "" {
 		return s, invalid(VarTable, "required: the DynamoDB table's name")
@@ -88,12 +101,19 @@ func ParseSettings(getenv func(string) string) (Settings, error) {
 			return s, invalid(name, "%q is not an http(s) URL", v)
 		}
 	}
-	if k := get(VarSecretKey); k != "" {
+	k := get(VarSecretKey)
+	if k != "" && s.SecretKeyARN != "" {
+		return s, invalid(VarSecretKeyARN, "set it or %s, not both: the key comes from one place", VarSecretKey)
+	}
+	if k != "" {
 		key, err := seal.ParseKey(k)
 		if err != nil {
 			return s, core.WrapError(core.EINVALID, err, "%s", VarSecretKey)
 		}
 		s.SecretKey = key
+	}
+	if s.EventBus != "" && !eventBusOK(s.EventBus) {
+		return s, invalid(VarEventBus, "%q: want an EventBridge bus name or ARN", s.EventBus)
 	}
 	if s.Policy == "" {
 		s.Policy = core.PolicyOrdered
@@ -133,6 +153,24 @@ func duration(get func(string) string, name string, def time.Duration) (time.Dur
 		return 0, invalid(name, "%q: want a positive duration such as 25s", v)
 	}
 	return d, nil
+}
+
+// eventBusOK reports whether v is what EventBridge takes as a bus: a name
+// of letters, digits and "._-/" (at most 256), or the ARN of one.
+func eventBusOK(v string) bool {
+	if arn, ok := strings.CutPrefix(v, "arn:"); ok {
+		_, name, ok := strings.Cut(arn, ":event-bus/")
+		return ok && strings.Contains(arn, ":events:") && eventBusOK(name)
+	}
+	if v == "" || len(v) > 256 {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 func httpURL(v string) bool {

@@ -4,12 +4,18 @@ LocalStack runs this file once it is ready (it is mounted into
 /etc/localstack/init/ready.d). It can also be run by hand against any
 endpoint: AWS_ENDPOINT_URL=http://localhost:4566 python3 stepwise.py.
 Names follow the SAM stack name STEPWISE_STACK (default "stepwise"): the
-table <stack>, the queues <stack>-work and <stack>-work-dlq, the bus
-<stack> and its rule to the work queue. Running it again changes nothing.
+table <stack>, the bucket <stack>-blobs, the queues <stack>-work and
+<stack>-work-dlq, the bus <stack> and its rule to the work queue, and the
+secret <stack>/secret-key holding a random key that encrypts provider keys
+(the secret template.yaml's SecretKeySecretId names by default). Running
+it again changes nothing: in particular the key is made once and kept, as
+rotating it would make the provider keys already stored unreadable.
 """
 
+import base64
 import json
 import os
+import secrets
 
 import boto3
 
@@ -65,6 +71,18 @@ def create_bucket(s3):
         pass
 
 
+def create_secret_key(secretsmanager):
+    """The secret whose SecretString is the 32-byte key, base64, that the
+    functions read at cold start (STEPWISE_SECRET_KEY_ARN); returns its ARN."""
+    name = f"{STACK}/secret-key"
+    try:
+        return secretsmanager.describe_secret(SecretId=name)["ARN"]
+    except secretsmanager.exceptions.ResourceNotFoundException:
+        pass
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    return secretsmanager.create_secret(Name=name, SecretString=key)["ARN"]
+
+
 def main():
     create_table(client("dynamodb"))
     create_bucket(client("s3"))
@@ -84,11 +102,13 @@ def main():
     except events.exceptions.ResourceAlreadyExistsException:
         pass
     # put_rule and put_targets replace what exists under the same names.
+    # Only the events of ingest go to the work queue; the execution
+    # lifecycle events (source stepwise.executions) are for subscribers.
     rule_arn = events.put_rule(
         Name=f"{STACK}-events-to-work",
         EventBusName=STACK,
-        Description="Delivers stepwise domain events to the work queue.",
-        EventPattern=json.dumps({"source": [{"prefix": "stepwise"}]}),
+        Description="Delivers the events of stepwise ingest to the work queue.",
+        EventPattern=json.dumps({"source": ["stepwise.ingest"]}),
         State="ENABLED",
     )["RuleArn"]
     events.put_targets(Rule=f"{STACK}-events-to-work", EventBusName=STACK, Targets=[{
@@ -110,7 +130,10 @@ def main():
     for url in (work_url, dlq_url):
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": policy})
 
-    print(f"stepwise: STEPWISE_TABLE={STACK} STEPWISE_QUEUE_URL={work_url}")
+    secret_arn = create_secret_key(client("secretsmanager"))
+
+    print(f"stepwise: STEPWISE_TABLE={STACK} STEPWISE_QUEUE_URL={work_url} STEPWISE_BUCKET={STACK}-blobs "
+          f"STEPWISE_EVENT_BUS={STACK} STEPWISE_SECRET_KEY_ARN={secret_arn}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,254 @@
+package lambdaenv_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	awsevents "github.com/aws/aws-lambda-go/events"
+
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
+)
+
+// malformed is an event of the wrong shape for every function: JSON, as
+// Lambda only delivers JSON, but an array where an object is expected.
+const malformed = `[]`
+
+// wantFailure fails the test unless the function reported invocation id
+// to the error endpoint with an error type (typ, unless typ is ""), and
+// with a message holding msg.
+func wantFailure(t *testing.T, res result, id, typ, msg string) {
+	t.Helper()
+	e := res.failure(t, id)
+	if e.Type == "" {
+		t.Errorf("no errorType in %s", res.body)
+	} else if typ != "" && e.Type != typ {
+		t.Errorf("errorType %q, want %q", e.Type, typ)
+	}
+	if !strings.Contains(e.Message, msg) {
+		t.Errorf("errorMessage %q, want it to hold %q", e.Message, msg)
+	}
+}
+
+// TestBootstrapBinaries builds the api and worker bootstraps and drives
+// them through the Runtime API, as Lambda runs the zips: each first fails
+// a malformed event on the error endpoint and then answers the next one —
+// the api an API Gateway v2 event, the worker the SQS event of the
+// continuation of an execution the API started.
+func TestBootstrapBinaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the function binaries")
+	}
+	d := deploy(t, map[string]string{"STEPWISE_SYNC_TIMEOUT": "500ms"})
+	d.llm.Script(fakellm.Reply{Match: "step", Text: "done", Latency: stepLatency})
+
+	t.Run("api: GET /health", func(t *testing.T) {
+		p := startBootstrap(t, bootstraps.get(t, "api", runtime.GOOS, runtime.GOARCH), d.lambdaVars(nil))
+		t.Logf("api bootstrap: start to first poll %v", p.firstPoll(t))
+
+		wantFailure(t, p.invoke(t, "api-0", json.RawMessage(malformed), 29*time.Second), "api-0",
+			"UnmarshalTypeError", "events.APIGatewayV2HTTPRequest")
+
+		res := p.invoke(t, "api-1", apigwEvent(t, http.MethodGet, "/health", nil, false), 29*time.Second)
+		if res.kind != "response" || res.id != "api-1" {
+			t.Fatalf("function posted %s for %q: %s", res.kind, res.id, res.body)
+		}
+		var out awsevents.APIGatewayV2HTTPResponse
+		if err := json.Unmarshal(res.body, &out); err != nil {
+			t.Fatalf("decode %s: %v", res.body, err)
+		}
+		if out.StatusCode != http.StatusOK {
+			t.Errorf("GET /health = %d %s, want 200", out.StatusCode, out.Body)
+		}
+	})
+
+	t.Run("worker: one SQS continuation", func(t *testing.T) {
+		p := startBootstrap(t, bootstraps.get(t, "worker", runtime.GOOS, runtime.GOARCH),
+			d.lambdaVars(map[string]string{"STEPWISE_DELIVERY_MARGIN": "2s"}))
+		t.Logf("worker bootstrap: start to first poll %v", p.firstPoll(t))
+
+		wantFailure(t, p.invoke(t, "worker-0", json.RawMessage(`{}`), invocationTime), "worker-0",
+			"", "neither an SQS batch nor a scheduled sweep")
+
+		res := d.call(http.MethodPost, "/executions", map[string]any{"input": "go", "chain": prompts("slow", chainSteps)}, false)
+		wantStatus(t, "POST /executions", res, http.StatusAccepted)
+		var accepted struct{ ID string }
+		res.decode(t, &accepted)
+
+		ctx := context.Background()
+		ev := d.receive(ctx, 5)
+		if len(ev.Records) == 0 {
+			t.Fatal("the API enqueued nothing")
+		}
+		out := p.invoke(t, "worker-1", ev, invocationTime)
+		if out.kind != "response" || out.id != "worker-1" {
+			t.Fatalf("function posted %s for %q: %s", out.kind, out.id, out.body)
+		}
+		var resp awsevents.SQSEventResponse
+		if err := json.Unmarshal(out.body, &resp); err != nil {
+			t.Fatalf("decode %s: %v", out.body, err)
+		}
+		if len(resp.BatchItemFailures) != 0 {
+			t.Errorf("batch failures %+v, want none", resp.BatchItemFailures)
+		}
+		d.settle(ctx, ev, resp)
+
+		var steps []struct{ TaskID string }
+		res = d.call(http.MethodGet, "/executions/"+accepted.ID+"/steps", nil, false)
+		wantStatus(t, "GET steps", res, http.StatusOK)
+		res.decode(t, &steps)
+		if len(steps) == 0 {
+			t.Errorf("execution %s committed no step in the worker's invocation", accepted.ID)
+		}
+		if next := d.receive(ctx, 5); len(next.Records) == 0 && d.status(accepted.ID) != "succeeded" {
+			t.Errorf("execution %s is %s and no continuation was enqueued", accepted.ID, d.status(accepted.ID))
+		}
+		t.Logf("worker bootstrap: %d step(s) committed in one %v invocation", len(steps), invocationTime)
+	})
+}
+
+// notImplemented fails the test unless body is the 501 envelope of
+// functions/internal/unimplemented naming what.
+func notImplemented(t *testing.T, body []byte, what string) {
+	t.Helper()
+	var env struct {
+		Error struct {
+			Message, Type, Code string
+			Param               any
+		}
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		t.Fatalf("body %q: %v", body, err)
+	}
+	if e := env.Error; e.Code != "not_implemented" || e.Type != "api_error" || !strings.Contains(e.Message, what) || e.Param != nil {
+		t.Errorf("error %+v, want not_implemented api_error naming %q", e, what)
+	}
+}
+
+// functionURLEvent is the event a Function URL sends: the urlstream
+// package's fixture (a streamed chat completion), as edit leaves it.
+func functionURLEvent(t *testing.T, edit func(*awsevents.LambdaFunctionURLRequest)) awsevents.LambdaFunctionURLRequest {
+	t.Helper()
+	raw, err := os.ReadFile("../urlstream/testdata/function-url-request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev awsevents.LambdaFunctionURLRequest
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	if edit != nil {
+		edit(&ev)
+	}
+	return ev
+}
+
+// TestBootstrapIngest drives the ingest bootstrap through the Runtime API
+// with the events of payload format 2.0 it takes (an HTTP API route, and a
+// Function URL in BUFFERED mode). The failures come first, so that the
+// answers after them show the process polling on after an error.
+func TestBootstrapIngest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the function binaries")
+	}
+	p := startBootstrap(t, bootstraps.get(t, "ingest", runtime.GOOS, runtime.GOARCH), nil)
+	t.Logf("ingest bootstrap: start to first poll %v", p.firstPoll(t))
+
+	tests := []struct {
+		name  string
+		event any
+		// fails tells whether the function fails the invocation, with
+		// errorType (any, if "") and a message holding message.
+		fails              bool
+		errorType, message string
+	}{
+		{"malformed event: error endpoint", json.RawMessage(malformed), true, "UnmarshalTypeError", "events.APIGatewayV2HTTPRequest"},
+		{"HTTP API route: 501", apigwEvent(t, http.MethodPost, "/webhooks/github", []byte(`{"action":"opened"}`), false), false, "", ""},
+		{"Function URL, BUFFERED: 501", functionURLEvent(t, nil), false, "", ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "ingest-" + string(rune('a'+i))
+			res := p.invoke(t, id, tt.event, 29*time.Second)
+			if tt.fails {
+				wantFailure(t, res, id, tt.errorType, tt.message)
+				return
+			}
+			if res.kind != "response" || res.id != id {
+				t.Fatalf("function posted %s for %q: %s", res.kind, res.id, res.body)
+			}
+			var out awsevents.APIGatewayV2HTTPResponse
+			if err := json.Unmarshal(res.body, &out); err != nil {
+				t.Fatalf("decode %s: %v", res.body, err)
+			}
+			if out.StatusCode != http.StatusNotImplemented {
+				t.Errorf("status %d, want 501", out.StatusCode)
+			}
+			if ct := out.Headers["Content-Type"]; ct != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", ct)
+			}
+			notImplemented(t, []byte(out.Body), "webhook ingest")
+		})
+	}
+}
+
+// TestBootstrapOpenAI drives the openai bootstrap as a Function URL with
+// InvokeMode RESPONSE_STREAM does: the function streams its answer to the
+// response endpoint (chunked, a JSON prelude, eight NUL bytes, the body),
+// and the test reads it as the URL's client would. The failures come
+// first, so that the answers after them show the process polling on after
+// an error.
+func TestBootstrapOpenAI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the function binaries")
+	}
+	p := startBootstrap(t, bootstraps.get(t, "openai", runtime.GOOS, runtime.GOARCH), nil)
+	t.Logf("openai bootstrap: start to first poll %v", p.firstPoll(t))
+
+	tests := []struct {
+		name  string
+		event any
+		// fails tells whether the function fails the invocation, with
+		// errorType (any, if "") and a message holding message.
+		fails              bool
+		errorType, message string
+	}{
+		{"malformed event: error endpoint", json.RawMessage(malformed), true, "UnmarshalTypeError", "events.LambdaFunctionURLRequest"},
+		{"body not base64: error endpoint", functionURLEvent(t, func(ev *awsevents.LambdaFunctionURLRequest) { ev.Body = "%%%" }),
+			true, "", "urlstream: body is not base64"},
+		{"POST /v1/chat/completions: streamed 501", functionURLEvent(t, nil), false, "", ""},
+		{"GET /v1/models: streamed 501", functionURLEvent(t, func(ev *awsevents.LambdaFunctionURLRequest) {
+			ev.RawPath, ev.RequestContext.HTTP.Path, ev.RequestContext.HTTP.Method = "/v1/models", "/v1/models", http.MethodGet
+			ev.Body, ev.IsBase64Encoded, ev.RawQueryString = "", false, ""
+		}), false, "", ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "openai-" + string(rune('a'+i))
+			res := p.invoke(t, id, tt.event, 29*time.Second)
+			if tt.fails {
+				wantFailure(t, res, id, tt.errorType, tt.message)
+				return
+			}
+			if res.id != id {
+				t.Fatalf("function answered %q, want %q", res.id, id)
+			}
+			got := res.functionURL(t)
+			if got.status != http.StatusNotImplemented {
+				t.Errorf("status %d, want 501", got.status)
+			}
+			if ct := got.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", ct)
+			}
+			if c := got.header.Values("Set-Cookie"); len(c) != 0 {
+				t.Errorf("cookies %q, want none", c)
+			}
+			notImplemented(t, got.body, "the OpenAI-compatible endpoint")
+		})
+	}
+}
