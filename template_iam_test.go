@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ const (
 // AWS needs it there.
 var wildcardResources = map[string]string{
 	grantObjects: "S3 grants on objects by key pattern; the keys are <tenant>/<sha-256>, made at run time",
+	grantSecret:  "a secret known by name has six random characters after it in its ARN; the parameter's pattern keeps wildcards out of the name",
 }
 
 // functionRoles is, for each function of the template, its role and every
@@ -212,7 +214,7 @@ func TestTemplateIAM(t *testing.T) {
 				}
 				for _, r := range asListOrOne(lookup(st, "Resource")) {
 					s := render(r)
-					if s == "*" || (strings.Contains(s, "*") && wildcardResources[s] == "") {
+					if s == "*" || (strings.ContainsAny(s, "*?") && wildcardResources[s] == "") {
 						t.Errorf("%s allows resource %q", where, s)
 					}
 				}
@@ -221,6 +223,35 @@ func TestTemplateIAM(t *testing.T) {
 		// The four roles' trust and permissions, and the queue policy.
 		if docs < 2*len(functionRoles)+1 {
 			t.Errorf("found %d policy documents, want at least %d: the walk missed some", docs, 2*len(functionRoles)+1)
+		}
+	})
+
+	t.Run("the secret's name cannot widen its grant", func(t *testing.T) {
+		pattern, _ := lookup(tpl, "Parameters", "SecretKeySecretId", "AllowedPattern").(string)
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			t.Fatalf("SecretKeySecretId's AllowedPattern %q: %v", pattern, err)
+		}
+		for value, want := range map[string]bool{
+			"stepwise/secret-key": true,
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:stepwise/secret-key-AbCdEf": true,
+			"*":                 false,
+			"stepwise/*":        false,
+			"stepwise/secret-?": false,
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:*": false,
+			"": false,
+		} {
+			if got := re.MatchString(value); got != want {
+				t.Errorf("SecretKeySecretId %q accepted = %v, want %v", value, got, want)
+			}
+		}
+	})
+
+	t.Run("logs expire", func(t *testing.T) {
+		for _, fr := range functionRoles {
+			if got := lookup(resource(t, tpl, fr.logGroup, "AWS::Logs::LogGroup"), "RetentionInDays"); !equalJSON(got, map[string]any{"Ref": "LogRetentionDays"}) {
+				t.Errorf("%s.RetentionInDays = %#v, want the LogRetentionDays parameter", fr.logGroup, got)
+			}
 		}
 	})
 

@@ -56,12 +56,16 @@
 // fails, the item is read back: if it holds this write's version and
 // token, the write was applied and only its answer was lost (the SDK
 // retried a request whose response never arrived, and the retry found its
-// own write), so it succeeds. A delete whose retry finds the record gone
-// succeeds likewise. Without this, a worker would drop a delivery whose
-// commit had succeeded, and the execution would wait for the sweeper; a
-// catalog write would answer 409 for what it did. UpdateItem has no
-// idempotency token of its own, and TransactWriteItems' ClientRequestToken
-// is not honoured by every emulator.
+// own write), so it succeeds; if the item cannot be read, the outcome is
+// unknown and the write fails with EUNAVAILABLE rather than a conflict.
+// The read back does not stop when the caller's context does, as the write
+// did not. Without this, a worker would drop a delivery whose commit had
+// succeeded, and the execution would wait for the sweeper; a catalog write
+// would answer 409 for what it did. UpdateItem has no idempotency token of
+// its own, and TransactWriteItems' ClientRequestToken is not honoured by
+// every emulator. A delete leaves nothing to recognise: its retry after a
+// lost answer is ENOTFOUND on moto (DynamoDB answers the replayed
+// ClientRequestToken with success).
 //
 // # Size
 //

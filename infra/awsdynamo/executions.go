@@ -102,8 +102,8 @@ func (s *Store) CreateExecution(ctx context.Context, e *core.Execution) error {
 		return err
 	}
 	exists := func(ctx context.Context) error {
-		if s.wrote(ctx, stateKey(e.Tenant, e.ID), 1, token) {
-			return nil
+		if ok, err := s.wrote(ctx, stateKey(e.Tenant, e.ID), 1, token, "create execution "+e.ID); ok || err != nil {
+			return err
 		}
 		return core.Errorf(core.ECONFLICT, "execution %q already exists", e.ID)
 	}
@@ -181,25 +181,34 @@ func writeToken() (string, error) {
 }
 
 // readBack reads the version and write token of the item at key,
-// strongly consistent; a nil item if there is none.
-func (s *Store) readBack(ctx context.Context, key item) (item, error) {
-	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+// strongly consistent; a nil item if there is none. It reads on a context
+// of its own, as the write it checks was sent (see writeContext): a caller
+// out of time must still learn whether its write was applied. An error
+// means the outcome of that write is unknown: EUNAVAILABLE, not a
+// conflict.
+func (s *Store) readBack(ctx context.Context, key item, what string) (item, error) {
+	rctx, cancel, err := writeContext(context.WithoutCancel(ctx), what)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	out, err := s.client.GetItem(rctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: key, ConsistentRead: aws.Bool(true),
 		ProjectionExpression:     aws.String("#v, #w"),
 		ExpressionAttributeNames: map[string]string{"#v": attrVersion, "#w": attrWrite},
 	})
 	if err != nil {
-		return nil, err
+		return nil, core.WrapError(core.EUNAVAILABLE, s.fail(err, "read it back"),
+			"%s failed its condition, and whether it had been applied could not be read", what)
 	}
 	return out.Item, nil
 }
 
 // wrote reports whether the item at key is at version with the token: the
-// write that failed its condition had been applied already. A read that
-// fails counts as not, which leaves the condition's answer.
-func (s *Store) wrote(ctx context.Context, key item, version int64, token string) bool {
-	it, err := s.readBack(ctx, key)
-	return err == nil && holds(it, version, token)
+// write that failed its condition had been applied already.
+func (s *Store) wrote(ctx context.Context, key item, version int64, token, what string) (bool, error) {
+	it, err := s.readBack(ctx, key, what)
+	return err == nil && holds(it, version, token), err
 }
 
 // holds reports whether it (nil: no item) is at version with the token.
@@ -216,11 +225,9 @@ func holds(it item, version int64, token string) bool {
 // package doc, Writes), ENOTFOUND if the execution does not exist, else
 // ECONFLICT.
 func (s *Store) missingOrMoved(ctx context.Context, e *core.Execution, token string) error {
-	it, err := s.readBack(ctx, stateKey(e.Tenant, e.ID))
+	it, err := s.readBack(ctx, stateKey(e.Tenant, e.ID), "commit execution "+e.ID)
 	if err != nil {
-		// The condition failed all the same: this write was not applied
-		// by this request.
-		return core.WrapError(core.ECONFLICT, s.fail(err, "read it back"), "execution %s moved on or is gone", e.ID)
+		return err
 	}
 	if it == nil {
 		return core.Errorf(core.ENOTFOUND, "execution %s not found", e.ID)

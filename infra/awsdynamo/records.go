@@ -146,8 +146,8 @@ func (s *Store) CreateRecord(ctx context.Context, tenant string, r *core.Record)
 			ConditionExpression: aws.String(cond), ExpressionAttributeNames: e.names,
 		}},
 		onCondition: func(ctx context.Context) error {
-			if s.wrote(ctx, recordKey(tenant, r.Kind, r.ID), 1, token) {
-				return nil
+			if ok, err := s.wrote(ctx, recordKey(tenant, r.Kind, r.ID), 1, token, "create "+r.Kind+" "+r.ID); ok || err != nil {
+				return err
 			}
 			return core.Errorf(core.ECONFLICT, "%s %q already exists", r.Kind, r.ID)
 		},
@@ -211,15 +211,14 @@ func (s *Store) FindRecord(ctx context.Context, tenant, kind, key string) (*core
 
 // versionGuard is the transaction item's condition that the record is
 // still at version, and the error when it is not: none if the write that
-// carried token ("" for a delete, which leaves nothing to read back) had
+// carried token ("" for a delete, which leaves nothing to recognise) had
 // been applied (see the package doc, Writes).
 func (s *Store) versionGuard(tenant, kind, id string, version int64, token string) (e expr, cond string, moved func(context.Context) error) {
 	cond = e.n(attrVersion) + " = " + e.v(attrN(version))
 	moved = func(ctx context.Context) error {
-		it, err := s.readBack(ctx, recordKey(tenant, kind, id))
+		it, err := s.readBack(ctx, recordKey(tenant, kind, id), "write "+kind+" "+id)
 		if err != nil {
-			// The condition failed all the same: this request wrote nothing.
-			return core.WrapError(core.ECONFLICT, s.fail(err, "read it back"), "%s %s moved on or is gone", kind, id)
+			return err
 		}
 		if it == nil {
 			return core.Errorf(core.ENOTFOUND, "%s %s not found", kind, id)
@@ -309,16 +308,7 @@ func (s *Store) DeleteRecord(ctx context.Context, tenant, kind, id string) error
 		if err != nil {
 			return err
 		}
-		e, cond, guard := s.versionGuard(tenant, kind, id, version, "")
-		// The record was there when read; gone now, it was deleted by this
-		// request (whose answer was lost, and whose retry found it gone)
-		// or by another. Either way what was asked is done.
-		moved := func(ctx context.Context) error {
-			if err := guard(ctx); core.ErrorCode(err) != core.ENOTFOUND {
-				return err
-			}
-			return nil
-		}
+		e, cond, moved := s.versionGuard(tenant, kind, id, version, "")
 		ops := []txOp{{
 			op: types.TransactWriteItem{Delete: &types.Delete{
 				TableName:           aws.String(s.table),

@@ -9,11 +9,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
@@ -79,13 +77,8 @@ func format(counts map[string]int) string {
 func TestCallsPerStep(t *testing.T) {
 	d := deploy(t, map[string]string{"STEPWISE_SYNC_TIMEOUT": "500ms"})
 	d.llm.Script(fakellm.Reply{Match: "step", Text: "done", Latency: stepLatency})
-	s := d.env.Settings
 	ctx := context.Background()
-	const bus = "stepwise-calls"
-	if _, err := eventbridge.NewFromConfig((&awsmoto.Server{Endpoint: s.Endpoint}).Config()).CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(bus)}); err != nil {
-		t.Fatalf("CreateEventBus: %v", err)
-	}
-	vars := d.lambdaVars(map[string]string{"STEPWISE_EVENT_BUS": bus, "STEPWISE_DELIVERY_MARGIN": "2s"})
+	vars := d.lambdaVars(map[string]string{"STEPWISE_DELIVERY_MARGIN": "2s"})
 	counter := &callCounter{calls: map[string]int{}}
 	env, err := lambdaenv.Load(ctx, func(k string) string { return vars[k] },
 		config.WithRegion(awsmoto.Region),

@@ -135,7 +135,11 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	if s.SecretKey != nil {
 		box, err := seal.New(s.SecretKey)
 		if err != nil {
-			return nil, core.WrapError(core.EINVALID, err, "%s", VarSecretKey)
+			from := VarSecretKey
+			if s.SecretKeyARN != "" {
+				from = VarSecretKeyARN
+			}
+			return nil, core.WrapError(core.EINVALID, err, "%s", from)
 		}
 		sealer = box
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
@@ -68,19 +70,31 @@ func deploy(t testing.TB, extra map[string]string) *deployment {
 		CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(table + "-blobs")}); err != nil {
 		t.Fatalf("create bucket: %v", err)
 	}
+	// The key that seals provider keys, in a secret, and the bus of
+	// lifecycle events: the API's and the worker's configuration is the
+	// template's.
+	secret, err := secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String(table + "/secret-key"), SecretString: aws.String(base64.StdEncoding.EncodeToString(make([]byte, 32)))})
+	if err != nil {
+		t.Fatalf("create secret: %v", err)
+	}
+	if _, err := eventbridge.NewFromConfig(cfg).CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(table)}); err != nil {
+		t.Fatalf("create bus: %v", err)
+	}
 	fake := fakellm.Start()
 	t.Cleanup(fake.Close)
 	vars := map[string]string{
-		"STEPWISE_TABLE":      table,
-		"STEPWISE_QUEUE_URL":  aws.ToString(q.QueueUrl),
-		"STEPWISE_BUCKET":     table + "-blobs",
-		"STEPWISE_SECRET_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32)),
-		"AWS_ENDPOINT_URL":    moto.Endpoint,
-		"OLLAMA_BACKEND_URL":  fake.URL(),
-		"EMBED_MODEL":         embedModel,
-		"TASK_MODEL":          taskModel,
-		"CHAT_MODEL":          chatModel,
-		"STEPWISE_LOG_LEVEL":  "error",
+		"STEPWISE_TABLE":          table,
+		"STEPWISE_QUEUE_URL":      aws.ToString(q.QueueUrl),
+		"STEPWISE_BUCKET":         table + "-blobs",
+		"STEPWISE_EVENT_BUS":      table,
+		"STEPWISE_SECRET_KEY_ARN": aws.ToString(secret.ARN),
+		"AWS_ENDPOINT_URL":        moto.Endpoint,
+		"OLLAMA_BACKEND_URL":      fake.URL(),
+		"EMBED_MODEL":             embedModel,
+		"TASK_MODEL":              taskModel,
+		"CHAT_MODEL":              chatModel,
+		"STEPWISE_LOG_LEVEL":      "error",
 	}
 	for k, v := range extra {
 		vars[k] = v
@@ -96,7 +110,8 @@ func deploy(t testing.TB, extra map[string]string) *deployment {
 }
 
 // lambdaVars is the configuration of the api and worker functions in the
-// deployment, as the SAM template sets it, with extra added.
+// deployment, with the variables the SAM template sets them (the key in a
+// secret, the bus), with extra added.
 func (d *deployment) lambdaVars(extra map[string]string) map[string]string {
 	vars := maps.Clone(d.vars)
 	maps.Copy(vars, extra)

@@ -13,8 +13,11 @@ import (
 
 // TestFiftyContinuations runs a long chain one step per delivery, each
 // delivery fed from the SQS work queue, so that the execution is handed on
-// fifty times. At every hop exactly one message must be on the queue: a
-// duplicated or lost continuation would show up as two or none.
+// fifty times. Every hop must find a message (none: a continuation was
+// lost) and run exactly one step, and the engine must send one
+// continuation per version it hands on: the same message again is SQS's
+// at-least-once delivery (or the SDK resending it), which must run
+// nothing, but a second message for a version is a duplicated send.
 func TestFiftyContinuations(t *testing.T) {
 	tests := []struct {
 		name string
@@ -46,6 +49,8 @@ func TestFiftyContinuations(t *testing.T) {
 			// of one, so that every step is its own delivery.
 			w := worker.New(worker.Config{Engine: d.env.Engine, Margin: d.env.Settings.Margin, MaxSteps: 1})
 			hops, ran := 0, 0
+			// sent is, for every version handed on, the message that did.
+			sent := map[int64]string{}
 			for {
 				// Long-poll for up to ten seconds, with the messages hidden
 				// for five: a receive whose answer the emulator lost shows
@@ -60,10 +65,20 @@ func TestFiftyContinuations(t *testing.T) {
 				if len(ev.Records) == 0 {
 					t.Fatalf("hop %d: no message on the queue: a continuation was lost", hops+1)
 				}
+				for _, r := range ev.Records {
+					m, err := core.DecodeQueueMessage([]byte(r.Body))
+					if err != nil {
+						t.Fatalf("hop %d: %v", hops+1, err)
+					}
+					if id, ok := sent[m.Version]; ok && id != m.ID {
+						t.Fatalf("hop %d: messages %s and %s both continue version %d: the engine sent twice", hops+1, id, m.ID, m.Version)
+					}
+					sent[m.Version] = m.ID
+				}
 				if len(ev.Records) > 1 {
-					// SQS delivers at least once; a duplicate must do nothing
-					// (the step count below proves one step per hop).
-					t.Logf("hop %d: %d messages (a duplicate)", hops+1, len(ev.Records))
+					// The step count below proves that the redelivered one
+					// ran nothing.
+					t.Logf("hop %d: %d messages (one delivered again)", hops+1, len(ev.Records))
 				}
 				hops++
 				ictx, cancel := context.WithTimeout(ctx, 15*time.Second)

@@ -172,7 +172,7 @@ func TestEventBusPublishesLifecycleEvents(t *testing.T) {
 		t.Errorf("events on the bus: %q, want %q", got, want)
 	}
 
-	if deploy(t, nil).env.Bus != nil {
-		t.Error("STEPWISE_EVENT_BUS unset, and Env.Bus is not nil")
+	if deploy(t, map[string]string{"STEPWISE_EVENT_BUS": ""}).env.Bus != nil {
+		t.Error("STEPWISE_EVENT_BUS empty, and Env.Bus is not nil")
 	}
 }
