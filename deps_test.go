@@ -96,8 +96,12 @@ func layerViolation(from, to string) string {
 		return "core/* must not import adapters or entry points"
 	case under(from, "core") && suiteOf(to) != "" && suiteOf(from) == "":
 		return suiteOf(to) + " is for tests only"
-	case under(from, "infra") && under(to, "infra") && strings.Split(rel(from), "/")[1] != strings.Split(rel(to), "/")[1]:
+	case under(from, "infra") && under(to, "infra") && !under(to, "infra/internal") &&
+		strings.Split(rel(from), "/")[1] != strings.Split(rel(to), "/")[1]:
+		// infra/internal holds what adapters share (awserr), not an adapter.
 		return "adapters never import each other"
+	case under(from, "infra/internal") && under(to, "infra") && !under(to, "infra/internal"):
+		return "what adapters share must not import an adapter"
 	case under(from, "infra") && (under(to, "functions") || under(to, "cmd")):
 		return "adapters must not import functions or entry points"
 	case under(from, "functions") && under(to, "cmd"):
@@ -125,6 +129,8 @@ func TestLayerRules(t *testing.T) {
 		{"events", "core", false},
 		{"infra/mem", "core", true},
 		{"infra/mem", "infra/sqlite", false},
+		{"infra/awssqs", "infra/internal/awserr", true},
+		{"infra/internal/awserr", "infra/awssqs", false},
 		{"infra/sqlite", "cmd/stepwise", false},
 		{"functions/api", "infra/sqlite", true},
 		{"functions/api", "cmd/stepwise", false},

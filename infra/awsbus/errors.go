@@ -2,16 +2,10 @@ package awsbus
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/infra/internal/awserr"
 )
 
 // entryCode classifies an EventBridge error code, of a PutEvents entry or
@@ -56,47 +50,12 @@ func failureCode(ctx context.Context, failed []core.PublishFailure) string {
 	return core.EINTERNAL
 }
 
-// mapError translates an error of a whole EventBridge request into a
-// *core.Error whose message is the formatted one; bus is named when it
-// does not exist. The table, first match wins:
-//
-//	context cancelled or deadline exceeded        ETIMEOUT
-//	bus does not exist                            EUNAVAILABLE (names the bus)
-//	throttling, server fault, retry quota spent,
-//	  request not sent (network)                  EUNAVAILABLE
-//	request rejected as malformed                 EINVALID
-//	anything else (access denied, ...)            EINTERNAL
-//
-// A missing bus is EUNAVAILABLE, not ENOTFOUND: the caller asked to
-// publish, not for the bus, and the fix is in the deployment.
+// mapError translates an error of the EventBridge client into a *core.Error whose
+// message is the formatted one, as awserr.Map does; bus is named when
+// the bus does not exist.
 func mapError(err error, bus, format string, args ...any) error {
 	if err == nil {
 		return nil
 	}
-	msg := fmt.Sprintf(format, args...)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return core.WrapError(core.ETIMEOUT, err, "%s", msg)
-	}
-	var missing *types.ResourceNotFoundException
-	var api smithy.APIError
-	hasAPI := errors.As(err, &api)
-	if errors.As(err, &missing) || hasAPI && entryCode(api.ErrorCode()) == core.ENOTFOUND {
-		return core.WrapError(core.EUNAVAILABLE, err, "%s: bus %s does not exist", msg, bus)
-	}
-	if hasAPI {
-		switch code := entryCode(api.ErrorCode()); {
-		case code == core.EUNAVAILABLE, api.ErrorFault() == smithy.FaultServer:
-			return core.WrapError(core.EUNAVAILABLE, err, "%s", msg)
-		case code == core.EINVALID:
-			return core.WrapError(core.EINVALID, err, "%s", msg)
-		}
-		return core.WrapError(core.EINTERNAL, err, "%s", msg)
-	}
-	var quota ratelimit.QuotaExceededError
-	var send *smithyhttp.RequestSendError
-	var netErr net.Error
-	if errors.As(err, &quota) || errors.As(err, &send) || errors.As(err, &netErr) {
-		return core.WrapError(core.EUNAVAILABLE, err, "%s", msg)
-	}
-	return core.WrapError(core.EINTERNAL, err, "%s", msg)
+	return awserr.Map(err, entryCode, "bus "+bus, fmt.Sprintf(format, args...))
 }

@@ -1,17 +1,10 @@
 package awssqs
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
-
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/infra/internal/awserr"
 )
 
 // codeOf classifies an SQS error code: EUNAVAILABLE for "not now" (the
@@ -45,46 +38,11 @@ func codeOf(code string) string {
 }
 
 // mapError translates an error of the SQS client into a *core.Error whose
-// message is the formatted one; queueURL is named when the queue does not
-// exist. The table, first match wins:
-//
-//	context cancelled or deadline exceeded        ETIMEOUT
-//	queue does not exist                          EUNAVAILABLE (names the URL)
-//	throttling, server fault, retry quota spent,
-//	  request not sent (network)                  EUNAVAILABLE
-//	request rejected as malformed                 EINVALID
-//	anything else (access denied, ...)            EINTERNAL
-//
-// A missing queue is EUNAVAILABLE, not ENOTFOUND: the caller asked to send
-// work, not for the queue, and the fix is in the deployment.
+// message is the formatted one, as awserr.Map does; queueURL is named when
+// the queue does not exist.
 func mapError(err error, queueURL, format string, args ...any) error {
 	if err == nil {
 		return nil
 	}
-	msg := fmt.Sprintf(format, args...)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return core.WrapError(core.ETIMEOUT, err, "%s", msg)
-	}
-	var missing *types.QueueDoesNotExist
-	var api smithy.APIError
-	hasAPI := errors.As(err, &api)
-	if errors.As(err, &missing) || hasAPI && codeOf(api.ErrorCode()) == core.ENOTFOUND {
-		return core.WrapError(core.EUNAVAILABLE, err, "%s: queue %s does not exist", msg, queueURL)
-	}
-	if hasAPI {
-		switch code := codeOf(api.ErrorCode()); {
-		case code == core.EUNAVAILABLE, api.ErrorFault() == smithy.FaultServer:
-			return core.WrapError(core.EUNAVAILABLE, err, "%s", msg)
-		case code == core.EINVALID:
-			return core.WrapError(core.EINVALID, err, "%s", msg)
-		}
-		return core.WrapError(core.EINTERNAL, err, "%s", msg)
-	}
-	var quota ratelimit.QuotaExceededError
-	var send *smithyhttp.RequestSendError
-	var netErr net.Error
-	if errors.As(err, &quota) || errors.As(err, &send) || errors.As(err, &netErr) {
-		return core.WrapError(core.EUNAVAILABLE, err, "%s", msg)
-	}
-	return core.WrapError(core.EINTERNAL, err, "%s", msg)
+	return awserr.Map(err, codeOf, "queue "+queueURL, fmt.Sprintf(format, args...))
 }
