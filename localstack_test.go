@@ -34,6 +34,12 @@ import (
 // from AWS_ENDPOINT_URL, so the test runs it against moto.
 const localstackInit = "localstack/init/ready.d/stepwise.py"
 
+// lostReceiveShows is the visibility timeout of the test's receives: under
+// load moto_server now and then closes the connection under a
+// ReceiveMessage answer, and the message it carried shows again only
+// after this (the work queue's own is 1800 s).
+const lostReceiveShows = 2
+
 // TestLocalStackInitScript runs the LocalStack init script twice against
 // the AWS emulator (the second run proves it idempotent) and checks that
 // the adapters work on what it created, as template.yaml would create it.
@@ -106,7 +112,7 @@ func TestLocalStackInitScript(t *testing.T) {
 		if err := awssqs.New(queues, workURL).Send(ctx, sent, 0); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
-		out, err := queues.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(workURL), MaxNumberOfMessages: 1, WaitTimeSeconds: 10})
+		out, err := queues.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(workURL), MaxNumberOfMessages: 1, WaitTimeSeconds: 10, VisibilityTimeout: lostReceiveShows})
 		if err != nil || len(out.Messages) != 1 {
 			t.Fatalf("ReceiveMessage = %d messages, %v; want the one sent", len(out.Messages), err)
 		}
@@ -169,7 +175,7 @@ func TestLocalStackInitScript(t *testing.T) {
 		}
 		var got []string
 		for tries := 0; tries < 5; tries++ {
-			msgs, err := queues.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(workURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+			msgs, err := queues.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(workURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: lostReceiveShows})
 			if err != nil {
 				t.Fatalf("ReceiveMessage: %v", err)
 			}

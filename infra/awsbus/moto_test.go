@@ -84,7 +84,10 @@ func (r routed) receive(ctx context.Context, n int) ([]delivered, error) {
 	var got []delivered
 	for len(got) < n && ctx.Err() == nil {
 		out, err := r.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(r.queueURL), MaxNumberOfMessages: 10})
+			QueueUrl: aws.String(r.queueURL), MaxNumberOfMessages: 10,
+			// A receive whose answer moto lost under load shows its
+			// messages again after this, not the queue's 30 s.
+			VisibilityTimeout: 2})
 		if err != nil {
 			if ctx.Err() != nil {
 				break

@@ -38,6 +38,14 @@ type received struct {
 	attributes map[string]string
 }
 
+// hideSeconds is how long the receiver hides what it receives, rather
+// than the queue's 30 s: under load moto_server now and then closes the
+// connection under a ReceiveMessage answer, the SDK's retry finds the
+// queue empty, and the message the lost answer carried shows again only
+// after its visibility timeout (as it would to Lambda's poller), which
+// must come well within the tests' wait for it.
+const hideSeconds = 5
+
 // receiver plays Lambda's event source mapping for the tests: one
 // message per long poll, deleted on success, made visible again at once
 // on failure so that it is redelivered with a higher receive count.
@@ -56,6 +64,7 @@ func (r receiver) receive(ctx context.Context) (received, func(error), error) {
 		out, err := r.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(r.url),
 			MaxNumberOfMessages:         1,
+			VisibilityTimeout:           hideSeconds,
 			WaitTimeSeconds:             2,
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 			MessageAttributeNames:       []string{"All"},

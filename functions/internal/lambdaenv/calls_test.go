@@ -101,9 +101,9 @@ func TestCallsPerStep(t *testing.T) {
 		if invocations == 20 {
 			t.Fatalf("execution %s is %s after %d invocations", accepted.ID, status, invocations)
 		}
-		ev := d.receive(ctx, 5)
+		ev := d.await(ctx, 5, 10)
 		if len(ev.Records) == 0 {
-			continue
+			t.Fatalf("execution %s is %s, and no message came in 20 s: a continuation was lost", accepted.ID, status)
 		}
 		invocations++
 		counter.take()

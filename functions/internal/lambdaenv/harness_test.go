@@ -189,6 +189,19 @@ func (d *deployment) receive(ctx context.Context, max int32) awsevents.SQSEvent 
 	return d.receiveHidden(ctx, max, 0)
 }
 
+// await receives as receive does, with the messages hidden for hide
+// seconds (longer than their handling takes), polling for twice that
+// until a message comes: a message whose receive the emulator lost shows
+// again within the polls. Empty, it is a continuation lost for good.
+func (d *deployment) await(ctx context.Context, max, hide int32) awsevents.SQSEvent {
+	d.t.Helper()
+	ev := d.receiveHidden(ctx, max, hide)
+	for tries := int32(1); len(ev.Records) == 0 && tries < 2*hide; tries++ {
+		ev = d.receiveHidden(ctx, max, hide)
+	}
+	return ev
+}
+
 // receiveHidden is receive with the messages hidden from other receives
 // for the seconds given (0: the queue's visibility timeout, 30 s). A
 // receive whose answer is lost (moto_server under load now and then closes

@@ -52,16 +52,10 @@ func TestFiftyContinuations(t *testing.T) {
 			// sent is, for every version handed on, the message that did.
 			sent := map[int64]string{}
 			for {
-				// Long-poll for up to ten seconds, with the messages hidden
-				// for five: a receive whose answer the emulator lost shows
-				// its message again within the polls, as Lambda's poller
-				// would see it after the visibility timeout. A hop takes
-				// well under five seconds; a message shown again during one
-				// arrives with the next as a duplicate, which runs nothing.
-				ev := d.receiveHidden(ctx, 10, 5)
-				for tries := 1; len(ev.Records) == 0 && tries < 10; tries++ {
-					ev = d.receiveHidden(ctx, 10, 5)
-				}
+				// A hop takes well under the five seconds a message is
+				// hidden for; one shown again during a hop arrives with the
+				// next as the same message again, which runs nothing.
+				ev := d.await(ctx, 10, 5)
 				if len(ev.Records) == 0 {
 					t.Fatalf("hop %d: no message on the queue: a continuation was lost", hops+1)
 				}

@@ -146,8 +146,10 @@ func TestEventBusPublishesLifecycleEvents(t *testing.T) {
 	wantStatus(t, "POST /tasks", d.call(http.MethodPost, "/tasks", map[string]any{"input": "go", "chain": chain}, false), http.StatusOK)
 
 	var got []string
+	// A short visibility timeout: a receive whose answer moto lost shows
+	// its message again within the tries (see receiveHidden).
 	for tries := 0; tries < 10 && len(got) == 0; tries++ {
-		out, err := d.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		out, err := d.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 2})
 		if err != nil {
 			t.Fatalf("ReceiveMessage: %v", err)
 		}

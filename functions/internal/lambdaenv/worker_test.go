@@ -58,9 +58,9 @@ func TestWorkerContinuesFromSQS(t *testing.T) {
 				if invocations == 20 {
 					t.Fatalf("execution %s is %s after %d invocations", accepted.ID, status, invocations)
 				}
-				ev := d.receive(ctx, 5)
+				ev := d.await(ctx, 5, 10)
 				if len(ev.Records) == 0 {
-					continue
+					t.Fatalf("execution %s is %s, and no message came in 20 s: a continuation was lost", accepted.ID, status)
 				}
 				invocations++
 				ictx, cancel := context.WithTimeout(ctx, invocationTime)
