@@ -1,7 +1,8 @@
 // Package awsmoto starts the AWS-protocol emulator (moto_server) for the
 // tests of the AWS adapters: one server on 127.0.0.1 and a free port per
-// test binary's request, stopped by PID when the test ends. It is imported
-// only from _test.go files.
+// test binary's request, stopped by PID when the test ends, and on Linux
+// by the kernel when the test binary dies without ending its tests (a
+// test timeout). It is imported only from _test.go files.
 //
 // When moto_server is not installed the tests that need it are skipped —
 // except under CI=true, where a missing emulator fails them, so that CI
@@ -49,6 +50,7 @@ func Start(t testing.TB) *Server {
 	port := freePort(t)
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = nil, nil
+	stopWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start moto_server: %v", err)
 	}
