@@ -14,40 +14,6 @@ import (
 	"github.com/stepwise-run/stepwise/core"
 )
 
-// slowLLM answers every prompt with "done: <prompt>", after delay; with
-// block set it never answers and returns when its context ends.
-type slowLLM struct {
-	delay time.Duration
-	block bool
-}
-
-func (l *slowLLM) answer(ctx context.Context, text string) (core.Completion, error) {
-	if l.block {
-		<-ctx.Done()
-		return core.Completion{}, ctx.Err()
-	}
-	if l.delay > 0 {
-		select {
-		case <-ctx.Done():
-			return core.Completion{}, ctx.Err()
-		case <-time.After(l.delay):
-		}
-	}
-	return core.Completion{Message: core.Message{Role: core.RoleAssistant, Content: "done: " + text}, FinishReason: "stop"}, nil
-}
-
-func (l *slowLLM) Prompt(ctx context.Context, req core.PromptRequest, _ core.DeltaFunc) (core.Completion, error) {
-	return l.answer(ctx, req.Prompt)
-}
-
-func (l *slowLLM) Chat(ctx context.Context, req core.ChatRequest, _ core.DeltaFunc) (core.Completion, error) {
-	return l.answer(ctx, req.Messages[len(req.Messages)-1].Content)
-}
-
-func (l *slowLLM) Embed(context.Context, core.EmbedRequest) (core.Embedding, error) {
-	return core.Embedding{Vector: []float32{1}}, nil
-}
-
 // sentQueue is a core.Queue that keeps what is sent, for the test to
 // deliver by hand.
 type sentQueue struct {
@@ -133,13 +99,13 @@ type deliverFixture struct {
 	store  core.ExecutionStore
 	queue  *sentQueue
 	clock  *testClock
-	llm    *slowLLM
+	llm    *EchoLLM
 	hook   *effectHook
 }
 
 func newDeliverFixture(t *testing.T, newStore func(t *testing.T) core.ExecutionStore, failpoint string, maxHops int) *deliverFixture {
 	t.Helper()
-	f := &deliverFixture{store: newStore(t), queue: &sentQueue{}, clock: &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, llm: &slowLLM{}, hook: &effectHook{}}
+	f := &deliverFixture{store: newStore(t), queue: &sentQueue{}, clock: &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, llm: &EchoLLM{}, hook: &effectHook{}}
 	armed := failpoint != ""
 	var mu sync.Mutex
 	f.engine = core.NewEngine(core.EngineConfig{
@@ -344,7 +310,7 @@ func deliverCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore)
 	})
 	t.Run("ConcurrentDuplicatesRunOnce", func(t *testing.T) {
 		f := newDeliverFixture(t, newStore, "", 0)
-		f.llm.delay = 20 * time.Millisecond
+		f.llm.Delay = 20 * time.Millisecond
 		m := f.start(t, 3)
 		var wg sync.WaitGroup
 		results := make(chan core.DeliverResult, 20)
@@ -515,7 +481,7 @@ func longStepCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore
 	t.Run("RenewedWhileTheStepRuns", func(t *testing.T) {
 		f := newDeliverFixture(t, newStore, "", 0)
 		f.engine = newEngine(f)
-		f.llm.delay = 300 * time.Millisecond // ten leases long
+		f.llm.Delay = 300 * time.Millisecond // ten leases long
 		m := f.start(t, 2)
 		res, err := f.engine.Deliver(context.Background(), m, core.DeliverOptions{}, nil)
 		if err != nil || res.Outcome != core.OutcomeRan || res.Steps != 2 {
@@ -530,7 +496,7 @@ func longStepCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore
 	t.Run("LostWhileTheStepRuns", func(t *testing.T) {
 		f := newDeliverFixture(t, newStore, "", 0)
 		f.engine = newEngine(f)
-		f.llm.block = true // only losing the lease can end this step
+		f.llm.Gate = make(chan struct{}) // never opened: only losing the lease can end this step
 		m := f.start(t, 2)
 		done := make(chan core.DeliverResult, 1)
 		go func() {

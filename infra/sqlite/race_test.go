@@ -11,49 +11,8 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/coretest"
 )
-
-// gatedLLM answers every prompt with "done: <prompt>" after delay; while
-// gate is not nil, each call first waits for it to close (a worker stuck
-// in a model call).
-type gatedLLM struct {
-	delay time.Duration
-	gate  chan struct{}
-
-	mu    sync.Mutex
-	calls int // the calls that reached the model
-}
-
-func (l *gatedLLM) answer(ctx context.Context, text string) (core.Completion, error) {
-	l.mu.Lock()
-	l.calls++
-	l.mu.Unlock()
-	if l.gate != nil {
-		select {
-		case <-ctx.Done():
-			return core.Completion{}, ctx.Err()
-		case <-l.gate:
-		}
-	}
-	select {
-	case <-ctx.Done():
-		return core.Completion{}, ctx.Err()
-	case <-time.After(l.delay):
-	}
-	return core.Completion{Message: core.Message{Role: core.RoleAssistant, Content: "done: " + text}, FinishReason: "stop"}, nil
-}
-
-func (l *gatedLLM) Prompt(ctx context.Context, req core.PromptRequest, _ core.DeltaFunc) (core.Completion, error) {
-	return l.answer(ctx, req.Prompt)
-}
-
-func (l *gatedLLM) Chat(ctx context.Context, req core.ChatRequest, _ core.DeltaFunc) (core.Completion, error) {
-	return l.answer(ctx, req.Messages[len(req.Messages)-1].Content)
-}
-
-func (l *gatedLLM) Embed(context.Context, core.EmbedRequest) (core.Embedding, error) {
-	return core.Embedding{Vector: []float32{1}}, nil
-}
 
 // commitLog counts, per step index, the commits of a step record that
 // succeeded, across every engine of a test.
@@ -105,7 +64,7 @@ func (q *sharedQueue) take() []core.QueueMessage {
 // two processes on one machine would have.
 type worker struct {
 	engine *core.Engine
-	llm    *gatedLLM
+	llm    *coretest.EchoLLM
 }
 
 // raceFixture is two workers over one SQLite file, one queue and one log
@@ -130,7 +89,7 @@ func newRaceFixture(t *testing.T, now func() time.Time, delay time.Duration) *ra
 		if i == 0 {
 			f.store = s
 		}
-		w := &worker{llm: &gatedLLM{delay: delay}}
+		w := &worker{llm: &coretest.EchoLLM{Delay: delay}}
 		w.engine = core.NewEngine(core.EngineConfig{
 			Store: &countingStore{ExecutionStore: s, name: fmt.Sprintf("worker%d", i), log: f.log},
 			LLM:   w.llm, Queue: f.queue, Now: now,
@@ -291,7 +250,7 @@ func TestZombieWorkerLosesItsCommit(t *testing.T) {
 	}
 	f := newRaceFixture(t, now, 0)
 	zombie, heir := f.workers[0], f.workers[1]
-	zombie.llm.gate = make(chan struct{})
+	zombie.llm.Gate = make(chan struct{})
 	m := f.start(t, n)
 
 	type outcome struct {
@@ -305,10 +264,7 @@ func TestZombieWorkerLosesItsCommit(t *testing.T) {
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		zombie.llm.mu.Lock()
-		calls := zombie.llm.calls
-		zombie.llm.mu.Unlock()
-		if calls > 0 {
+		if zombie.llm.Calls() > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -335,7 +291,7 @@ func TestZombieWorkerLosesItsCommit(t *testing.T) {
 		}
 	}
 
-	close(zombie.llm.gate)
+	close(zombie.llm.Gate)
 	late := <-stalled
 	if late.err == nil && late.res.Steps > 0 {
 		t.Errorf("the stalled worker reports %d committed steps, want none", late.res.Steps)
