@@ -106,32 +106,9 @@ func executionListTests(t *testing.T, newStore func(t *testing.T) core.Execution
 			mustCreate(t, s, e)
 		}
 		slices.Reverse(want)
-		var got []string
-		var sizes []int
-		q := core.ExecutionQuery{Limit: 100}
-		for range n {
-			ids, next := listExecIDs(t, s, "default", q)
-			got = append(got, ids...)
-			sizes = append(sizes, len(ids))
-			if next == "" {
-				break
-			}
-			q.Cursor = next
-		}
-		if !reflect.DeepEqual(sizes, []int{100, 100, 50}) {
-			t.Errorf("page sizes = %v, want [100 100 50]", sizes)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("paged through %d executions, want each of the %d once, newest first:\n got %v\nwant %v", len(got), n, got, want)
-		}
-		ids, next := listExecIDs(t, s, "default", core.ExecutionQuery{})
-		if len(ids) != core.DefaultPageSize || next == "" {
-			t.Errorf("limit 0 gave %d executions (next %q), want %d and a next page", len(ids), next, core.DefaultPageSize)
-		}
-		ids, next = listExecIDs(t, s, "default", core.ExecutionQuery{Limit: core.MaxPageSize})
-		if len(ids) != n || next != "" {
-			t.Errorf("limit %d gave %d executions (next %q), want all %d and no next page", core.MaxPageSize, len(ids), next, n)
-		}
+		checkPaging(t, "executions", want, func(limit int, cursor string) ([]string, string) {
+			return listExecIDs(t, s, "default", core.ExecutionQuery{Limit: limit, Cursor: cursor})
+		})
 	})
 
 	t.Run("ListInvalidQueryIsInvalid", func(t *testing.T) {

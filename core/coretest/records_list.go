@@ -46,32 +46,9 @@ func recordListTests(t *testing.T, newStore func(t *testing.T) core.RecordStore)
 			mustCreateRecord(t, s, "default", NewRecord("model", fmt.Sprintf("r%03d", j), recordTime().Add(time.Duration(j/3)*time.Second)))
 		}
 		slices.Reverse(want)
-		var got []string
-		var sizes []int
-		q := core.ListQuery{Limit: 100}
-		for range n {
-			ids, next := listIDs(t, s, "default", "model", q)
-			got = append(got, ids...)
-			sizes = append(sizes, len(ids))
-			if next == "" {
-				break
-			}
-			q.Cursor = next
-		}
-		if !reflect.DeepEqual(sizes, []int{100, 100, 50}) {
-			t.Errorf("page sizes = %v, want [100 100 50]", sizes)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("paged through %d records, want each of the %d once, newest first:\n got %v\nwant %v", len(got), n, got, want)
-		}
-		ids, next := listIDs(t, s, "default", "model", core.ListQuery{})
-		if len(ids) != core.DefaultPageSize || next == "" {
-			t.Errorf("limit 0 gave %d records (next %q), want %d and a next page", len(ids), next, core.DefaultPageSize)
-		}
-		ids, next = listIDs(t, s, "default", "model", core.ListQuery{Limit: core.MaxPageSize})
-		if len(ids) != n || next != "" {
-			t.Errorf("limit %d gave %d records (next %q), want all %d and no next page", core.MaxPageSize, len(ids), next, n)
-		}
+		checkPaging(t, "records", want, func(limit int, cursor string) ([]string, string) {
+			return listIDs(t, s, "default", "model", core.ListQuery{Limit: limit, Cursor: cursor})
+		})
 	})
 
 	t.Run("PrefixFilter", func(t *testing.T) {
@@ -192,4 +169,44 @@ func listIDs(t *testing.T, s core.RecordStore, tenant, kind string, q core.ListQ
 		t.Errorf("Next cursor %q is not URL-safe", page.Next)
 	}
 	return ids, page.Next
+}
+
+// checkPaging pages through the items want lists, newest first, with list
+// (a limit and a cursor in, a page's IDs and the next cursor out): pages
+// of 100 must visit each once, in order, and limits 0 and MaxPageSize give
+// the default page size and everything (so want needs more items than the
+// default page and at most MaxPageSize).
+func checkPaging(t *testing.T, what string, want []string, list func(limit int, cursor string) ([]string, string)) {
+	t.Helper()
+	n := len(want)
+	var got []string
+	var sizes []int
+	cursor := ""
+	for range n {
+		ids, next := list(100, cursor)
+		got = append(got, ids...)
+		sizes = append(sizes, len(ids))
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	var wantSizes []int
+	for left := n; left > 0; left -= 100 {
+		wantSizes = append(wantSizes, min(left, 100))
+	}
+	if !reflect.DeepEqual(sizes, wantSizes) {
+		t.Errorf("page sizes = %v, want %v", sizes, wantSizes)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("paged through %d %s, want each of the %d once, newest first:\n got %v\nwant %v", len(got), what, n, got, want)
+	}
+	ids, next := list(0, "")
+	if len(ids) != core.DefaultPageSize || next == "" {
+		t.Errorf("limit 0 gave %d %s (next %q), want %d and a next page", len(ids), what, next, core.DefaultPageSize)
+	}
+	ids, next = list(core.MaxPageSize, "")
+	if len(ids) != n || next != "" {
+		t.Errorf("limit %d gave %d %s (next %q), want all %d and no next page", core.MaxPageSize, len(ids), what, next, n)
+	}
 }
