@@ -17,14 +17,14 @@ type instantLLM struct{}
 
 func (instantLLM) Chat(_ context.Context, req core.ChatRequest, onDelta core.DeltaFunc) (core.Completion, error) {
 	if onDelta != nil {
-		onDelta("ok")
+		onDelta(core.Delta{Text: "ok"})
 	}
 	return core.Completion{Message: core.Message{Role: "assistant", Content: "ok"}, FinishReason: "stop", Usage: core.Usage{TokensIn: 10, TokensOut: 1, Model: "m", Backend: "b"}}, nil
 }
 
 func (instantLLM) Prompt(_ context.Context, _ core.PromptRequest, onDelta core.DeltaFunc) (core.Completion, error) {
 	if onDelta != nil {
-		onDelta("ok")
+		onDelta(core.Delta{Text: "ok"})
 	}
 	return core.Completion{Message: core.Message{Role: "assistant", Content: "ok"}, FinishReason: "stop", Usage: core.Usage{TokensIn: 10, TokensOut: 1, Model: "m", Backend: "b"}}, nil
 }

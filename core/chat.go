@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -18,8 +19,14 @@ const (
 // that ties a tool result to its call are kept, so multi-turn tool use
 // survives every round trip.
 type Message struct {
-	Role    string `json:"role"`
+	Role string `json:"role"`
+	// Content is the message's text. For content given as parts it is
+	// the text of the text parts, joined.
 	Content string `json:"content"`
+	// Parts is the content as it was given when it was an array of
+	// parts (text and images), kept so that it reaches the backend as
+	// given; nil for content given as a string.
+	Parts []ContentPart `json:"-"`
 	// ToolCalls are the calls an assistant message asks for.
 	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 	// ToolCallID ties a tool message to the call it answers.
@@ -30,8 +37,40 @@ type Message struct {
 	Timestamp *time.Time `json:"timestamp,omitempty"`
 }
 
+// ContentPart is one part of a message's content, in OpenAI's shape.
+type ContentPart struct {
+	// Type is "text" or "image_url".
+	Type string `json:"type"`
+	// Text is a text part's text.
+	Text string `json:"text,omitempty"`
+	// ImageURL is an image part's image: an http(s) URL or a data: URL.
+	ImageURL *ImageURL `json:"image_url,omitempty"`
+}
+
+// ImageURL is the image of an image_url part.
+type ImageURL struct {
+	URL string `json:"url"`
+	// Detail is "auto", "low" or "high"; "" means auto.
+	Detail string `json:"detail,omitempty"`
+}
+
+// ContentPartTypes are the part types a message's content may have.
+func ContentPartTypes() []string { return []string{"text", "image_url"} }
+
+// MarshalJSON writes the content as its parts when it was given as parts.
+func (m Message) MarshalJSON() ([]byte, error) {
+	type plain Message
+	if m.Parts == nil {
+		return json.Marshal(plain(m))
+	}
+	return json.Marshal(struct {
+		plain
+		Content []ContentPart `json:"content"`
+	}{plain(m), m.Parts})
+}
+
 // UnmarshalJSON accepts the reference's internal key callTools for
-// tool_calls, and content given as an array of OpenAI text parts.
+// tool_calls, and content given as an array of OpenAI content parts.
 func (m *Message) UnmarshalJSON(b []byte) error {
 	var raw struct {
 		Role       string          `json:"role"`
@@ -45,13 +84,14 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
-	content, err := decodeContent(raw.Content)
+	content, parts, err := decodeContent(raw.Content)
 	if err != nil {
 		return err
 	}
 	*m = Message{
 		Role:       strings.ToLower(raw.Role),
 		Content:    content,
+		Parts:      parts,
 		ToolCalls:  raw.ToolCalls,
 		ToolCallID: raw.ToolCallID,
 		Name:       raw.Name,
@@ -63,31 +103,43 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// decodeContent reads a message content that is a string, null, or an array
-// of parts of which the text parts are joined.
-func decodeContent(raw json.RawMessage) (string, error) {
+// decodeContent reads a message content that is a string, null, or an
+// array of parts, returning its text (the text parts joined) and the parts.
+// A part of a type other than ContentPartTypes is an error naming it.
+func decodeContent(raw json.RawMessage) (string, []ContentPart, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
+		return "", nil, nil
 	}
 	if raw[0] == '"' {
 		var s string
 		err := json.Unmarshal(raw, &s)
-		return s, err
+		return s, nil, err
 	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
+	var parts []ContentPart
 	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var sb strings.Builder
-	for _, p := range parts {
-		if p.Type == "text" || p.Type == "" {
+	for i := range parts {
+		p := &parts[i]
+		switch p.Type {
+		case "", "text", "input_text", "output_text":
+			// The Responses API's names of a text part, and none at all,
+			// mean a text part.
+			p.Type = "text"
 			sb.WriteString(p.Text)
+		case "image_url":
+			if p.ImageURL == nil || p.ImageURL.URL == "" {
+				return "", nil, fmt.Errorf("content[%d]: an image_url part needs image_url.url", i)
+			}
+		default:
+			return "", nil, fmt.Errorf("content[%d]: part type %q is not supported (supported: %s)", i, p.Type, strings.Join(ContentPartTypes(), ", "))
 		}
 	}
-	return sb.String(), nil
+	if parts == nil {
+		parts = []ContentPart{}
+	}
+	return sb.String(), parts, nil
 }
 
 // ToolCall is a model's request to call one function.
@@ -175,19 +227,79 @@ func (h ChatHistory) String() string { return h.Last().Content }
 // OpenAIChatRequest is the openai_chat data type: a chat completion request
 // in the OpenAI wire format.
 type OpenAIChatRequest struct {
-	Model            string    `json:"model,omitempty"`
-	Messages         []Message `json:"messages"`
-	Tools            []Tool    `json:"tools,omitempty"`
-	ToolChoice       any       `json:"tool_choice,omitempty"`
-	MaxTokens        int       `json:"max_tokens,omitempty"`
-	Temperature      *float64  `json:"temperature,omitempty"`
-	TopP             *float64  `json:"top_p,omitempty"`
-	Stop             StopList  `json:"stop,omitempty"`
-	N                int       `json:"n,omitempty"`
-	Stream           bool      `json:"stream,omitempty"`
-	PresencePenalty  *float64  `json:"presence_penalty,omitempty"`
-	FrequencyPenalty *float64  `json:"frequency_penalty,omitempty"`
-	User             string    `json:"user,omitempty"`
+	Model               string          `json:"model,omitempty"`
+	Messages            []Message       `json:"messages"`
+	Tools               []Tool          `json:"tools,omitempty"`
+	ToolChoice          any             `json:"tool_choice,omitempty"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls,omitempty"`
+	MaxTokens           int             `json:"max_tokens,omitempty"`
+	MaxCompletionTokens int             `json:"max_completion_tokens,omitempty"`
+	Temperature         *float64        `json:"temperature,omitempty"`
+	TopP                *float64        `json:"top_p,omitempty"`
+	Stop                StopList        `json:"stop,omitempty"`
+	Seed                *int            `json:"seed,omitempty"`
+	ResponseFormat      *ResponseFormat `json:"response_format,omitempty"`
+	N                   int             `json:"n,omitempty"`
+	Stream              bool            `json:"stream,omitempty"`
+	PresencePenalty     *float64        `json:"presence_penalty,omitempty"`
+	FrequencyPenalty    *float64        `json:"frequency_penalty,omitempty"`
+	ReasoningEffort     string          `json:"reasoning_effort,omitempty"`
+	User                string          `json:"user,omitempty"`
+}
+
+// Options returns the request's generation options.
+func (r OpenAIChatRequest) Options() GenOptions {
+	o := GenOptions{
+		Temperature: r.Temperature, TopP: r.TopP, MaxTokens: r.MaxTokens, Stop: r.Stop,
+		Seed: r.Seed, PresencePenalty: r.PresencePenalty, FrequencyPenalty: r.FrequencyPenalty,
+		ResponseFormat: r.ResponseFormat, ToolChoice: r.ToolChoice, ParallelToolCalls: r.ParallelToolCalls,
+		ReasoningEffort: r.ReasoningEffort, User: r.User,
+	}
+	if r.MaxCompletionTokens > 0 {
+		o.MaxTokens = r.MaxCompletionTokens
+	}
+	return o
+}
+
+// Under returns o with every option o leaves open taken from under.
+func (o GenOptions) Under(under GenOptions) GenOptions {
+	if o.Temperature == nil {
+		o.Temperature = under.Temperature
+	}
+	if o.TopP == nil {
+		o.TopP = under.TopP
+	}
+	if o.MaxTokens == 0 {
+		o.MaxTokens = under.MaxTokens
+	}
+	if len(o.Stop) == 0 {
+		o.Stop = under.Stop
+	}
+	if o.Seed == nil {
+		o.Seed = under.Seed
+	}
+	if o.PresencePenalty == nil {
+		o.PresencePenalty = under.PresencePenalty
+	}
+	if o.FrequencyPenalty == nil {
+		o.FrequencyPenalty = under.FrequencyPenalty
+	}
+	if o.ResponseFormat == nil {
+		o.ResponseFormat = under.ResponseFormat
+	}
+	if o.ToolChoice == nil {
+		o.ToolChoice = under.ToolChoice
+	}
+	if o.ParallelToolCalls == nil {
+		o.ParallelToolCalls = under.ParallelToolCalls
+	}
+	if o.ReasoningEffort == "" {
+		o.ReasoningEffort = under.ReasoningEffort
+	}
+	if o.User == "" {
+		o.User = under.User
+	}
+	return o
 }
 
 // StopList is a list of stop sequences that also accepts a single string.

@@ -48,18 +48,7 @@ func runChatCompletion(ctx context.Context, r *stepRun, in Value) (result, error
 		if len(sel.Models) == 0 && req.Model != "" {
 			sel.Models = []string{req.Model}
 		}
-		if opts.Temperature == nil {
-			opts.Temperature = req.Temperature
-		}
-		if opts.TopP == nil {
-			opts.TopP = req.TopP
-		}
-		if opts.MaxTokens == 0 {
-			opts.MaxTokens = req.MaxTokens
-		}
-		if len(opts.Stop) == 0 {
-			opts.Stop = req.Stop
-		}
+		opts = opts.Under(req.Options())
 	}
 	tools, clientTools, err := r.offeredTools(ctx, req)
 	if err != nil {

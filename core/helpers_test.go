@@ -62,7 +62,7 @@ func (l *scriptLLM) answer(ctx context.Context, last string, onDelta core.DeltaF
 	if onDelta != nil {
 		for _, w := range strings.SplitAfter(r.text, " ") {
 			if w != "" {
-				onDelta(w)
+				onDelta(core.Delta{Text: w})
 			}
 		}
 	}

@@ -22,8 +22,28 @@ type LLM interface {
 	Embed(ctx context.Context, req EmbedRequest) (Embedding, error)
 }
 
-// DeltaFunc receives a piece of generated text as it streams.
-type DeltaFunc func(text string)
+// DeltaFunc receives a piece of an answer as the backend streams it.
+type DeltaFunc func(Delta)
+
+// Delta is one piece of a streamed answer: some text of the message's
+// content, or a piece of one of its tool calls.
+type Delta struct {
+	// Text continues the message's content.
+	Text string
+	// ToolCall, when not nil, continues one tool call of the answer.
+	ToolCall *ToolCallDelta
+}
+
+// ToolCallDelta is a piece of a streamed tool call. The first piece of a
+// call carries its ID and Name; every piece may carry some of its
+// arguments' JSON text. Pieces of one call share its Index, the call's
+// position in the answer counted from 0, so parallel calls stay apart.
+type ToolCallDelta struct {
+	Index     int
+	ID        string
+	Name      string
+	Arguments string
+}
 
 // Capability is what a request needs a model to be able to do.
 type Capability string
@@ -53,12 +73,49 @@ type ModelSelector struct {
 }
 
 // GenOptions are the sampling options passed on to the backend. Nil and
-// zero mean "the backend's default".
+// zero mean "the backend's default". Backends that lack an option ignore
+// it, as the provider packages document (Ollama has no tool_choice).
 type GenOptions struct {
 	Temperature *float64
 	TopP        *float64
 	MaxTokens   int
 	Stop        []string
+	// Seed asks for reproducible sampling.
+	Seed *int
+	// PresencePenalty and FrequencyPenalty discourage repetition.
+	PresencePenalty  *float64
+	FrequencyPenalty *float64
+	// ResponseFormat constrains the answer to JSON; nil means text.
+	ResponseFormat *ResponseFormat
+	// ToolChoice is OpenAI's tool_choice as given: "auto", "none",
+	// "required", or an object naming one function; nil means the
+	// backend's default.
+	ToolChoice any
+	// ParallelToolCalls, when set, allows or forbids several tool calls
+	// in one answer.
+	ParallelToolCalls *bool
+	// ReasoningEffort is a reasoning model's effort ("low", "medium",
+	// "high"); "" means the model's default.
+	ReasoningEffort string
+	// User identifies the end user to the backend.
+	User string
+}
+
+// ResponseFormat is what shape an answer must have.
+type ResponseFormat struct {
+	// Type is "text", "json_object" or "json_schema".
+	Type string `json:"type"`
+	// JSONSchema is the schema of a json_schema answer.
+	JSONSchema *JSONSchemaFormat `json:"json_schema,omitempty"`
+}
+
+// JSONSchemaFormat names and gives the schema a json_schema answer
+// follows.
+type JSONSchemaFormat struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description,omitempty"`
+	Schema      map[string]any `json:"schema,omitempty"`
+	Strict      *bool          `json:"strict,omitempty"`
 }
 
 // ChatRequest asks a model to continue Messages, optionally offering Tools.

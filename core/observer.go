@@ -9,8 +9,9 @@ type EventKind string
 const (
 	// EventStepStarted: a step is about to run Task (Step is nil).
 	EventStepStarted EventKind = "step_started"
-	// EventDelta: a piece of text a model streams during the step. Deltas
-	// are not checkpoints: an interrupted step runs again.
+	// EventDelta: a piece of text (Delta) or of a tool call (ToolCall) a
+	// model streams during the step. Deltas are not checkpoints: an
+	// interrupted step runs again.
 	EventDelta EventKind = "delta"
 	// EventStepCommitted: the step record is durable (Step is set).
 	EventStepCommitted EventKind = "step_committed"
@@ -30,6 +31,9 @@ type Event struct {
 	Attempt   int
 	// Delta is the streamed text (EventDelta).
 	Delta string
+	// ToolCall is the streamed piece of a tool call (EventDelta), nil for
+	// text.
+	ToolCall *ToolCallDelta
 	// Step is the committed record (EventStepCommitted).
 	Step *Step
 	// Execution is the final state (EventFinished).

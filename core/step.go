@@ -31,9 +31,10 @@ type stepRun struct {
 	macros macroEnv
 }
 
-// delta forwards streamed model text to the observer.
-func (r *stepRun) delta(text string) {
-	r.obs.Observe(Event{Kind: EventDelta, ExecutionID: r.ex.ID, StepIndex: r.index, TaskID: r.task.ID, Handler: r.task.Handler, Attempt: r.ex.Cursor.Attempt, Delta: text, At: r.e.now()})
+// delta forwards a streamed piece of a model's answer to the observer.
+func (r *stepRun) delta(d Delta) {
+	r.obs.Observe(Event{Kind: EventDelta, ExecutionID: r.ex.ID, StepIndex: r.index, TaskID: r.task.ID, Handler: r.task.Handler,
+		Attempt: r.ex.Cursor.Attempt, Delta: d.Text, ToolCall: d.ToolCall, At: r.e.now()})
 }
 
 // step runs one attempt of the execution's current task and advances ex

@@ -41,7 +41,7 @@ func BenchmarkPromptOverHTTP(b *testing.B) {
 			router := llm.NewRouter([]llm.Backend{{Name: "fake", Type: protocol, Provider: p}}, nil, llm.Defaults{Prompt: model})
 			req := core.PromptRequest{System: "Be brief.", Prompt: "What is stepwise?"}
 			ctx := context.Background()
-			sink := func(string) {}
+			sink := func(core.Delta) {}
 
 			b.Run("direct", func(b *testing.B) {
 				b.ReportAllocs()

@@ -46,13 +46,13 @@ func (f *fakeProvider) Chat(ctx context.Context, model string, req core.ChatRequ
 	f.record("chat:" + model)
 	if err := f.fail[model]; err != nil {
 		if f.partial && onDelta != nil {
-			onDelta("half an ans")
+			onDelta(core.Delta{Text: "half an ans"})
 		}
 		return core.Completion{}, err
 	}
 	if onDelta != nil {
-		onDelta("from ")
-		onDelta(f.name)
+		onDelta(core.Delta{Text: "from "})
+		onDelta(core.Delta{Text: f.name})
 	}
 	return core.Completion{
 		Message:      core.Message{Role: core.RoleAssistant, Content: "from " + f.name},

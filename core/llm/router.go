@@ -202,9 +202,9 @@ func watch(onDelta core.DeltaFunc) (core.DeltaFunc, *bool) {
 	if onDelta == nil {
 		return nil, streamed
 	}
-	return func(s string) {
+	return func(d core.Delta) {
 		*streamed = true
-		onDelta(s)
+		onDelta(d)
 	}, streamed
 }
 

@@ -126,7 +126,7 @@ func TestRouterOverLoopback(t *testing.T) {
 			out, err := r.Chat(context.Background(), core.ChatRequest{
 				Select:   core.ModelSelector{Models: []string{tt.model}},
 				Messages: []core.Message{{Role: core.RoleUser, Content: "hello"}},
-			}, func(s string) { deltas.WriteString(s) })
+			}, func(d core.Delta) { deltas.WriteString(d.Text) })
 			if n := served(fake1); n != tt.wantFirst {
 				t.Errorf("first backend saw %d requests, want %d", n, tt.wantFirst)
 			}

@@ -181,7 +181,7 @@ func TestRouterStreamedFailure(t *testing.T) {
 			var deltas strings.Builder
 			var onDelta core.DeltaFunc
 			if tt.withDelta {
-				onDelta = func(s string) { deltas.WriteString(s) }
+				onDelta = func(d core.Delta) { deltas.WriteString(d.Text) }
 			}
 			out, err := r.Chat(context.Background(), core.ChatRequest{}, onDelta)
 			if tt.wantErr {

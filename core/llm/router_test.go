@@ -325,7 +325,7 @@ func TestRouterResult(t *testing.T) {
 	t.Run("chat streams and fills usage", func(t *testing.T) {
 		var deltas []string
 		out, err := r.Chat(ctx, core.ChatRequest{Messages: []core.Message{{Role: core.RoleUser, Content: "hi"}}},
-			func(s string) { deltas = append(deltas, s) })
+			func(d core.Delta) { deltas = append(deltas, d.Text) })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // Fleet is the live side of the backends: their current model listings,
@@ -153,7 +154,7 @@ func New(cfg Config) *API {
 	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), closing: make(chan struct{})}
 	a.openAPI, a.openAPIErr = openAPIJSON()
 	a.register()
-	a.handler = a.withRequestID(a.withAccessLog(a.withRecovery(a.withBodyLimit(http.HandlerFunc(a.route)))))
+	a.handler = webapi.Wrap(http.HandlerFunc(a.route), a.log, cfg.MaxBodyBytes)
 	return a
 }
 
@@ -193,24 +194,13 @@ func (a *API) register() {
 // fleet's next cycle reloads again.
 func (a *API) refresh(ctx context.Context) {
 	if err := a.cfg.Fleet.Reload(ctx); err != nil {
-		logger(ctx).Warn("reload backends after a catalog write", "error", err.Error())
+		webapi.Logger(ctx).Warn("reload backends after a catalog write", "error", err.Error())
 	}
 	a.cfg.Fleet.Kick()
 }
 
-type tenantKey struct{}
-
 // WithTenant returns a context whose requests act for tenant; an
 // authentication layer in front of the API sets it from the caller's key.
 func WithTenant(ctx context.Context, tenant string) context.Context {
-	return context.WithValue(ctx, tenantKey{}, tenant)
-}
-
-// Tenant returns the tenant a request acts for: the one set by WithTenant,
-// else core.DefaultTenant.
-func Tenant(ctx context.Context) string {
-	if t, ok := ctx.Value(tenantKey{}).(string); ok && t != "" {
-		return t
-	}
-	return core.DefaultTenant
+	return webapi.WithTenant(ctx, tenant)
 }

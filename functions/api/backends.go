@@ -7,6 +7,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 func (a *API) backendRoutes() {
@@ -71,13 +72,13 @@ func (a *API) createBackend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	created, err := a.cfg.Catalog.CreateBackend(r.Context(), Tenant(r.Context()), b)
+	created, err := a.cfg.Catalog.CreateBackend(r.Context(), webapi.Tenant(r.Context()), b)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusCreated, created)
+	webapi.WriteJSON(w, http.StatusCreated, created)
 }
 
 func (a *API) listBackends(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +87,7 @@ func (a *API) listBackends(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	backends, next, err := a.cfg.Catalog.ListBackends(r.Context(), Tenant(r.Context()), q)
+	backends, next, err := a.cfg.Catalog.ListBackends(r.Context(), webapi.Tenant(r.Context()), q)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -100,12 +101,12 @@ func (a *API) listBackends(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getBackend(w http.ResponseWriter, r *http.Request) {
-	b, err := a.cfg.Catalog.GetBackend(r.Context(), Tenant(r.Context()), r.PathValue("id"))
+	b, err := a.cfg.Catalog.GetBackend(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, withState(b, a.liveStates(r.Context())[b.ID]))
+	webapi.WriteJSON(w, http.StatusOK, withState(b, a.liveStates(r.Context())[b.ID]))
 }
 
 // putBackend replaces a backend's name, URL and type; the body's id may be
@@ -116,22 +117,22 @@ func (a *API) putBackend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	updated, err := a.cfg.Catalog.UpdateBackend(r.Context(), Tenant(r.Context()), r.PathValue("id"), b)
+	updated, err := a.cfg.Catalog.UpdateBackend(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"), b)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, updated)
+	webapi.WriteJSON(w, http.StatusOK, updated)
 }
 
 func (a *API) deleteBackend(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Catalog.DeleteBackend(r.Context(), Tenant(r.Context()), r.PathValue("id")); err != nil {
+	if err := a.cfg.Catalog.DeleteBackend(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id")); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, "backend removed")
+	webapi.WriteJSON(w, http.StatusOK, "backend removed")
 }
 
 // state lists every backend's runtime state, oldest backend first, as
@@ -145,5 +146,5 @@ func (a *API) state(w http.ResponseWriter, r *http.Request) {
 		v := withState(st.Backend, st)
 		out = append(out, stateView{ID: v.ID, Name: v.Name, Models: v.Models, PulledModels: v.PulledModels, Backend: v.Backend, Reachable: v.Reachable, Error: v.Error, Pull: v.Pull})
 	}
-	writeJSON(w, http.StatusOK, out)
+	webapi.WriteJSON(w, http.StatusOK, out)
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 func (a *API) chainRoutes() {
@@ -31,7 +32,7 @@ func decodeChain(r *http.Request) (*core.Chain, error) {
 // logWarnings logs what the chain decoder accepted but ignored.
 func logWarnings(r *http.Request, warnings []core.Problem) {
 	for _, p := range warnings {
-		logger(r.Context()).Info("chain decoded with a warning", "problem", p.String())
+		webapi.Logger(r.Context()).Info("chain decoded with a warning", "problem", p.String())
 	}
 }
 
@@ -43,11 +44,11 @@ func (a *API) createChain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if err := a.cfg.Catalog.CreateChain(r.Context(), Tenant(r.Context()), c); err != nil {
+	if err := a.cfg.Catalog.CreateChain(r.Context(), webapi.Tenant(r.Context()), c); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c)
+	webapi.WriteJSON(w, http.StatusCreated, c)
 }
 
 func (a *API) listChains(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +57,7 @@ func (a *API) listChains(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	chains, next, err := a.cfg.Catalog.ListChains(r.Context(), Tenant(r.Context()), q)
+	chains, next, err := a.cfg.Catalog.ListChains(r.Context(), webapi.Tenant(r.Context()), q)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -65,12 +66,12 @@ func (a *API) listChains(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getChain(w http.ResponseWriter, r *http.Request) {
-	c, err := a.cfg.Catalog.GetChain(r.Context(), Tenant(r.Context()), r.PathValue("id"))
+	c, err := a.cfg.Catalog.GetChain(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	webapi.WriteJSON(w, http.StatusOK, c)
 }
 
 // putChain replaces a stored chain. The body's id may be left out; when
@@ -82,21 +83,21 @@ func (a *API) putChain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if err := a.cfg.Catalog.PutChain(r.Context(), Tenant(r.Context()), id, c); err != nil {
+	if err := a.cfg.Catalog.PutChain(r.Context(), webapi.Tenant(r.Context()), id, c); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	if c.ID == "" {
 		c.ID = id
 	}
-	writeJSON(w, http.StatusOK, c)
+	webapi.WriteJSON(w, http.StatusOK, c)
 }
 
 func (a *API) deleteChain(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := a.cfg.Catalog.DeleteChain(r.Context(), Tenant(r.Context()), id); err != nil {
+	if err := a.cfg.Catalog.DeleteChain(r.Context(), webapi.Tenant(r.Context()), id); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, "task chain "+id+" deleted")
+	webapi.WriteJSON(w, http.StatusOK, "task chain "+id+" deleted")
 }

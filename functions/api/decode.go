@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // maxDepth caps the nesting of a request body. It is checked on the raw
@@ -266,22 +267,5 @@ func writeList[T any](w http.ResponseWriter, items []T, next string) {
 	if next != "" {
 		w.Header().Set(NextCursorHeader, next)
 	}
-	writeJSON(w, http.StatusOK, items)
-}
-
-// writeJSON answers v as JSON.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		// Only a value the handler built wrongly gets here; the envelope
-		// itself always encodes.
-		buf.Reset()
-		status = http.StatusInternalServerError
-		_ = enc.Encode(errorEnvelope{Error: errorObject{Message: "encode response: " + err.Error(), Type: errorType(status), Code: core.EINTERNAL}})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	webapi.WriteJSON(w, http.StatusOK, items)
 }

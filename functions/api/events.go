@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/internal/inline"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // executionEvents streams an execution's progress as server-sent events:
@@ -17,7 +19,7 @@ import (
 // with Last-Event-ID misses nothing and sees nothing twice. Store failures
 // end the stream with `event: error` (the error object), never silently.
 func (a *API) executionEvents(w http.ResponseWriter, r *http.Request) {
-	ctx, tenant, id := r.Context(), Tenant(r.Context()), r.PathValue("id")
+	ctx, tenant, id := r.Context(), webapi.Tenant(r.Context()), r.PathValue("id")
 	after := 0
 	if h := r.Header.Get("Last-Event-ID"); h != "" {
 		n, err := strconv.Atoi(h)
@@ -34,13 +36,13 @@ func (a *API) executionEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	stream, err := a.startStream(w)
 	if err != nil {
-		logger(ctx).Warn("event stream cannot flush", "error", err.Error())
+		webapi.Logger(ctx).Warn("event stream cannot flush", "error", err.Error())
 		return
 	}
 	wrote := time.Now()
 	step := func(s *core.Step) error {
 		wrote = time.Now()
-		if err := stream.event(s.Index, "step", newStepRecord(ex.Chain, s)); err != nil {
+		if err := stream.Event(s.Index, "step", newStepRecord(ex.Chain, s)); err != nil {
 			return errClientGone
 		}
 		return nil
@@ -50,20 +52,20 @@ func (a *API) executionEvents(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		wrote = time.Now()
-		if err := stream.heartbeat(); err != nil {
+		if err := stream.Heartbeat(); err != nil {
 			return errClientGone
 		}
 		return nil
 	}
-	last, err := a.follow(ctx, tenant, id, after, step, idle)
+	last, err := a.runner().Follow(ctx, tenant, id, after, step, idle)
 	switch {
 	case err == nil:
-		_ = stream.event(0, "end", newExecutionView(last))
-	case ctx.Err() != nil, errors.Is(err, errClosing), errors.Is(err, errClientGone):
+		_ = stream.Event(0, "end", newExecutionView(last))
+	case ctx.Err() != nil, errors.Is(err, inline.ErrClosing), errors.Is(err, errClientGone):
 		// The client went or the server is closing: nobody to tell.
 	default:
 		_, obj := describeError(r, err)
-		_ = stream.event(0, "error", errorEnvelope{Error: obj})
+		_ = stream.Event(0, "error", webapi.Envelope{Error: obj})
 	}
 }
 

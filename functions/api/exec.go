@@ -7,6 +7,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 func (a *API) execRoutes() {
@@ -88,7 +89,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 		}},
 	}
 	ex, err := a.cfg.Engine.Start(r.Context(), core.StartRequest{
-		Tenant: Tenant(r.Context()), Chain: chain, Input: core.String(req.Prompt),
+		Tenant: webapi.Tenant(r.Context()), Chain: chain, Input: core.String(req.Prompt),
 		TemplateVars: withRequestID(r, nil),
 	})
 	if err != nil {
@@ -97,13 +98,13 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	run := a.runInline(r.Context(), ex)
 	switch {
-	case run.err != nil, run.ex.Status.Final() && run.ex.Status != core.StatusSucceeded:
-		writeExecutionError(w, r, run.ex, run.err, nil)
-	case !run.ex.Status.Final():
-		writeAccepted(w, run.ex, nil)
+	case run.Err != nil, run.Execution.Status.Final() && run.Execution.Status != core.StatusSucceeded:
+		writeExecutionError(w, r, run.Execution, run.Err, nil)
+	case !run.Execution.Status.Final():
+		writeAccepted(w, run.Execution, nil)
 	default:
-		text, _ := run.ex.Output.Data.(string)
-		writeJSON(w, http.StatusOK, executeResponse{ID: run.ex.ID, Response: text})
+		text, _ := run.Execution.Output.Data.(string)
+		webapi.WriteJSON(w, http.StatusOK, executeResponse{ID: run.Execution.ID, Response: text})
 	}
 }
 
@@ -111,9 +112,9 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 // error envelope, with the execution and its steps beside it so that the
 // caller sees how far it got.
 type executionFailure struct {
-	Error errorObject `json:"error"`
-	ID    string      `json:"id,omitempty"`
-	State []stepState `json:"state,omitempty"`
+	Error webapi.ErrorObject `json:"error"`
+	ID    string             `json:"id,omitempty"`
+	State []stepState        `json:"state,omitempty"`
 }
 
 // writeExecutionError answers an execution that did not succeed: err is
@@ -130,19 +131,19 @@ func writeExecutionError(w http.ResponseWriter, r *http.Request, ex *core.Execut
 	case err != nil:
 		status, body.Error = describeError(r, err)
 	case ex.Error != nil:
-		status = statusOf(ex.Error.Code, ex.Error.Upstream)
-		body.Error = errorObject{Message: ex.Error.Message, Type: errorType(status), Code: ex.Error.Code}
+		status = webapi.Status(ex.Error.Code, ex.Error.Upstream)
+		body.Error = webapi.ErrorObject{Message: ex.Error.Message, Type: webapi.ErrorType(status), Code: ex.Error.Code}
 		if named := fmt.Sprintf("task %q", ex.Error.Task); ex.Error.Task != "" && !strings.HasPrefix(ex.Error.Message, named) {
 			body.Error.Message = named + ": " + ex.Error.Message
 		}
 	default:
 		status = http.StatusInternalServerError
-		body.Error = errorObject{Message: "execution ended " + string(ex.Status), Type: errorType(status), Code: core.EINTERNAL}
+		body.Error = webapi.ErrorObject{Message: "execution ended " + string(ex.Status), Type: webapi.ErrorType(status), Code: core.EINTERNAL}
 	}
 	if ex != nil {
 		body.ID = ex.ID
 	}
-	writeJSON(w, status, body)
+	webapi.WriteJSON(w, status, body)
 }
 
 // embedRequest is the body of POST /embed.
@@ -187,7 +188,7 @@ func (a *API) embed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, embedResponse{Vector: emb.Vector})
+	webapi.WriteJSON(w, http.StatusOK, embedResponse{Vector: emb.Vector})
 }
 
 // defaultModels is the body of GET /defaultmodel. ModelName is the
@@ -208,7 +209,7 @@ func (a *API) defaultModel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, defaultModels{ModelName: d.Embed.Name, EmbedModel: d.Embed.Name, TaskModel: d.Task.Name, ChatModel: d.Chat.Name})
+	webapi.WriteJSON(w, http.StatusOK, defaultModels{ModelName: d.Embed.Name, EmbedModel: d.Embed.Name, TaskModel: d.Task.Name, ChatModel: d.Chat.Name})
 }
 
 // supported lists the hooks chains can call.
@@ -221,7 +222,7 @@ func (a *API) supported(w http.ResponseWriter, r *http.Request) {
 	if names == nil {
 		names = []string{}
 	}
-	writeJSON(w, http.StatusOK, names)
+	webapi.WriteJSON(w, http.StatusOK, names)
 }
 
 // stepState is one step record in the reference's CapturedStateUnit shape.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 func (a *API) executionRoutes() {
@@ -112,7 +113,7 @@ type links struct {
 func writeAccepted(w http.ResponseWriter, ex *core.Execution, state []stepState) {
 	self := "/executions/" + ex.ID
 	w.Header().Set("Location", self)
-	writeJSON(w, http.StatusAccepted, accepted{ID: ex.ID, Status: ex.Status, State: state,
+	webapi.WriteJSON(w, http.StatusAccepted, accepted{ID: ex.ID, Status: ex.Status, State: state,
 		Links: links{Self: self, Steps: self + "/steps", Events: self + "/events"}})
 }
 
@@ -166,7 +167,7 @@ func (a *API) withStoredChain(ctx context.Context, tree any) (any, error) {
 	if !ok || name == "" {
 		return nil, invalid(param, "%s: want a stored chain's id, got %s", param, core.DescribeJSON(id))
 	}
-	c, err := a.cfg.Catalog.GetChain(ctx, Tenant(ctx), name)
+	c, err := a.cfg.Catalog.GetChain(ctx, webapi.Tenant(ctx), name)
 	if core.ErrorCode(err) == core.ENOTFOUND {
 		return nil, &requestError{status: http.StatusNotFound, code: core.ENOTFOUND, param: param, msg: param + ": no stored chain " + strconv.Quote(name)}
 	}
@@ -196,12 +197,12 @@ func (a *API) withStoredChain(ctx context.Context, tree any) (any, error) {
 }
 
 func (a *API) getExecution(w http.ResponseWriter, r *http.Request) {
-	ex, err := a.cfg.Executions.GetExecution(r.Context(), Tenant(r.Context()), r.PathValue("id"))
+	ex, err := a.cfg.Executions.GetExecution(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, newExecutionView(ex))
+	webapi.WriteJSON(w, http.StatusOK, newExecutionView(ex))
 }
 
 // knownStatus reports whether s is an execution status, a value of GET
@@ -233,7 +234,7 @@ func (a *API) listExecutions(w http.ResponseWriter, r *http.Request) {
 			q.Statuses = append(q.Statuses, st)
 		}
 	}
-	page, err := a.cfg.Executions.ListExecutions(r.Context(), Tenant(r.Context()), q)
+	page, err := a.cfg.Executions.ListExecutions(r.Context(), webapi.Tenant(r.Context()), q)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -263,7 +264,7 @@ func (a *API) listSteps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, badRequest("limit", "limit 0: want an integer from 1 to %d", core.MaxPageSize))
 		return
 	}
-	ctx, tenant, id := r.Context(), Tenant(r.Context()), r.PathValue("id")
+	ctx, tenant, id := r.Context(), webapi.Tenant(r.Context()), r.PathValue("id")
 	ex, err := a.cfg.Executions.GetExecution(ctx, tenant, id)
 	if err != nil {
 		writeError(w, r, err)
@@ -326,10 +327,10 @@ func (a *API) cancelExecution(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ex, err := a.cfg.Engine.Cancel(r.Context(), Tenant(r.Context()), r.PathValue("id"), req.Reason)
+	ex, err := a.cfg.Engine.Cancel(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"), req.Reason)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, newExecutionView(ex))
+	webapi.WriteJSON(w, http.StatusOK, newExecutionView(ex))
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 func (a *API) groupRoutes() {
@@ -36,18 +37,18 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	created, err := a.cfg.Catalog.CreateGroup(r.Context(), Tenant(r.Context()), g)
+	created, err := a.cfg.Catalog.CreateGroup(r.Context(), webapi.Tenant(r.Context()), g)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusCreated, created)
+	webapi.WriteJSON(w, http.StatusCreated, created)
 }
 
 // listGroups answers every group, unpaged, as the reference did.
 func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
-	groups, err := a.cfg.Catalog.ListGroups(r.Context(), Tenant(r.Context()))
+	groups, err := a.cfg.Catalog.ListGroups(r.Context(), webapi.Tenant(r.Context()))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -56,12 +57,12 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getGroup(w http.ResponseWriter, r *http.Request) {
-	g, err := a.cfg.Catalog.GetGroup(r.Context(), Tenant(r.Context()), r.PathValue("id"))
+	g, err := a.cfg.Catalog.GetGroup(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, g)
+	webapi.WriteJSON(w, http.StatusOK, g)
 }
 
 func (a *API) putGroup(w http.ResponseWriter, r *http.Request) {
@@ -70,31 +71,31 @@ func (a *API) putGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	updated, err := a.cfg.Catalog.UpdateGroup(r.Context(), Tenant(r.Context()), r.PathValue("id"), g)
+	updated, err := a.cfg.Catalog.UpdateGroup(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"), g)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, updated)
+	webapi.WriteJSON(w, http.StatusOK, updated)
 }
 
 func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Catalog.DeleteGroup(r.Context(), Tenant(r.Context()), r.PathValue("id")); err != nil {
+	if err := a.cfg.Catalog.DeleteGroup(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id")); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, "deleted")
+	webapi.WriteJSON(w, http.StatusOK, "deleted")
 }
 
 func (a *API) groupByName(w http.ResponseWriter, r *http.Request) {
-	g, err := a.cfg.Catalog.GetGroupByName(r.Context(), Tenant(r.Context()), r.PathValue("name"))
+	g, err := a.cfg.Catalog.GetGroupByName(r.Context(), webapi.Tenant(r.Context()), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, g)
+	webapi.WriteJSON(w, http.StatusOK, g)
 }
 
 func (a *API) groupsByPurpose(w http.ResponseWriter, r *http.Request) {
@@ -103,7 +104,7 @@ func (a *API) groupsByPurpose(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	groups, next, err := a.cfg.Catalog.ListGroupsByPurpose(r.Context(), Tenant(r.Context()), r.PathValue("purpose"), q)
+	groups, next, err := a.cfg.Catalog.ListGroupsByPurpose(r.Context(), webapi.Tenant(r.Context()), r.PathValue("purpose"), q)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -114,25 +115,25 @@ func (a *API) groupsByPurpose(w http.ResponseWriter, r *http.Request) {
 // assignBackend answers 201 like the reference; assigning twice is not an
 // error.
 func (a *API) assignBackend(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Catalog.AssignBackend(r.Context(), Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("backendID")); err != nil {
+	if err := a.cfg.Catalog.AssignBackend(r.Context(), webapi.Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("backendID")); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusCreated, "backend assigned")
+	webapi.WriteJSON(w, http.StatusCreated, "backend assigned")
 }
 
 func (a *API) unassignBackend(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Catalog.UnassignBackend(r.Context(), Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("backendID")); err != nil {
+	if err := a.cfg.Catalog.UnassignBackend(r.Context(), webapi.Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("backendID")); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, "backend removed")
+	webapi.WriteJSON(w, http.StatusOK, "backend removed")
 }
 
 func (a *API) groupBackends(w http.ResponseWriter, r *http.Request) {
-	backends, err := a.cfg.Catalog.ListGroupBackends(r.Context(), Tenant(r.Context()), r.PathValue("groupID"))
+	backends, err := a.cfg.Catalog.ListGroupBackends(r.Context(), webapi.Tenant(r.Context()), r.PathValue("groupID"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -141,7 +142,7 @@ func (a *API) groupBackends(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) backendGroups(w http.ResponseWriter, r *http.Request) {
-	groups, err := a.cfg.Catalog.ListBackendGroups(r.Context(), Tenant(r.Context()), r.PathValue("backendID"))
+	groups, err := a.cfg.Catalog.ListBackendGroups(r.Context(), webapi.Tenant(r.Context()), r.PathValue("backendID"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -151,25 +152,25 @@ func (a *API) backendGroups(w http.ResponseWriter, r *http.Request) {
 
 // assignModel answers 200, unlike assignBackend, as the reference did.
 func (a *API) assignModel(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Catalog.AssignModel(r.Context(), Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("modelID")); err != nil {
+	if err := a.cfg.Catalog.AssignModel(r.Context(), webapi.Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("modelID")); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, "model assigned")
+	webapi.WriteJSON(w, http.StatusOK, "model assigned")
 }
 
 func (a *API) unassignModel(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Catalog.UnassignModel(r.Context(), Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("modelID")); err != nil {
+	if err := a.cfg.Catalog.UnassignModel(r.Context(), webapi.Tenant(r.Context()), r.PathValue("groupID"), r.PathValue("modelID")); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, "model removed")
+	webapi.WriteJSON(w, http.StatusOK, "model removed")
 }
 
 func (a *API) groupModels(w http.ResponseWriter, r *http.Request) {
-	models, err := a.cfg.Catalog.ListGroupModels(r.Context(), Tenant(r.Context()), r.PathValue("groupID"))
+	models, err := a.cfg.Catalog.ListGroupModels(r.Context(), webapi.Tenant(r.Context()), r.PathValue("groupID"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -178,7 +179,7 @@ func (a *API) groupModels(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) modelGroups(w http.ResponseWriter, r *http.Request) {
-	groups, err := a.cfg.Catalog.ListModelGroups(r.Context(), Tenant(r.Context()), r.PathValue("modelID"))
+	groups, err := a.cfg.Catalog.ListModelGroups(r.Context(), webapi.Tenant(r.Context()), r.PathValue("modelID"))
 	if err != nil {
 		writeError(w, r, err)
 		return

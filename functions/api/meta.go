@@ -8,6 +8,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/docs"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 func (a *API) metaRoutes() {
@@ -30,7 +31,7 @@ type versionInfo struct {
 }
 
 func (a *API) version(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, versionInfo{Version: a.cfg.Version, NodeInstanceID: a.cfg.NodeID, Tenancy: Tenant(r.Context())})
+	webapi.WriteJSON(w, http.StatusOK, versionInfo{Version: a.cfg.Version, NodeInstanceID: a.cfg.NodeID, Tenancy: webapi.Tenant(r.Context())})
 }
 
 func (a *API) openAPIDoc(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // Model ids are model names, which hold ':' and may hold '/'
@@ -24,13 +25,13 @@ func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	created, err := a.cfg.Catalog.CreateModel(r.Context(), Tenant(r.Context()), m)
+	created, err := a.cfg.Catalog.CreateModel(r.Context(), webapi.Tenant(r.Context()), m)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusCreated, created)
+	webapi.WriteJSON(w, http.StatusCreated, created)
 }
 
 func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
@@ -39,7 +40,7 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	models, next, err := a.cfg.Catalog.ListModels(r.Context(), Tenant(r.Context()), q)
+	models, next, err := a.cfg.Catalog.ListModels(r.Context(), webapi.Tenant(r.Context()), q)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -48,12 +49,12 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getModel(w http.ResponseWriter, r *http.Request) {
-	m, err := a.cfg.Catalog.GetModel(r.Context(), Tenant(r.Context()), r.PathValue("id"))
+	m, err := a.cfg.Catalog.GetModel(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	webapi.WriteJSON(w, http.StatusOK, m)
 }
 
 // putModel replaces a model's context length and capabilities; it cannot
@@ -64,13 +65,13 @@ func (a *API) putModel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	updated, err := a.cfg.Catalog.UpdateModel(r.Context(), Tenant(r.Context()), r.PathValue("id"), m)
+	updated, err := a.cfg.Catalog.UpdateModel(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"), m)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, updated)
+	webapi.WriteJSON(w, http.StatusOK, updated)
 }
 
 // deleteModel removes a model's declaration; with ?purge=true it also
@@ -86,7 +87,7 @@ func (a *API) deleteModel(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := r.PathValue("id")
-	if err := a.cfg.Catalog.DeleteModel(r.Context(), Tenant(r.Context()), id); err != nil {
+	if err := a.cfg.Catalog.DeleteModel(r.Context(), webapi.Tenant(r.Context()), id); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -95,5 +96,5 @@ func (a *API) deleteModel(w http.ResponseWriter, r *http.Request) {
 		a.cfg.Fleet.Cancel("", id)
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, "model removed")
+	webapi.WriteJSON(w, http.StatusOK, "model removed")
 }

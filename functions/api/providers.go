@@ -2,6 +2,8 @@ package api
 
 import (
 	"net/http"
+
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // Cloud provider keys go in through /configure and never come out: the
@@ -29,42 +31,42 @@ func (a *API) configureProvider(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	st, err := a.cfg.Catalog.ConfigureProvider(r.Context(), Tenant(r.Context()), r.PathValue("providerType"), req.APIKey, req.Upsert)
+	st, err := a.cfg.Catalog.ConfigureProvider(r.Context(), webapi.Tenant(r.Context()), r.PathValue("providerType"), req.APIKey, req.Upsert)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, st)
+	webapi.WriteJSON(w, http.StatusOK, st)
 }
 
 func (a *API) providerStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := a.cfg.Catalog.ProviderStatus(r.Context(), Tenant(r.Context()), r.PathValue("providerType"))
+	st, err := a.cfg.Catalog.ProviderStatus(r.Context(), webapi.Tenant(r.Context()), r.PathValue("providerType"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	webapi.WriteJSON(w, http.StatusOK, st)
 }
 
 // providerConfig answers the configuration with the key masked.
 func (a *API) providerConfig(w http.ResponseWriter, r *http.Request) {
-	c, err := a.cfg.Catalog.GetProviderConfig(r.Context(), Tenant(r.Context()), r.PathValue("providerType"))
+	c, err := a.cfg.Catalog.GetProviderConfig(r.Context(), webapi.Tenant(r.Context()), r.PathValue("providerType"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	webapi.WriteJSON(w, http.StatusOK, c)
 }
 
 // deleteProviderConfig forgets the key and removes the provider's backend.
 func (a *API) deleteProviderConfig(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Catalog.DeleteProviderConfig(r.Context(), Tenant(r.Context()), r.PathValue("providerType")); err != nil {
+	if err := a.cfg.Catalog.DeleteProviderConfig(r.Context(), webapi.Tenant(r.Context()), r.PathValue("providerType")); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	a.refresh(r.Context())
-	writeJSON(w, http.StatusOK, "Provider config deleted successfully")
+	webapi.WriteJSON(w, http.StatusOK, "Provider config deleted successfully")
 }
 
 func (a *API) listProviderConfigs(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +75,7 @@ func (a *API) listProviderConfigs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	configs, next, err := a.cfg.Catalog.ListProviderConfigs(r.Context(), Tenant(r.Context()), q)
+	configs, next, err := a.cfg.Catalog.ListProviderConfigs(r.Context(), webapi.Tenant(r.Context()), q)
 	if err != nil {
 		writeError(w, r, err)
 		return

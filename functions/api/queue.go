@@ -6,6 +6,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/fleet"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 func (a *API) queueRoutes() {
@@ -20,7 +21,7 @@ func (a *API) listQueue(w http.ResponseWriter, _ *http.Request) {
 	if jobs == nil {
 		jobs = []fleet.Job{}
 	}
-	writeJSON(w, http.StatusOK, jobs)
+	webapi.WriteJSON(w, http.StatusOK, jobs)
 }
 
 // removeQueued drops the queued downloads of a model. A model name may
@@ -31,7 +32,7 @@ func (a *API) removeQueued(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, core.Errorf(core.ENOTFOUND, "no queued download of model %q", model))
 		return
 	}
-	writeJSON(w, http.StatusOK, "Model removed from queue")
+	webapi.WriteJSON(w, http.StatusOK, "Model removed from queue")
 }
 
 // cancelDownloads stops the running downloads onto a backend URL or of a
@@ -43,7 +44,7 @@ func (a *API) cancelDownloads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Fleet.Cancel(url, model)
-	writeJSON(w, http.StatusOK, "Model download cancellation initiated")
+	webapi.WriteJSON(w, http.StatusOK, "Model download cancellation initiated")
 }
 
 // progress streams download progress as server-sent events, one
@@ -56,7 +57,7 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) {
 	updates := a.cfg.Fleet.Subscribe(ctx)
 	stream, err := a.startStream(w)
 	if err != nil {
-		logger(ctx).Warn("event stream cannot flush", "error", err.Error())
+		webapi.Logger(ctx).Warn("event stream cannot flush", "error", err.Error())
 		return
 	}
 	beat := time.NewTicker(a.cfg.Heartbeat)
@@ -71,11 +72,11 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			if err := stream.event(0, "", p); err != nil {
+			if err := stream.Event(0, "", p); err != nil {
 				return
 			}
 		case <-beat.C:
-			if err := stream.heartbeat(); err != nil {
+			if err := stream.Heartbeat(); err != nil {
 				return
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // waitingView is what a waiting execution needs before it can go on.
@@ -59,7 +60,7 @@ func (a *API) resumeExecution(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	ex, err := a.cfg.Engine.Resume(r.Context(), Tenant(r.Context()), r.PathValue("id"), input)
+	ex, err := a.cfg.Engine.Resume(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"), input)
 	if err != nil {
 		writeError(w, r, err)
 		return

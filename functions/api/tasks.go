@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // inlineChainID names a chain given to /tasks without an id.
@@ -35,20 +36,20 @@ func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run := a.runInline(r.Context(), ex)
-	state := make([]stepState, len(run.steps))
-	for i, s := range run.steps {
+	state := make([]stepState, len(run.Steps))
+	for i, s := range run.Steps {
 		state[i] = newStepState(req.chain, s)
 	}
 	switch {
-	case run.err != nil:
-		writeExecutionError(w, r, run.ex, run.err, state)
-	case !run.ex.Status.Final():
-		writeAccepted(w, run.ex, state)
-	case run.ex.Status != core.StatusSucceeded:
-		writeExecutionError(w, r, run.ex, nil, state)
+	case run.Err != nil:
+		writeExecutionError(w, r, run.Execution, run.Err, state)
+	case !run.Execution.Status.Final():
+		writeAccepted(w, run.Execution, state)
+	case run.Execution.Status != core.StatusSucceeded:
+		writeExecutionError(w, r, run.Execution, nil, state)
 	default:
-		ex := run.ex
-		writeJSON(w, http.StatusOK, tasksResponse{ID: ex.ID, Output: ex.Output.Data, OutputType: string(dataType(ex.Output)), State: state})
+		ex := run.Execution
+		webapi.WriteJSON(w, http.StatusOK, tasksResponse{ID: ex.ID, Output: ex.Output.Data, OutputType: string(dataType(ex.Output)), State: state})
 	}
 }
 
@@ -70,7 +71,7 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request, stored bool) (ex 
 		return nil, nil, false
 	}
 	ex, err = a.cfg.Engine.Start(r.Context(), core.StartRequest{
-		Tenant: Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
+		Tenant: webapi.Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
 	})
 	if err != nil {
 		writeError(w, r, core.InRunRequest(err))
@@ -84,7 +85,7 @@ func withRequestID(r *http.Request, vars map[string]string) map[string]string {
 	for k, v := range vars {
 		out[k] = v
 	}
-	out["request_id"] = requestID(r.Context())
+	out["request_id"] = webapi.RequestID(r.Context())
 	return out
 }
 

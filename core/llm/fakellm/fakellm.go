@@ -59,6 +59,13 @@ type Reply struct {
 	// FinishReason replaces the reason the answer reports ("length" to
 	// test truncation); "" means the protocol's usual one.
 	FinishReason string
+	// Gap is waited between two chunks of a streamed answer, as a model
+	// generating token by token does.
+	Gap time.Duration
+	// Hold, when not nil, stops a streamed answer after its first piece
+	// of text until Hold is closed (or the request ends), so that a test
+	// can see that text arrive while the model is still generating.
+	Hold <-chan struct{}
 }
 
 // Call is a scripted tool call.
@@ -328,6 +335,25 @@ func (s *Server) wait(ctx context.Context, d time.Duration) bool {
 	case <-s.done:
 		return false
 	}
+}
+
+// pace waits before streamed chunk i: the answer's Gap between chunks,
+// and its Hold before chunk hold (the one after the first piece of text).
+// It returns false when the request ended or the server closed meanwhile.
+func (s *Server) pace(ctx context.Context, a answer, i, hold int) bool {
+	if i > 0 && !s.wait(ctx, a.Gap) {
+		return false
+	}
+	if a.Hold != nil && i == hold {
+		select {
+		case <-a.Hold:
+		case <-ctx.Done():
+			return false
+		case <-s.done:
+			return false
+		}
+	}
+	return true
 }
 
 // cut drops the connection in the middle of a response: the client sees

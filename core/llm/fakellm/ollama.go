@@ -254,7 +254,7 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) {
 		chunks = append(chunks, s.ollamaChunk(req.Model, "message", msg("", true)))
 	}
 	final["message"] = msg("", false)
-	ndjson(w, append(chunks, final), a.CutAfter)
+	s.ndjson(w, r, append(chunks, final), a)
 }
 
 // ollamaGenerate answers /api/generate.
@@ -286,7 +286,7 @@ func (s *Server) ollamaGenerate(w http.ResponseWriter, r *http.Request) {
 		chunks = append(chunks, s.ollamaChunk(req.Model, "response", p))
 	}
 	final["response"] = ""
-	ndjson(w, append(chunks, final), a.CutAfter)
+	s.ndjson(w, r, append(chunks, final), a)
 }
 
 // ollamaChunk is one streamed chunk with its payload under key.
@@ -315,13 +315,19 @@ func (s *Server) ollamaFinal(model string, a answer, in, out int) map[string]any
 	}
 }
 
-// ndjson streams chunks as newline-delimited JSON, dropping the connection
-// after cutAfter chunks when cutAfter > 0 (always before the last chunk).
-func ndjson(w http.ResponseWriter, chunks []map[string]any, cutAfter int) {
+// ndjson streams chunks as newline-delimited JSON, paced as the answer
+// says, dropping the connection after a.CutAfter chunks when that is > 0
+// (always before the last chunk).
+func (s *Server) ndjson(w http.ResponseWriter, r *http.Request, chunks []map[string]any, a answer) {
+	cutAfter := a.CutAfter
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
+	flush(w)
 	enc := json.NewEncoder(w)
 	for i, c := range chunks {
+		if !s.pace(r.Context(), a, i, 1) {
+			return
+		}
 		if cutAfter > 0 && (i == cutAfter || i == len(chunks)-1) {
 			cut(w)
 		}

@@ -200,17 +200,23 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 			"system_fingerprint": "fakellm", "choices": []any{}, "usage": usage,
 		})
 	}
-	sse(w, events, a.CutAfter)
+	s.sse(w, r, events, a)
 }
 
 // sse streams events as server-sent events ending with "data: [DONE]",
-// dropping the connection after cutAfter events when cutAfter > 0 (always
-// before [DONE]).
-func sse(w http.ResponseWriter, events []map[string]any, cutAfter int) {
+// paced as the answer says, dropping the connection after a.CutAfter
+// events when that is > 0 (always before [DONE]). The first event is the
+// role, so the first piece of text is the second.
+func (s *Server) sse(w http.ResponseWriter, r *http.Request, events []map[string]any, a answer) {
+	cutAfter := a.CutAfter
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	flush(w)
 	for i, e := range events {
+		if !s.pace(r.Context(), a, i, 2) {
+			return
+		}
 		if cutAfter > 0 && i == cutAfter {
 			cut(w)
 		}

@@ -165,7 +165,7 @@ func chatStreams(t *testing.T, h Harness) {
 			fake.Script(fakellm.Reply{Match: "go", Text: tt.text})
 			var deltas []string
 			out, err := p.Chat(context.Background(), h.ChatModel, core.ChatRequest{Messages: []core.Message{user("go")}},
-				func(s string) { deltas = append(deltas, s) })
+				func(d core.Delta) { deltas = append(deltas, d.Text) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +246,26 @@ func toolRoundTrip(t *testing.T, h Harness) {
 			msgs := []core.Message{{Role: core.RoleSystem, Content: "be brief"}, user("weather and time in Paris?")}
 
 			var deltas []string
-			first, err := p.Chat(ctx, h.ChatModel, core.ChatRequest{Messages: msgs, Tools: tools()}, func(s string) { deltas = append(deltas, s) })
+			var streamed []core.ToolCall // assembled from the tool-call deltas, by index
+			first, err := p.Chat(ctx, h.ChatModel, core.ChatRequest{Messages: msgs, Tools: tools()}, func(d core.Delta) {
+				deltas = append(deltas, d.Text)
+				if tc := d.ToolCall; tc != nil {
+					for len(streamed) <= tc.Index {
+						streamed = append(streamed, core.ToolCall{Type: "function"})
+					}
+					c := &streamed[tc.Index]
+					if tc.ID != "" {
+						if c.ID != "" {
+							t.Errorf("call %d got a second id %q after %q", tc.Index, tc.ID, c.ID)
+						}
+						c.ID = tc.ID
+					}
+					if tc.Name != "" {
+						c.Function.Name = tc.Name
+					}
+					c.Function.Arguments += tc.Arguments
+				}
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,6 +275,17 @@ func toolRoundTrip(t *testing.T, h Harness) {
 			}
 			if strings.Join(deltas, "") != tt.preamble {
 				t.Errorf("deltas %q, want %q", deltas, tt.preamble)
+			}
+			// The streamed pieces of each call add up to the call the answer
+			// holds, parallel calls apart.
+			if len(streamed) != len(calls) {
+				t.Errorf("tool-call deltas make %d calls, the answer has %d", len(streamed), len(calls))
+			}
+			for i := range min(len(streamed), len(calls)) {
+				if streamed[i].ID != calls[i].ID || streamed[i].Function.Name != calls[i].Function.Name ||
+					!sameJSON(t, streamed[i].Function.Arguments, calls[i].Function.Arguments) {
+					t.Errorf("call %d streamed as %+v, answered as %+v", i, streamed[i], calls[i])
+				}
 			}
 			for i, want := range []struct{ id, name, args string }{
 				{"call_w1", "get_weather", `{"city":"Paris","days":2,"units":{"temp":"C"}}`},
@@ -399,7 +429,7 @@ func prompt(t *testing.T, h Harness) {
 			fake, p := h.start(t)
 			var deltas []string
 			out, err := p.Prompt(context.Background(), h.ChatModel, core.PromptRequest{System: tt.system, Prompt: "say hi"},
-				func(s string) { deltas = append(deltas, s) })
+				func(d core.Delta) { deltas = append(deltas, d.Text) })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,8 +2,10 @@ package ollama
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/ollama/ollama/api"
 
@@ -20,6 +22,19 @@ func toMessages(msgs []core.Message) ([]api.Message, error) {
 	out := make([]api.Message, 0, len(msgs))
 	for i, m := range msgs {
 		am := api.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		if m.Role == "developer" {
+			am.Role = core.RoleSystem // Ollama's templates know system only
+		}
+		for j, p := range m.Parts {
+			if p.Type != "image_url" {
+				continue
+			}
+			img, err := imageData(p.ImageURL.URL)
+			if err != nil {
+				return nil, fmt.Errorf("message %d, content part %d: %w", i, j, err)
+			}
+			am.Images = append(am.Images, img)
+		}
 		if m.Role == core.RoleTool {
 			am.ToolName = wire.ToolName(msgs, i)
 		}
@@ -122,6 +137,62 @@ func toTools(tools []core.Tool) (api.Tools, error) {
 	return out, nil
 }
 
+// imageData decodes an image given as a data: URL (base64), which is all
+// Ollama can take: it has no way to fetch an image from a URL.
+func imageData(u string) (api.ImageData, error) {
+	rest, ok := strings.CutPrefix(u, "data:")
+	if !ok {
+		return nil, fmt.Errorf("ollama takes images as data: URLs (base64), not %.40q", u)
+	}
+	_, data, ok := strings.Cut(rest, ";base64,")
+	if !ok {
+		return nil, fmt.Errorf("an image data: URL must be base64 (data:image/png;base64,...)")
+	}
+	img, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		return nil, fmt.Errorf("image data: %w", err)
+	}
+	return img, nil
+}
+
+// noTools reports whether a tool_choice forbids tool calls. Ollama has no
+// tool_choice, so "none" is honoured by offering no tools; "required" and
+// a named function cannot be forced and leave the choice to the model.
+func noTools(choice any) bool {
+	s, ok := choice.(string)
+	return ok && s == "none"
+}
+
+// format is Ollama's format for a response format: "json" for
+// json_object, the schema itself for json_schema, nothing for text.
+func format(rf *core.ResponseFormat) json.RawMessage {
+	switch {
+	case rf == nil:
+		return nil
+	case rf.Type == "json_object":
+		return json.RawMessage(`"json"`)
+	case rf.Type == "json_schema" && rf.JSONSchema != nil && rf.JSONSchema.Schema != nil:
+		b, err := json.Marshal(rf.JSONSchema.Schema)
+		if err != nil {
+			return json.RawMessage(`"json"`)
+		}
+		return b
+	case rf.Type == "json_schema":
+		return json.RawMessage(`"json"`)
+	}
+	return nil
+}
+
+// think is Ollama's think level for a reasoning effort, nil for the
+// model's default.
+func think(effort string) *api.ThinkValue {
+	switch effort {
+	case "low", "medium", "high":
+		return &api.ThinkValue{Value: effort}
+	}
+	return nil
+}
+
 // options returns the sampling options that are set, leaving the rest to
 // the model's defaults. Ollama takes them as a loose map, so a temperature
 // of 0 is sent as 0.
@@ -138,6 +209,15 @@ func options(o core.GenOptions) map[string]any {
 	}
 	if len(o.Stop) > 0 {
 		m["stop"] = o.Stop
+	}
+	if o.Seed != nil {
+		m["seed"] = *o.Seed
+	}
+	if o.PresencePenalty != nil {
+		m["presence_penalty"] = *o.PresencePenalty
+	}
+	if o.FrequencyPenalty != nil {
+		m["frequency_penalty"] = *o.FrequencyPenalty
 	}
 	if len(m) == 0 {
 		return nil

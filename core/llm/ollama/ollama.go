@@ -68,6 +68,9 @@ func (p *Provider) Chat(ctx context.Context, model string, req core.ChatRequest,
 	if err != nil {
 		return core.Completion{}, core.WrapError(core.EINVALID, err, "ollama %s: chat with %s", p.base, model)
 	}
+	if noTools(req.Options.ToolChoice) {
+		tools = nil
+	}
 	stream := true
 	areq := &api.ChatRequest{
 		Model:    model,
@@ -75,6 +78,8 @@ func (p *Provider) Chat(ctx context.Context, model string, req core.ChatRequest,
 		Stream:   &stream,
 		Tools:    tools,
 		Options:  options(req.Options),
+		Format:   format(req.Options.ResponseFormat),
+		Think:    think(req.Options.ReasoningEffort),
 	}
 	var (
 		content strings.Builder
@@ -91,11 +96,16 @@ func (p *Provider) Chat(ctx context.Context, model string, req core.ChatRequest,
 		if r.Message.Content != "" {
 			content.WriteString(r.Message.Content)
 			if onDelta != nil {
-				onDelta(r.Message.Content)
+				onDelta(core.Delta{Text: r.Message.Content})
 			}
 		}
 		for _, tc := range r.Message.ToolCalls {
-			calls = append(calls, fromToolCall(tc, len(req.Messages), len(calls)))
+			// Ollama sends every call whole, in one chunk.
+			c := fromToolCall(tc, len(req.Messages), len(calls))
+			if onDelta != nil {
+				onDelta(core.Delta{ToolCall: &core.ToolCallDelta{Index: len(calls), ID: c.ID, Name: c.Function.Name, Arguments: c.Function.Arguments}})
+			}
+			calls = append(calls, c)
 		}
 		if r.Done {
 			last = r
@@ -122,6 +132,8 @@ func (p *Provider) Prompt(ctx context.Context, model string, req core.PromptRequ
 		Prompt:  req.Prompt,
 		Stream:  &stream,
 		Options: options(req.Options),
+		Format:  format(req.Options.ResponseFormat),
+		Think:   think(req.Options.ReasoningEffort),
 	}
 	var (
 		content strings.Builder
@@ -137,7 +149,7 @@ func (p *Provider) Prompt(ctx context.Context, model string, req core.PromptRequ
 		if r.Response != "" {
 			content.WriteString(r.Response)
 			if onDelta != nil {
-				onDelta(r.Response)
+				onDelta(core.Delta{Text: r.Response})
 			}
 		}
 		if r.Done {

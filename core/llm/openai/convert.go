@@ -27,6 +27,16 @@ func toMessages(msgs []core.Message) []goopenai.ChatCompletionMessage {
 		if m.Role == core.RoleTool {
 			om.Name = ""
 		}
+		if m.Parts != nil {
+			om.Content = ""
+			for _, p := range m.Parts {
+				part := goopenai.ChatMessagePart{Type: goopenai.ChatMessagePartType(p.Type), Text: p.Text}
+				if p.ImageURL != nil {
+					part.ImageURL = &goopenai.ChatMessageImageURL{URL: p.ImageURL.URL, Detail: goopenai.ImageURLDetail(p.ImageURL.Detail)}
+				}
+				om.MultiContent = append(om.MultiContent, part)
+			}
+		}
 		for _, tc := range m.ToolCalls {
 			typ := goopenai.ToolType(tc.Type)
 			if typ == "" {
@@ -89,9 +99,12 @@ type toolCalls struct {
 	index map[int]int // stream index → position in calls
 }
 
-// add folds one delta into the calls. pos is the delta's position in its
-// chunk, used only when the server gives neither index nor id.
-func (t *toolCalls) add(pos int, d goopenai.ToolCall) {
+// add folds one delta into the calls and returns it as core passes it on:
+// indexed by the call's position in the answer, with the call's id and
+// name in its first piece. pos is the delta's position in its chunk, used
+// only when the server gives neither index nor id; messages is the
+// conversation's length, for the id of a call that comes without one.
+func (t *toolCalls) add(pos int, d goopenai.ToolCall, messages int) core.ToolCallDelta {
 	at := -1
 	switch {
 	case d.Index != nil:
@@ -112,7 +125,8 @@ func (t *toolCalls) add(pos int, d goopenai.ToolCall) {
 	case len(t.calls) > 0 && pos == 0:
 		at = len(t.calls) - 1
 	}
-	if at < 0 {
+	first := at < 0
+	if first {
 		t.calls = append(t.calls, core.ToolCall{})
 		at = len(t.calls) - 1
 	}
@@ -120,13 +134,24 @@ func (t *toolCalls) add(pos int, d goopenai.ToolCall) {
 	if d.ID != "" && c.ID == "" {
 		c.ID = d.ID
 	}
+	if first && c.ID == "" {
+		// A lax server's call gets its id now, so that the first piece
+		// passed on carries it.
+		c.ID = wire.CallID(messages, at)
+	}
 	if d.Type != "" && c.Type == "" {
 		c.Type = string(d.Type)
 	}
+	out := core.ToolCallDelta{Index: at, Arguments: d.Function.Arguments}
 	if d.Function.Name != "" && c.Function.Name == "" {
 		c.Function.Name = d.Function.Name
+		out.Name = c.Function.Name
+	}
+	if first {
+		out.ID = c.ID
 	}
 	c.Function.Arguments += d.Function.Arguments
+	return out
 }
 
 // result returns the assembled calls, filling what a lax server left out: a

@@ -10,6 +10,7 @@ package openai
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -133,11 +134,14 @@ func (p *Provider) complete(ctx context.Context, op, model string, msgs []goopen
 			if d := ch.Delta.Content; d != "" {
 				content.WriteString(d)
 				if onDelta != nil {
-					onDelta(d)
+					onDelta(core.Delta{Text: d})
 				}
 			}
 			for i, tc := range ch.Delta.ToolCalls {
-				calls.add(i, tc)
+				d := calls.add(i, tc, messages)
+				if onDelta != nil {
+					onDelta(core.Delta{ToolCall: &d})
+				}
 			}
 			if ch.FinishReason != "" {
 				finish = string(ch.FinishReason)
@@ -186,6 +190,43 @@ func applyOptions(req *goopenai.ChatCompletionRequest, o core.GenOptions) {
 	if len(o.Stop) > 0 {
 		req.Stop = o.Stop
 	}
+	req.Seed = o.Seed
+	if o.PresencePenalty != nil {
+		req.PresencePenalty = float32(*o.PresencePenalty)
+	}
+	if o.FrequencyPenalty != nil {
+		req.FrequencyPenalty = float32(*o.FrequencyPenalty)
+	}
+	if rf := o.ResponseFormat; rf != nil {
+		f := &goopenai.ChatCompletionResponseFormat{Type: goopenai.ChatCompletionResponseFormatType(rf.Type)}
+		if js := rf.JSONSchema; js != nil {
+			f.JSONSchema = &goopenai.ChatCompletionResponseFormatJSONSchema{
+				Name: js.Name, Description: js.Description, Schema: schema(js.Schema), Strict: js.Strict != nil && *js.Strict,
+			}
+		}
+		req.ResponseFormat = f
+	}
+	if len(req.Tools) > 0 {
+		// Without tools these would be refused.
+		req.ToolChoice = o.ToolChoice
+		if o.ParallelToolCalls != nil {
+			req.ParallelToolCalls = *o.ParallelToolCalls
+		}
+	}
+	req.ReasoningEffort = o.ReasoningEffort
+	req.User = o.User
+}
+
+// schema passes a JSON Schema through as it was given.
+func schema(m map[string]any) json.Marshaler {
+	if m == nil {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return json.RawMessage(b)
 }
 
 // nonZero converts v to float32, replacing 0 by the smallest positive value
