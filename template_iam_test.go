@@ -46,8 +46,9 @@ var wildcardResources = map[string]string{
 // (only catalog deletes and record updates, which go through the API,
 // delete items; the worker creates records at cold start and commits
 // executions), plus what Lambda's SQS event source does with the role.
-// The OpenAI and ingest functions answer 501 until their issues: their
-// logs only.
+// OpenAIFunction's are the worker's without the event source's: it runs
+// executions in its requests and hands on what a request cannot finish.
+// The ingest function answers 501 until its issue: its logs only.
 var functionRoles = []struct {
 	function, role, logGroup string
 	grants                   map[string][]string
@@ -78,7 +79,17 @@ var functionRoles = []struct {
 		"events:PutEvents":              {grantBus},
 		"secretsmanager:GetSecretValue": {grantSecret},
 	}},
-	{"OpenAIFunction", "OpenAIRole", "OpenAILogGroup", map[string][]string{}},
+	{"OpenAIFunction", "OpenAIRole", "OpenAILogGroup", map[string][]string{
+		"dynamodb:GetItem":              {grantTable},
+		"dynamodb:Query":                {grantTable, grantIndex},
+		"dynamodb:PutItem":              {grantTable},
+		"dynamodb:UpdateItem":           {grantTable},
+		"s3:GetObject":                  {grantObjects},
+		"s3:PutObject":                  {grantObjects},
+		"sqs:SendMessage":               {grantQueue},
+		"events:PutEvents":              {grantBus},
+		"secretsmanager:GetSecretValue": {grantSecret},
+	}},
 	{"IngestFunction", "IngestRole", "IngestLogGroup", map[string][]string{}},
 }
 

@@ -267,6 +267,29 @@ func (e *Engine) releaseAfterInterruption(ctx context.Context, ex *Execution) {
 	_ = e.store.CommitExecution(rctx, ex, nil)
 }
 
+// Release gives up the lease owner holds on an execution, if it still
+// holds it, and returns the execution as it then stands. A delivery whose
+// last commit lost its answer (the caller's deadline cut the store call,
+// which may have applied it all the same) cannot release its lease itself,
+// not knowing the version it left; Release reads it and clears the lease
+// with compare-and-swap, retrying while other commits come first, so that
+// the continuation sent after it is not dropped as leased until the lease
+// expires.
+func (e *Engine) Release(ctx context.Context, tenant, id, owner string) (*Execution, error) {
+	for attempt := 0; ; attempt++ {
+		ex, err := e.store.GetExecution(ctx, tenant, id)
+		if err != nil || owner == "" || ex.Lease.Owner != owner {
+			return ex, err
+		}
+		ex.Lease = Lease{}
+		ex.UpdatedAt = e.now().UTC()
+		err = e.store.CommitExecution(ctx, ex, nil)
+		if err == nil || ErrorCode(err) != ECONFLICT || attempt >= 5 {
+			return ex, err
+		}
+	}
+}
+
 // send enqueues a continuation of ex at its current version.
 func (e *Engine) send(ctx context.Context, ex *Execution, delay time.Duration) error {
 	if e.queue == nil {

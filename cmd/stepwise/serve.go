@@ -20,6 +20,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/functions/openai"
 	"github.com/stepwise-run/stepwise/infra/sqlite"
 )
 
@@ -96,13 +97,22 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		MaxBodyBytes: o.maxBody,
 	})
 
+	oa := openai.New(openai.Config{
+		Catalog:    cat,
+		Models:     fl,
+		Engine:     engine,
+		Executions: store,
+		Records:    store,
+		Logger:     log,
+	})
+
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
 	gate := &requestGate{}
 	srv := &http.Server{
-		Handler:           gate.wrap(handler),
+		Handler:           gate.wrap(openai.Mount(oa, handler)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       o.readTimeout,
 		WriteTimeout:      o.writeTimeout,
@@ -115,6 +125,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	// Event streams end when shutdown begins; they would otherwise hold it
 	// for the whole grace period.
 	srv.RegisterOnShutdown(handler.Close)
+	srv.RegisterOnShutdown(oa.Close)
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

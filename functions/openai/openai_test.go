@@ -1,32 +1,158 @@
 package openai_test
 
 import (
-	"encoding/json"
+	"context"
+	"errors"
+	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
+	goopenai "github.com/sashabaranov/go-openai"
+
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/functions/openai"
 )
 
-func TestNotImplementedYet(t *testing.T) {
-	for _, path := range []string{"/v1/chat/completions", "/v1/models"} {
-		t.Run(path, func(t *testing.T) {
-			rec := httptest.NewRecorder()
-			openai.New().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{}`)))
-			if rec.Code != http.StatusNotImplemented {
-				t.Errorf("status %d, want 501", rec.Code)
+func user(text string) []goopenai.ChatCompletionMessage {
+	return []goopenai.ChatCompletionMessage{{Role: "user", Content: text}}
+}
+
+// TestChat drives the plain routed proxy with go-openai, over both
+// backend protocols.
+func TestChat(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, model := range []string{ollamaModel, openaiModel} {
+		t.Run(model, func(t *testing.T) {
+			for _, f := range []*fakellm.Server{e.ollama, e.oai} {
+				f.Script(fakellm.Reply{Match: "capital of France", Text: "Paris.\n\nIt is — naturellement — Paris ✓"})
 			}
-			var env struct {
-				Error struct{ Message, Type, Code string }
+			t.Run("whole", func(t *testing.T) {
+				resp, err := e.client.CreateChatCompletion(ctx, goopenai.ChatCompletionRequest{Model: model, Messages: user("capital of France?")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := resp.Choices[0].Message.Content; got != "Paris.\n\nIt is — naturellement — Paris ✓" {
+					t.Errorf("content %q", got)
+				}
+				if resp.Choices[0].FinishReason != "stop" || resp.Usage.PromptTokens == 0 || resp.Usage.CompletionTokens == 0 ||
+					resp.Usage.TotalTokens != resp.Usage.PromptTokens+resp.Usage.CompletionTokens {
+					t.Errorf("finish %q usage %+v", resp.Choices[0].FinishReason, resp.Usage)
+				}
+				if resp.Object != "chat.completion" || !strings.HasPrefix(resp.ID, "chatcmpl-") || resp.Model != model {
+					t.Errorf("id %q object %q model %q", resp.ID, resp.Object, resp.Model)
+				}
+			})
+			t.Run("streamed", func(t *testing.T) {
+				stream, err := e.client.CreateChatCompletionStream(ctx, goopenai.ChatCompletionRequest{
+					Model: model, Messages: user("capital of France?"), Stream: true,
+					StreamOptions: &goopenai.StreamOptions{IncludeUsage: true},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer stream.Close()
+				var text strings.Builder
+				chunks, finish, usage := 0, "", 0
+				for {
+					c, err := stream.Recv()
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					chunks++
+					if c.Usage != nil {
+						usage = c.Usage.TotalTokens
+					}
+					for _, ch := range c.Choices {
+						text.WriteString(ch.Delta.Content)
+						if ch.FinishReason != "" {
+							finish = string(ch.FinishReason)
+						}
+					}
+				}
+				if text.String() != "Paris.\n\nIt is — naturellement — Paris ✓" {
+					t.Errorf("streamed %q", text.String())
+				}
+				if chunks < 4 || finish != "stop" || usage == 0 {
+					t.Errorf("%d chunks, finish %q, usage %d", chunks, finish, usage)
+				}
+			})
+		})
+	}
+}
+
+// TestChatStreamsAsGenerated reads the first token of the answer while the
+// backend is still holding the rest of it back.
+func TestChatStreamsAsGenerated(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		name  string
+		model string
+		fake  *fakellm.Server
+	}{{"ollama", ollamaModel, e.ollama}, {"openai", openaiModel, e.oai}} {
+		t.Run(tt.name, func(t *testing.T) {
+			hold := make(chan struct{})
+			tt.fake.Script(fakellm.Reply{Match: "slowly", Text: "first second third", Hold: hold})
+			stream, err := e.client.CreateChatCompletionStream(context.Background(), goopenai.ChatCompletionRequest{
+				Model: tt.model, Messages: user("answer slowly"), Stream: true})
+			if err != nil {
+				t.Fatal(err)
 			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil || env.Error.Code != "not_implemented" || env.Error.Message == "" {
-				t.Errorf("body %s (%v), want the OpenAI error envelope", rec.Body, err)
+			defer stream.Close()
+			var first string
+			for first == "" {
+				c, err := stream.Recv()
+				if err != nil {
+					t.Fatalf("before the first token: %v", err)
+				}
+				if len(c.Choices) > 0 {
+					first = c.Choices[0].Delta.Content
+				}
 			}
-			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-				t.Errorf("Content-Type %q", ct)
+			if first != "first " {
+				t.Errorf("first token %q", first)
+			}
+			close(hold) // only now may the backend finish its answer
+			rest := ""
+			for {
+				c, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(c.Choices) > 0 {
+					rest += c.Choices[0].Delta.Content
+				}
+			}
+			if rest != "second third" {
+				t.Errorf("rest %q", rest)
 			}
 		})
 	}
+}
+
+func TestRoutesAreOwned(t *testing.T) {
+	h := openai.New(openai.Config{})
+	for _, r := range h.Routes() {
+		if !openai.Owns(r.Pattern) {
+			t.Errorf("route %s %s is not under a path Owns claims", r.Method, r.Pattern)
+		}
+	}
+	for _, p := range []string{"/executions", "/taskchains/x", "/health", "/v1"} {
+		if openai.Owns(p) {
+			t.Errorf("Owns(%q) = true", p)
+		}
+	}
+}
+
+func TestUnknownRoute(t *testing.T) {
+	e := newEnv(t)
+	e.get("/v1/nope").wantError(t, http.StatusNotFound, "unknown_url", "")
+	e.send(http.MethodDelete, "/v1/chat/completions", "").wantError(t, http.StatusMethodNotAllowed, "method_not_allowed", "")
 }

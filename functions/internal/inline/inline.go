@@ -10,6 +10,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/stepwise-run/stepwise/core"
 )
 
@@ -68,7 +70,8 @@ func (r Runner) Run(ctx context.Context, ex *core.Execution, timeout time.Durati
 		}
 	})
 	msg := core.QueueMessage{Kind: core.KindContinue, Tenant: ex.Tenant, ExecutionID: ex.ID, Version: ex.Version}
-	res, err := r.Engine.Deliver(dctx, msg, core.DeliverOptions{Margin: margin(timeout)}, collect)
+	owner := uuid.NewString()
+	res, err := r.Engine.Deliver(dctx, msg, core.DeliverOptions{Owner: owner, Margin: margin(timeout)}, collect)
 	if res.Execution != nil {
 		run.Execution = res.Execution
 	}
@@ -81,7 +84,7 @@ func (r Runner) Run(ctx context.Context, ex *core.Execution, timeout time.Durati
 		// Out of time, or a failed delivery (the engine counted it on the
 		// execution): either way the queue carries the execution on, and
 		// the answer says so unless even that is impossible.
-		cur, herr := r.HandOn(ctx, run.Execution)
+		cur, herr := r.handOn(ctx, run.Execution, owner)
 		if herr != nil {
 			run.Err = err
 			return run
@@ -121,14 +124,16 @@ func margin(timeout time.Duration) time.Duration {
 	return min(core.DefaultDeadlineMargin, timeout/10)
 }
 
-// HandOn sends a continuation for an execution whose inline delivery was
-// interrupted, at the version it now has: the interruption committed
-// nothing but the release of its lease. It runs after the request's
-// context may have ended, so it has a context of its own.
-func (r Runner) HandOn(ctx context.Context, ex *core.Execution) (*core.Execution, error) {
+// handOn sends a continuation for an execution whose inline delivery was
+// interrupted, at the version it now has, after releasing the lease the
+// delivery (owner) may still hold: when the deadline cut its last commit,
+// the store may have applied it all the same, leaving the lease taken. It
+// runs after the request's context may have ended, so it has a context of
+// its own.
+func (r Runner) handOn(ctx context.Context, ex *core.Execution, owner string) (*core.Execution, error) {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handOnTimeout)
 	defer cancel()
-	cur, err := r.Store.GetExecution(hctx, ex.Tenant, ex.ID)
+	cur, err := r.Engine.Release(hctx, ex.Tenant, ex.ID, owner)
 	if err != nil {
 		return ex, err
 	}

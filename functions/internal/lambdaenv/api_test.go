@@ -34,8 +34,10 @@ func prompts(id string, n int) map[string]any {
 // events (payload format 2.0) over DynamoDB and SQS on the emulator.
 func TestAPIGatewayEvents(t *testing.T) {
 	d := deploy(t, nil)
-	d.llm.Script(fakellm.Reply{Match: "capital", Text: "Paris."})
+	d.llm.Script(fakellm.Reply{Match: "capital", Text: "Paris."}, fakellm.Reply{Match: "chat with the chain", Text: "chained answer"})
 	stored := linear("geo", map[string]any{"id": "ask", "handler": "prompt_to_string"})
+	chat := linear("talk", map[string]any{"id": "chat", "handler": "chat_completion"}, map[string]any{"id": "respond", "handler": "convert_to_openai_chat_response"})
+	userMsg := []map[string]any{{"role": "user", "content": "chat with the chain"}}
 
 	tests := []struct {
 		name     string
@@ -53,6 +55,12 @@ func TestAPIGatewayEvents(t *testing.T) {
 		{"run a chain in the request", http.MethodPost, "/tasks", map[string]any{"input": "capital of France?", "chain": stored}, false, http.StatusOK, `"Paris."`},
 		{"unknown route", http.MethodGet, "/nope", nil, false, http.StatusNotFound, `"error"`},
 		{"unknown field", http.MethodPost, "/tasks", map[string]any{"input": "x", "chian": stored}, false, http.StatusUnprocessableEntity, `chian`},
+		{"store a chat chain", http.MethodPost, "/taskchains", chat, false, http.StatusCreated, `"talk"`},
+		{"OpenAI per-chain request", http.MethodPost, "/openai/talk/v1/chat/completions", map[string]any{"model": "talk", "messages": userMsg}, false,
+			http.StatusOK, `"content":"chained answer"`},
+		{"OpenAI per-chain request, streamed (buffered by API Gateway)", http.MethodPost, "/openai/talk/v1/chat/completions",
+			map[string]any{"model": "talk", "stream": true, "messages": userMsg}, false, http.StatusOK, `data: [DONE]`},
+		{"OpenAI models", http.MethodGet, "/v1/models", nil, false, http.StatusOK, `"object":"list"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,6 +42,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/functions/openai"
 	"github.com/stepwise-run/stepwise/functions/worker"
 	"github.com/stepwise-run/stepwise/infra/awsbus"
 	"github.com/stepwise-run/stepwise/infra/awsdynamo"
@@ -179,9 +180,9 @@ func (e *Env) refresh(ctx context.Context) {
 	}
 }
 
-// API returns the management and execution API over e, the same
-// http.Handler `stepwise serve` mounts, refreshing a stale fleet before
-// each request. API and Worker are functions rather than methods of Env so
+// API returns the management and execution API over e with the
+// OpenAI-compatible routes beside it, the same http.Handler `stepwise
+// serve` mounts, refreshing a stale fleet before each request. API and Worker are functions rather than methods of Env so
 // that the linker leaves the API out of the worker's binary and the other
 // way round (aws-lambda-go's use of reflection keeps every exported method
 // of a reachable type).
@@ -197,9 +198,36 @@ func API(e *Env) http.Handler {
 		NodeID:      uuid.NewString(),
 		Logger:      e.Logger,
 	})
+	return refreshed(e, openai.Mount(openAI(e, e.Settings.SyncTimeout), a))
+}
+
+// OpenAI returns the handler of the OpenAI function: OpenAI's routes
+// only, refreshing a stale fleet before each request.
+func OpenAI(e *Env) http.Handler { return refreshed(e, openAI(e, 0)) }
+
+// openAI returns the OpenAI-compatible handler over e (functions/openai),
+// running a chain for at most chainTimeout per request (0: until the
+// invocation's deadline, less the delivery margin). The OpenAI function
+// serves it behind its streaming Function URL; the API function mounts it
+// beside the management API, so that API Gateway serves it too (answers
+// buffered, within API Gateway's 30 s: the sync timeout).
+func openAI(e *Env, chainTimeout time.Duration) *openai.Handler {
+	return openai.New(openai.Config{
+		Catalog:      e.Catalog,
+		Models:       e.Fleet,
+		Engine:       e.Engine,
+		Executions:   e.Store,
+		Records:      e.Store,
+		ChainTimeout: chainTimeout,
+		Logger:       e.Logger,
+	})
+}
+
+// refreshed is h behind a refresh of a stale fleet.
+func refreshed(e *Env, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.refresh(r.Context())
-		a.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
 

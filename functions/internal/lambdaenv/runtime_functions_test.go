@@ -197,19 +197,26 @@ func TestBootstrapIngest(t *testing.T) {
 	}
 }
 
-// TestBootstrapOpenAI drives the openai bootstrap as a Function URL with
-// InvokeMode RESPONSE_STREAM does: the function streams its answer to the
-// response endpoint (chunked, a JSON prelude, eight NUL bytes, the body),
-// and the test reads it as the URL's client would. The failures come
-// first, so that the answers after them show the process polling on after
-// an error.
+// TestBootstrapOpenAI drives the openai bootstrap, over the deployment on
+// the emulator, as a Function URL with InvokeMode RESPONSE_STREAM does:
+// the function streams its answer to the response endpoint (chunked, a
+// JSON prelude, eight NUL bytes, the body), and the test reads it as the
+// URL's client would. The failures come first, so that the answers after
+// them show the process polling on after an error.
 func TestBootstrapOpenAI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the function binaries")
 	}
-	p := startBootstrap(t, bootstraps.get(t, "openai", runtime.GOOS, runtime.GOARCH), nil)
+	d := deploy(t, nil)
+	d.llm.Script(fakellm.Reply{Match: "stream me", Text: "streamed from Lambda ✓"})
+	p := startBootstrap(t, bootstraps.get(t, "openai", runtime.GOOS, runtime.GOARCH), d.lambdaVars(nil))
 	t.Logf("openai bootstrap: start to first poll %v", p.firstPoll(t))
 
+	chat := func(body string) func(*awsevents.LambdaFunctionURLRequest) {
+		return func(ev *awsevents.LambdaFunctionURLRequest) {
+			ev.Body, ev.IsBase64Encoded, ev.RawQueryString = body, false, ""
+		}
+	}
 	tests := []struct {
 		name  string
 		event any
@@ -217,15 +224,24 @@ func TestBootstrapOpenAI(t *testing.T) {
 		// errorType (any, if "") and a message holding message.
 		fails              bool
 		errorType, message string
+		// status, contentType and holds describe a streamed answer.
+		status      int
+		contentType string
+		holds       []string
 	}{
-		{"malformed event: error endpoint", json.RawMessage(malformed), true, "UnmarshalTypeError", "events.LambdaFunctionURLRequest"},
-		{"body not base64: error endpoint", functionURLEvent(t, func(ev *awsevents.LambdaFunctionURLRequest) { ev.Body = "%%%" }),
-			true, "", "urlstream: body is not base64"},
-		{"POST /v1/chat/completions: streamed 501", functionURLEvent(t, nil), false, "", ""},
-		{"GET /v1/models: streamed 501", functionURLEvent(t, func(ev *awsevents.LambdaFunctionURLRequest) {
+		{name: "malformed event: error endpoint", event: json.RawMessage(malformed), fails: true, errorType: "UnmarshalTypeError", message: "events.LambdaFunctionURLRequest"},
+		{name: "body not base64: error endpoint", event: functionURLEvent(t, func(ev *awsevents.LambdaFunctionURLRequest) { ev.Body = "%%%" }),
+			fails: true, message: "urlstream: body is not base64"},
+		{name: "POST /v1/chat/completions, streamed", event: functionURLEvent(t,
+			chat(`{"model":"`+chatModel+`","stream":true,"messages":[{"role":"user","content":"stream me"}]}`)),
+			status: http.StatusOK, contentType: "text/event-stream", holds: []string{`"content":"streamed `, `"finish_reason":"stop"`, "data: [DONE]"}},
+		{name: "POST /v1/chat/completions, unknown model", event: functionURLEvent(t,
+			chat(`{"model":"nope:1b","stream":true,"messages":[{"role":"user","content":"x"}]}`)),
+			status: http.StatusNotFound, contentType: "application/json", holds: []string{`"code":"model_not_found"`}},
+		{name: "GET /v1/models", event: functionURLEvent(t, func(ev *awsevents.LambdaFunctionURLRequest) {
 			ev.RawPath, ev.RequestContext.HTTP.Path, ev.RequestContext.HTTP.Method = "/v1/models", "/v1/models", http.MethodGet
 			ev.Body, ev.IsBase64Encoded, ev.RawQueryString = "", false, ""
-		}), false, "", ""},
+		}), status: http.StatusOK, contentType: "application/json", holds: []string{`"id":"` + chatModel + `"`}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,16 +255,17 @@ func TestBootstrapOpenAI(t *testing.T) {
 				t.Fatalf("function answered %q, want %q", res.id, id)
 			}
 			got := res.functionURL(t)
-			if got.status != http.StatusNotImplemented {
-				t.Errorf("status %d, want 501", got.status)
+			if got.status != tt.status {
+				t.Errorf("status %d, want %d: %s", got.status, tt.status, got.body)
 			}
-			if ct := got.header.Get("Content-Type"); ct != "application/json" {
-				t.Errorf("Content-Type %q, want application/json", ct)
+			if ct := got.header.Get("Content-Type"); ct != tt.contentType {
+				t.Errorf("Content-Type %q, want %q", ct, tt.contentType)
 			}
-			if c := got.header.Values("Set-Cookie"); len(c) != 0 {
-				t.Errorf("cookies %q, want none", c)
+			for _, want := range tt.holds {
+				if !strings.Contains(string(got.body), want) {
+					t.Errorf("body lacks %s: %s", want, got.body)
+				}
 			}
-			notImplemented(t, got.body, "the OpenAI-compatible endpoint")
 		})
 	}
 }

@@ -1,0 +1,57 @@
+package openai
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+)
+
+// chat is the plain routed proxy: the request goes to a backend serving
+// its model, chosen by the router, and the answer comes back as the
+// backend streams it. A backend that fails before the first byte (down,
+// 429, 5xx) gives way to the next; after it, the stream ends with an
+// error.
+func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeChat(r, true)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	creq := chatRequestOf(&req.OpenAIChatRequest)
+	if !req.Stream {
+		c, err := h.cfg.Models.LLM().Chat(r.Context(), creq, nil)
+		if err != nil {
+			writeError(w, r, modelError(err, req.Model))
+			return
+		}
+		writeCompletion(w, completion(completionID(), time.Now().Unix(), c.Usage.Model, c.Message, c.FinishReason, usageOf(c.Usage)))
+		return
+	}
+	out := newChunks(w, 2*h.cfg.Heartbeat, completionID(), req.Model, req.IncludeUsage)
+	c, err := h.cfg.Models.LLM().Chat(r.Context(), creq, func(d core.Delta) {
+		if d.ToolCall != nil {
+			out.toolCall(*d.ToolCall)
+			return
+		}
+		out.content(d.Text)
+	})
+	switch {
+	case err != nil && !out.started():
+		writeError(w, r, modelError(err, req.Model))
+	case err != nil:
+		_, obj := describe(r, err)
+		out.fail(obj)
+	default:
+		out.finish(c.FinishReason, usageOf(c.Usage))
+	}
+}
+
+// randomID is 24 hex digits of randomness.
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
