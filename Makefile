@@ -25,7 +25,15 @@ MOTO_VERSION    ?= 5.2.1
 CFNLINT_VERSION ?= 1.51.0
 VENV            := .venv
 
-.PHONY: all build run run-chain test deps-test lint fmt bench clean
+# The official OpenAI SDKs the OpenAI-compatible surface is tested with
+# (functions/openai/sdk_test.go): Python's in its own virtualenv, Node's
+# (its version in the package.json there) beside the test script. Neither
+# is committed.
+OPENAI_PY_VERSION ?= 3.51.0
+SDK_VENV          := .venv-sdk
+SDK_DIR           := functions/openai/testdata/sdk
+
+.PHONY: all build run run-chain test deps-test deps-sdk deps-aws lint fmt bench clean
 
 # The Lambda functions of template.yaml, by logical id. `sam build` runs
 # `make build-<LogicalId>` with ARTIFACTS_DIR set (BuildMethod: makefile);
@@ -60,8 +68,24 @@ run-chain: build
 test: lint deps-test
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(GO) test -race -count=1 ./...
 
-## deps-test: moto_server and cfn-lint, from PATH or pinned into .venv
-deps-test:
+## deps-test: moto_server and cfn-lint, from PATH or pinned into .venv;
+## the official OpenAI SDKs for Python (.venv-sdk) and Node (in SDK_DIR)
+deps-test: deps-aws deps-sdk
+
+deps-sdk:
+	@if [ "$$($(SDK_VENV)/bin/python -c 'import openai; print(openai.__version__)' 2>/dev/null)" != "$(OPENAI_PY_VERSION)" ]; then \
+		rm -rf $(SDK_VENV) && python3 -m venv $(SDK_VENV) && \
+		$(SDK_VENV)/bin/pip install --quiet 'openai==$(OPENAI_PY_VERSION)'; \
+	fi
+	@want=$$(node -p "require('./$(SDK_DIR)/package.json').dependencies.openai"); \
+	have=$$(node -p "require('./$(SDK_DIR)/node_modules/openai/package.json').version" 2>/dev/null); \
+	if [ "$$have" != "$$want" ]; then \
+		npm install --prefix $(SDK_DIR) --no-package-lock --no-audit --no-fund --silent; \
+	fi
+	@echo "using openai $(OPENAI_PY_VERSION) (python, $(SDK_VENV)) and openai $$(node -p "require('./$(SDK_DIR)/node_modules/openai/package.json').version") (node)"
+
+## deps-aws: moto_server and cfn-lint, from PATH or pinned into .venv
+deps-aws:
 	@if command -v moto_server >/dev/null 2>&1 && command -v cfn-lint >/dev/null 2>&1; then \
 		echo "using $$(command -v moto_server) and $$(command -v cfn-lint)"; \
 	elif [ -x $(VENV)/bin/moto_server ] && [ -x $(VENV)/bin/cfn-lint ]; then \
@@ -114,4 +138,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/ ./core/llm/... ./infra/sqlite/ ./cmd/stepwise/
 
 clean:
-	rm -rf bin $(VENV)
+	rm -rf bin $(VENV) $(SDK_VENV) $(SDK_DIR)/node_modules

@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
 	goopenai "github.com/sashabaranov/go-openai"
 
 	"github.com/stepwise-run/stepwise/core"
@@ -20,6 +24,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
+	"github.com/stepwise-run/stepwise/docs"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/openai"
 	"github.com/stepwise-run/stepwise/infra/localq"
@@ -47,6 +52,7 @@ type env struct {
 	store  *mem.Store
 	client *goopenai.Client
 	logs   *syncBuffer
+	router routers.Router
 }
 
 type syncBuffer struct {
@@ -127,6 +133,13 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 	t.Cleanup(oa.Close)
 	t.Cleanup(mgmt.Close)
 	e.client = e.clientAt("/v1")
+	doc, err := openapi3.NewLoader().LoadFromData([]byte(docs.OpenAPI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.router, err = gorillamux.NewRouter(doc); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -202,7 +215,44 @@ func (e *env) send(method, path, body string) *response {
 	if err != nil {
 		e.t.Fatalf("%s %s: read: %v", method, path, err)
 	}
-	return &response{status: res.StatusCode, header: res.Header, body: b}
+	out := &response{status: res.StatusCode, header: res.Header, body: b}
+	if openai.Owns(path) {
+		e.checkDocument(method, path, body, out)
+	}
+	return out
+}
+
+// checkDocument checks a request of this function and its answer against
+// docs/openapi.yaml (a stream's body is not checked).
+func (e *env) checkDocument(method, path, body string, res *response) {
+	e.t.Helper()
+	lookup, err := http.NewRequest(method, "http://localhost:8081"+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	lookup.Header.Set("Content-Type", "application/json")
+	route, params, err := e.router.FindRoute(lookup)
+	if err != nil {
+		if res.status != http.StatusNotFound && res.status != http.StatusMethodNotAllowed {
+			e.t.Errorf("%s %s is on no documented route (%v) but answered %d", method, path, err, res.status)
+		}
+		return
+	}
+	ctx := context.Background()
+	in := &openapi3filter.RequestValidationInput{Request: lookup, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{MultiError: true, ExcludeRequestBody: res.status >= 400}}
+	if err := openapi3filter.ValidateRequest(ctx, in); err != nil && res.status < 400 {
+		e.t.Errorf("%s %s: the document rejects the request but the server answered %d:\n%v", method, path, res.status, err)
+	}
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in, Status: res.status, Header: res.header,
+		Body: io.NopCloser(bytes.NewReader(res.body)),
+		Options: &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true,
+			ExcludeResponseBody: strings.HasPrefix(res.header.Get("Content-Type"), "text/event-stream")},
+	}
+	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+		e.t.Errorf("%s %s: the answer (%d %s) does not match the document:\n%v", method, path, res.status, res.body, err)
+	}
 }
 
 func (e *env) post(path, body string) *response { return e.send(http.MethodPost, path, body) }

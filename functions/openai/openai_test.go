@@ -5,12 +5,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	goopenai "github.com/sashabaranov/go-openai"
 
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
+	"github.com/stepwise-run/stepwise/docs"
 	"github.com/stepwise-run/stepwise/functions/openai"
 )
 
@@ -155,4 +158,42 @@ func TestUnknownRoute(t *testing.T) {
 	e := newEnv(t)
 	e.get("/v1/nope").wantError(t, http.StatusNotFound, "unknown_url", "")
 	e.send(http.MethodDelete, "/v1/chat/completions", "").wantError(t, http.StatusMethodNotAllowed, "method_not_allowed", "")
+}
+
+// TestRoutesMatchDocument keeps this function's routes and the paths of
+// docs/openapi.yaml it owns in step.
+func TestRoutesMatchDocument(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData([]byte(docs.OpenAPI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("docs/openapi.yaml is not valid: %v", err)
+	}
+	tail := regexp.MustCompile(`\{(\w+)\.\.\.\}`)
+	served := map[string]bool{}
+	for _, r := range openai.New(openai.Config{}).Routes() {
+		served[r.Method+" "+tail.ReplaceAllString(r.Pattern, "{$1}")] = true
+	}
+	documented := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if openai.Owns(path) {
+				documented[method+" "+path] = true
+			}
+		}
+	}
+	for k := range served {
+		if !documented[k] {
+			t.Errorf("route %s is not in docs/openapi.yaml", k)
+		}
+	}
+	for k := range documented {
+		if !served[k] {
+			t.Errorf("docs/openapi.yaml documents %s, which is no route", k)
+		}
+	}
+	if len(served) == 0 {
+		t.Error("no routes compared")
+	}
 }
