@@ -133,9 +133,10 @@ build-WorkerFunction:
 	$(LAMBDA_GO) -o "$(LAMBDA_OUT)" ./functions/worker/lambda
 
 ## bench: the engine's cost per step, in process and through HTTP; the
-## SQLite checkpoint; POST /tasks on the server against the backend alone
+## SQLite checkpoint; POST /tasks on the server against the backend alone;
+## the OpenAI proxy against the backend alone
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./core/ ./core/llm/... ./infra/sqlite/ ./cmd/stepwise/
+	$(GO) test -run '^$$' -bench . -benchmem ./core/ ./core/llm/... ./infra/sqlite/ ./cmd/stepwise/ ./functions/openai/
 
 clean:
 	rm -rf bin $(VENV) $(SDK_VENV) $(SDK_DIR)/node_modules

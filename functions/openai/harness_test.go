@@ -44,7 +44,7 @@ const (
 // in-memory store, a real catalog, fleet and engine, and two fake model
 // servers: one speaking Ollama's protocol, one OpenAI's.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	ollama *fakellm.Server
 	oai    *fakellm.Server
@@ -78,7 +78,7 @@ type envOptions struct {
 	heartbeat    time.Duration
 }
 
-func newEnv(t *testing.T, opts ...envOptions) *env {
+func newEnv(t testing.TB, opts ...envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, ollama: fakellm.Start(), oai: fakellm.Start(), store: mem.New(), logs: &syncBuffer{}}
@@ -170,7 +170,7 @@ func (e *env) chain(doc string) {
 
 // startWorkers returns an engine whose continuations go to an in-process
 // queue whose workers deliver them, as `stepwise serve` does.
-func startWorkers(t *testing.T, store core.ExecutionStore, model core.LLM, tools core.Tools) *core.Engine {
+func startWorkers(t testing.TB, store core.ExecutionStore, model core.LLM, tools core.Tools) *core.Engine {
 	t.Helper()
 	var engine *core.Engine
 	q := localq.New(localq.Config{Handle: func(ctx context.Context, d core.Delivery) error {
@@ -259,7 +259,7 @@ func (e *env) post(path, body string) *response { return e.send(http.MethodPost,
 func (e *env) get(path string) *response        { return e.send(http.MethodGet, path, "") }
 
 // decode unmarshals the body into v.
-func (r *response) decode(t *testing.T, v any) {
+func (r *response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)

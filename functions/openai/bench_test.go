@@ -1,0 +1,145 @@
+package openai_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
+)
+
+// BenchmarkProxy measures what the routed proxy adds to a chat completion,
+// in one run beside the backend called directly with the same client and
+// body: latency p50/p99 at 1 and 64 concurrent clients for whole answers,
+// and the time to the first token of a streamed answer (the fake model
+// streams ten pieces 1 ms apart).
+//
+//	go test -run '^$' -bench Proxy -benchtime 2000x ./functions/openai/
+func BenchmarkProxy(b *testing.B) {
+	e := newEnv(b)
+	e.oai.Script(fakellm.Reply{Text: "one two three four five six seven eight nine ten", Gap: time.Millisecond})
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
+	body := func(stream bool) []byte {
+		return fmt.Appendf(nil, `{"model":%q,"stream":%t,"messages":[{"role":"user","content":"ping"}]}`, openaiModel, stream)
+	}
+	targets := []struct{ name, url string }{
+		{"direct", e.oai.URL() + "/v1/chat/completions"},
+		{"proxy", e.srv.URL + "/v1/chat/completions"},
+	}
+	whole := func(url string) func() (time.Duration, error) {
+		data := body(false)
+		return func() (time.Duration, error) {
+			t0 := time.Now()
+			resp, err := hc.Post(url, "application/json", bytes.NewReader(data))
+			if err != nil {
+				return 0, err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return 0, fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return time.Since(t0), nil
+		}
+	}
+	// firstToken times the first data line carrying content.
+	firstToken := func(url string) func() (time.Duration, error) {
+		data := body(true)
+		return func() (time.Duration, error) {
+			t0 := time.Now()
+			resp, err := hc.Post(url, "application/json", bytes.NewReader(data))
+			if err != nil {
+				return 0, err
+			}
+			defer resp.Body.Close()
+			r := bufio.NewReader(resp.Body)
+			var ttft time.Duration
+			for {
+				line, err := r.ReadString('\n')
+				if ttft == 0 && strings.Contains(line, `"content":"one`) {
+					ttft = time.Since(t0)
+				}
+				if err != nil {
+					break
+				}
+			}
+			if ttft == 0 {
+				return 0, fmt.Errorf("no token in the stream")
+			}
+			return ttft, nil
+		}
+	}
+	for _, run := range []struct {
+		name    string
+		clients int
+		call    func(string) func() (time.Duration, error)
+	}{
+		{"whole/clients=1", 1, whole},
+		{"whole/clients=64", 64, whole},
+		{"first-token/clients=1", 1, firstToken},
+	} {
+		var base [2]time.Duration
+		for _, tg := range targets {
+			b.Run(run.name+"/"+tg.name, func(b *testing.B) {
+				p50, p99 := measure(b, run.clients, run.call(tg.url))
+				if tg.name == "direct" {
+					base = [2]time.Duration{p50, p99}
+					return
+				}
+				b.ReportMetric(float64(p50-base[0])/1e3, "added-p50-µs")
+				b.ReportMetric(float64(p99-base[1])/1e3, "added-p99-µs")
+			})
+		}
+	}
+}
+
+// measure makes b.N calls from the given number of concurrent clients,
+// reports requests per second and the p50 and p99 of what call timed, and
+// returns them.
+func measure(b *testing.B, clients int, call func() (time.Duration, error)) (p50, p99 time.Duration) {
+	b.Helper()
+	var (
+		mu    sync.Mutex
+		times = make([]time.Duration, 0, b.N)
+		next  atomic.Int64
+		wg    sync.WaitGroup
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Go(func() {
+			var local []time.Duration
+			for next.Add(1) <= int64(b.N) {
+				d, err := call()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				local = append(local, d)
+			}
+			mu.Lock()
+			times = append(times, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(times) == 0 {
+		return 0, 0
+	}
+	slices.Sort(times)
+	p50, p99 = times[len(times)*50/100], times[min(len(times)-1, len(times)*99/100)]
+	b.ReportMetric(float64(len(times))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(p50)/1e3, "p50-µs")
+	b.ReportMetric(float64(p99)/1e3, "p99-µs")
+	return p50, p99
+}
