@@ -20,15 +20,22 @@ import (
 // in one run beside the backend called directly with the same client and
 // body: latency p50/p99 at 1 and 64 concurrent clients for whole answers,
 // and the time to the first token of a streamed answer (the fake model
-// streams ten pieces 1 ms apart).
+// streams ten pieces 1 ms apart there).
 //
 //	go test -run '^$' -bench Proxy -benchtime 2000x ./functions/openai/
 func BenchmarkProxy(b *testing.B) {
 	e := newEnv(b)
-	e.oai.Script(fakellm.Reply{Text: "one two three four five six seven eight nine ten", Gap: time.Millisecond})
+	// The providers always stream from the backend, so whole answers come
+	// without gaps, or the proxy would wait out ones the direct call skips.
+	e.oai.Script(fakellm.Reply{Match: "ping", Text: "one two three four five six seven eight nine ten"},
+		fakellm.Reply{Match: "paced", Text: "one two three four five six seven eight nine ten", Gap: time.Millisecond})
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
 	body := func(stream bool) []byte {
-		return fmt.Appendf(nil, `{"model":%q,"stream":%t,"messages":[{"role":"user","content":"ping"}]}`, openaiModel, stream)
+		prompt := "ping"
+		if stream {
+			prompt = "paced"
+		}
+		return fmt.Appendf(nil, `{"model":%q,"stream":%t,"messages":[{"role":"user","content":%q}]}`, openaiModel, stream, prompt)
 	}
 	targets := []struct{ name, url string }{
 		{"direct", e.oai.URL() + "/v1/chat/completions"},
