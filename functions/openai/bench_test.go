@@ -25,8 +25,8 @@ import (
 //	go test -run '^$' -bench Proxy -benchtime 2000x ./functions/openai/
 func BenchmarkProxy(b *testing.B) {
 	e := newEnv(b)
-	// The providers always stream from the backend, so whole answers come
-	// without gaps, or the proxy would wait out ones the direct call skips.
+	// Streamed answers are paced like a model generating; whole ones come
+	// at once, as the backend sends them.
 	e.oai.Script(fakellm.Reply{Match: "ping", Text: "one two three four five six seven eight nine ten"},
 		fakellm.Reply{Match: "paced", Text: "one two three four five six seven eight nine ten", Gap: time.Millisecond})
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}

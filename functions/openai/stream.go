@@ -89,14 +89,17 @@ func (c *chunks) begin() bool {
 	if c.stream != nil {
 		return true
 	}
-	s, err := webapi.StartStream(c.w, c.wait)
-	if err != nil {
+	// The headers and the role chunk leave with the event that started
+	// the stream, in one write: the first token is not held up by two.
+	c.stream = webapi.OpenStream(c.w, c.wait)
+	empty := ""
+	ch := chunk{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model,
+		Choices: []chunkChoice{{Delta: chunkDelta{Role: core.RoleAssistant, Content: &empty}}}}
+	if err := c.stream.Queue(0, "", ch); err != nil {
 		c.err = err
 		return false
 	}
-	c.stream = s
-	empty := ""
-	return c.send(chunkDelta{Role: core.RoleAssistant, Content: &empty}, nil, nil)
+	return true
 }
 
 // send writes one chunk. c.mu must be held.

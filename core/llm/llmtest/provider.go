@@ -190,11 +190,19 @@ func chatStreams(t *testing.T, h Harness) {
 	}
 }
 
+// chatWithoutDeltaFunc asks for a whole answer: nobody reads the pieces,
+// so the backend is not asked to stream them.
 func chatWithoutDeltaFunc(t *testing.T, h Harness) {
-	_, p := h.start(t)
+	fake, p := h.start(t)
 	out, err := p.Chat(context.Background(), h.ChatModel, core.ChatRequest{Messages: []core.Message{user("ping")}}, nil)
-	if err != nil || out.Message.Content != "fake answer to: ping" {
-		t.Fatalf("got %q, %v", out.Message.Content, err)
+	if err != nil || out.Message.Content != "fake answer to: ping" || out.FinishReason != "stop" {
+		t.Fatalf("got %q (finish %q), %v", out.Message.Content, out.FinishReason, err)
+	}
+	if want := (core.Usage{TokensIn: tokens("ping"), TokensOut: tokens(out.Message.Content), Model: h.ChatModel}); out.Usage != want {
+		t.Errorf("usage %+v, want %+v", out.Usage, want)
+	}
+	if r := requests(fake, h.ChatPath); len(r) != 1 || r[0].Stream {
+		t.Errorf("requests = %+v, want one chat asking for a whole answer", r)
 	}
 }
 
@@ -529,14 +537,15 @@ const (
 	opModels
 )
 
-// call makes the call with model, or the harness's model for it when "".
-func (o op) call(ctx context.Context, h Harness, p llm.Provider, model string) error {
+// call makes the call with model, or the harness's model for it when "";
+// chat and prompt stream their answers to onDelta when it is not nil.
+func (o op) call(ctx context.Context, h Harness, p llm.Provider, model string, onDelta core.DeltaFunc) error {
 	var err error
 	switch o {
 	case opChat:
-		_, err = p.Chat(ctx, cmp.Or(model, h.ChatModel), core.ChatRequest{Messages: []core.Message{user("q")}}, nil)
+		_, err = p.Chat(ctx, cmp.Or(model, h.ChatModel), core.ChatRequest{Messages: []core.Message{user("q")}}, onDelta)
 	case opPrompt:
-		_, err = p.Prompt(ctx, cmp.Or(model, h.ChatModel), core.PromptRequest{Prompt: "q"}, nil)
+		_, err = p.Prompt(ctx, cmp.Or(model, h.ChatModel), core.PromptRequest{Prompt: "q"}, onDelta)
 	case opEmbed:
 		_, err = p.Embed(ctx, cmp.Or(model, h.EmbedModel), "q")
 	case opModels:
@@ -563,6 +572,7 @@ func errorCodes(t *testing.T, h Harness) {
 		// overloaded backend (429, 503), one that is down and a deadline
 		// are not.
 		upstream bool
+		stream   bool // the answer is streamed
 	}{
 		{name: "UnknownChatModel", op: opChat, model: "nope:1b", code: core.ENOTFOUND, msg: []string{"nope:1b", h.NotFoundText}},
 		{name: "UnknownEmbeddingModel", op: opEmbed, model: "nope:1b", code: core.ENOTFOUND, msg: []string{"nope:1b", h.NotFoundText}},
@@ -580,9 +590,12 @@ func errorCodes(t *testing.T, h Harness) {
 			op: opChat, code: core.EUNAVAILABLE, msg: []string{"Bad Gateway"}, oneLine: true, upstream: true},
 		{name: "ConnectionRefusedOnChat", refused: true, op: opChat, code: core.EUNAVAILABLE},
 		{name: "ConnectionRefusedOnListing", refused: true, op: opModels, code: core.EUNAVAILABLE},
-		{name: "CutChatStream", reply: fakellm.Reply{Text: "one two three four", CutAfter: 2}, op: opChat, code: core.EUNAVAILABLE, msg: []string{"cut"}},
-		{name: "CutPromptStreamEarly", reply: fakellm.Reply{Text: "one two three", CutAfter: 1}, op: opPrompt, code: core.EUNAVAILABLE, msg: []string{"cut"}},
-		{name: "CutPromptStreamAtTheEnd", reply: fakellm.Reply{Text: "one two", CutAfter: 99}, op: opPrompt, code: core.EUNAVAILABLE, msg: []string{"cut"}},
+		{name: "CutChatStream", reply: fakellm.Reply{Text: "one two three four", CutAfter: 2}, op: opChat, stream: true, code: core.EUNAVAILABLE, msg: []string{"cut"}},
+		{name: "CutPromptStreamEarly", reply: fakellm.Reply{Text: "one two three", CutAfter: 1}, op: opPrompt, stream: true, code: core.EUNAVAILABLE, msg: []string{"cut"}},
+		{name: "CutPromptStreamAtTheEnd", reply: fakellm.Reply{Text: "one two", CutAfter: 99}, op: opPrompt, stream: true, code: core.EUNAVAILABLE, msg: []string{"cut"}},
+		{name: "CutWholeChat", reply: fakellm.Reply{Text: "one two", CutAfter: 1}, op: opChat, code: core.EUNAVAILABLE, msg: []string{"cut"}},
+		{name: "CutWholePrompt", reply: fakellm.Reply{Text: "one two", CutAfter: 1}, op: opPrompt, code: core.EUNAVAILABLE, msg: []string{"cut"}},
+		{name: "DeadlineOnStreamedChat", reply: fakellm.Reply{Latency: slow}, timeout: deadline, op: opChat, stream: true, code: core.ETIMEOUT},
 		{name: "DeadlineOnChat", reply: fakellm.Reply{Latency: slow}, timeout: deadline, op: opChat, code: core.ETIMEOUT},
 		{name: "DeadlineOnEmbed", reply: fakellm.Reply{Latency: slow}, timeout: deadline, op: opEmbed, code: core.ETIMEOUT},
 	} {
@@ -598,7 +611,11 @@ func errorCodes(t *testing.T, h Harness) {
 				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
 				defer cancel()
 			}
-			err := tt.op.call(ctx, h, p, tt.model)
+			var onDelta core.DeltaFunc
+			if tt.stream {
+				onDelta = func(core.Delta) {}
+			}
+			err := tt.op.call(ctx, h, p, tt.model, onDelta)
 			WantError(t, err, tt.code, append([]string{fake.URL()}, tt.msg...)...)
 			if core.IsUpstream(err) != tt.upstream {
 				t.Errorf("IsUpstream(%v) = %v, want %v", err, core.IsUpstream(err), tt.upstream)

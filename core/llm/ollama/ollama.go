@@ -5,8 +5,10 @@
 // because the client allocates 8 MiB per streamed call and hides a cut
 // connection.
 //
-// Chat and Prompt always stream, so that a caller's onDelta sees text as it
-// is generated and a connection that breaks mid-answer is noticed rather
+// Chat and Prompt stream when given an onDelta, so that it sees text as it
+// is generated; without one they ask for the whole answer in one body,
+// which costs the server and us less. Either way an answer without its
+// final "done" (a connection that breaks mid-answer) is an error rather
 // than mistaken for a short answer. Errors carry core codes (see the llm
 // package) and name the server URL and the model.
 package ollama
@@ -71,7 +73,7 @@ func (p *Provider) Chat(ctx context.Context, model string, req core.ChatRequest,
 	if noTools(req.Options.ToolChoice) {
 		tools = nil
 	}
-	stream := true
+	stream := onDelta != nil
 	areq := &api.ChatRequest{
 		Model:    model,
 		Messages: msgs,
@@ -125,7 +127,7 @@ func (p *Provider) Chat(ctx context.Context, model string, req core.ChatRequest,
 // Prompt sends the prompt and system instruction to /api/generate,
 // streaming the answer to onDelta.
 func (p *Provider) Prompt(ctx context.Context, model string, req core.PromptRequest, onDelta core.DeltaFunc) (core.Completion, error) {
-	stream := true
+	stream := onDelta != nil
 	areq := &api.GenerateRequest{
 		Model:   model,
 		System:  req.System,
@@ -289,6 +291,9 @@ func (p *Provider) streamError(ctx context.Context, err error, done bool, chunks
 	}
 	if cerr := wire.ContextError(ctx, "ollama %s: %s with %s", p.base, op, model); cerr != nil {
 		return cerr
+	}
+	if chunks == 0 && errors.Is(err, errCut) {
+		return core.WrapError(core.EUNAVAILABLE, wire.Brief(err), "ollama %s: %s with %s: the answer was cut before its end", p.base, op, model)
 	}
 	if err != nil && (chunks == 0 || isStatus(err)) {
 		return p.fail(ctx, err, op, model)

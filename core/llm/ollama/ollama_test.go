@@ -148,7 +148,7 @@ func TestStreamErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = p.Prompt(context.Background(), "m", core.PromptRequest{Prompt: "q"}, nil)
+			_, err = p.Prompt(context.Background(), "m", core.PromptRequest{Prompt: "q"}, func(core.Delta) {})
 			llmtest.WantError(t, err, core.EUNAVAILABLE, srv.URL, tt.msg)
 		})
 	}

@@ -18,6 +18,9 @@ import (
 // client does; the buffer grows to it only when a line needs it.
 const maxLine = 8 << 20
 
+// errCut marks a body that broke off after the server had answered 200.
+var errCut = errors.New("the body broke off")
+
 // errLineTooLong reports a streamed line over maxLine.
 var errLineTooLong = errors.New("a streamed line is over 8 MiB")
 
@@ -67,8 +70,11 @@ func (p *Provider) stream(ctx context.Context, path string, body any, fn func([]
 		if err == io.EOF {
 			return nil
 		}
-		if err != nil {
+		if errors.Is(err, errLineTooLong) {
 			return err
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", errCut, err)
 		}
 	}
 }

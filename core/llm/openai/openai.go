@@ -2,10 +2,12 @@
 // its chat completions API (vLLM, Gemini's OpenAI endpoint, llama.cpp's
 // server, ...), built on github.com/sashabaranov/go-openai.
 //
-// Chat and Prompt always stream, asking for the usage in a final chunk, so
-// that onDelta sees text as it is generated and a connection that breaks
-// mid-answer is noticed. Errors carry core codes (see the llm package) and
-// name the server URL and the model.
+// Chat and Prompt stream when given an onDelta, asking for the usage in a
+// final chunk, so that onDelta sees text as it is generated and a
+// connection that breaks mid-answer is noticed; without one they ask for
+// the whole answer in one body, which costs the server and us far less
+// (the proxy's non-streamed requests). Errors carry core codes (see the
+// llm package) and name the server URL and the model.
 package openai
 
 import (
@@ -71,7 +73,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	gc := goopenai.DefaultConfig(cfg.APIKey)
 	gc.BaseURL = strings.TrimRight(base, "/")
-	gc.HTTPClient = hc
+	// go-openai stops reading a stream at [DONE]; the client must still
+	// read its end for the connection to be kept.
+	gc.HTTPClient = wire.Reusing(hc)
 	return &Provider{client: goopenai.NewClientWithConfig(gc), base: gc.BaseURL}, nil
 }
 
@@ -92,16 +96,16 @@ func (p *Provider) Prompt(ctx context.Context, model string, req core.PromptRequ
 	return p.complete(ctx, "prompt", model, msgs, nil, req.Options, len(msgs), onDelta)
 }
 
-// complete runs one streamed chat completion and assembles the answer.
+// complete runs one chat completion, streamed to onDelta if there is one,
+// and assembles the answer.
 func (p *Provider) complete(ctx context.Context, op, model string, msgs []goopenai.ChatCompletionMessage,
 	tools []goopenai.Tool, opts core.GenOptions, messages int, onDelta core.DeltaFunc) (core.Completion, error) {
-	req := goopenai.ChatCompletionRequest{
-		Model:         model,
-		Messages:      msgs,
-		Tools:         tools,
-		StreamOptions: &goopenai.StreamOptions{IncludeUsage: true},
-	}
+	req := goopenai.ChatCompletionRequest{Model: model, Messages: msgs, Tools: tools}
 	applyOptions(&req, opts)
+	if onDelta == nil {
+		return p.whole(ctx, req, op, messages)
+	}
+	req.StreamOptions = &goopenai.StreamOptions{IncludeUsage: true}
 	stream, err := p.client.CreateChatCompletionStream(ctx, req)
 	if err != nil {
 		return core.Completion{}, p.fail(ctx, err, op, model)
@@ -165,6 +169,49 @@ func (p *Provider) complete(ctx context.Context, op, model string, msgs []goopen
 		FinishReason: wire.FinishReason(len(out) > 0, finish),
 		Usage:        usage,
 	}, nil
+}
+
+// whole runs one chat completion answered in a single body.
+func (p *Provider) whole(ctx context.Context, req goopenai.ChatCompletionRequest, op string, messages int) (core.Completion, error) {
+	resp, err := p.client.CreateChatCompletion(ctx, req)
+	if err != nil {
+		return core.Completion{}, p.failWhole(ctx, err, op, req.Model)
+	}
+	var ch *goopenai.ChatCompletionChoice
+	for i := range resp.Choices {
+		if resp.Choices[i].Index == 0 {
+			ch = &resp.Choices[i]
+		}
+	}
+	if ch == nil {
+		return core.Completion{}, core.Errorf(core.EUNAVAILABLE, "openai %s: %s with %s: the answer has no choice", p.base, op, req.Model)
+	}
+	var calls toolCalls
+	for _, tc := range ch.Message.ToolCalls {
+		calls.calls = append(calls.calls, core.ToolCall{ID: tc.ID, Type: string(tc.Type),
+			Function: core.ToolCallFunction{Name: tc.Function.Name, Arguments: tc.Function.Arguments}})
+	}
+	out := calls.result(messages)
+	return core.Completion{
+		Message:      core.Message{Role: core.RoleAssistant, Content: ch.Message.Content, ToolCalls: out},
+		FinishReason: wire.FinishReason(len(out) > 0, string(ch.FinishReason)),
+		Usage:        core.Usage{TokensIn: resp.Usage.PromptTokens, TokensOut: resp.Usage.CompletionTokens, Model: req.Model},
+	}, nil
+}
+
+// failWhole maps an error of a non-streamed call. One that is neither the
+// server's answer nor a failure to reach it came from reading the body the
+// server had begun to send: the answer was cut.
+func (p *Provider) failWhole(ctx context.Context, err error, op, model string) error {
+	var urlErr *url.Error
+	if httpStatus(err) != 0 || isClientCheck(err) || errors.As(err, &urlErr) || ctx.Err() != nil {
+		return p.fail(ctx, err, op, model)
+	}
+	var apiErr *goopenai.APIError
+	if errors.As(err, &apiErr) {
+		return p.fail(ctx, err, op, model)
+	}
+	return core.WrapError(core.EUNAVAILABLE, wire.Brief(err), "openai %s: %s with %s: the answer was cut before its end", p.base, op, model)
 }
 
 // applyOptions sets the sampling options that are given. go-openai drops a

@@ -135,7 +135,7 @@ func TestToolCallAssembly(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := rawServer(t, tt.body)
-			out, err := p.Chat(context.Background(), "m", core.ChatRequest{Messages: []core.Message{user("x")}}, nil)
+			out, err := p.Chat(context.Background(), "m", core.ChatRequest{Messages: []core.Message{user("x")}}, func(core.Delta) {})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,7 +218,7 @@ func TestStreamErrors(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := rawServer(t, tt.body)
-			_, err := p.Chat(context.Background(), "m", core.ChatRequest{Messages: []core.Message{user("q")}}, nil)
+			_, err := p.Chat(context.Background(), "m", core.ChatRequest{Messages: []core.Message{user("q")}}, func(core.Delta) {})
 			llmtest.WantError(t, err, core.EUNAVAILABLE, "http://127.0.0.1:", tt.msg)
 		})
 	}

@@ -29,6 +29,18 @@ type Stream struct {
 // as its client, so each write gets a deadline of wait instead. Writers
 // that have no deadline to set are fine.
 func StartStream(w http.ResponseWriter, wait time.Duration) (*Stream, error) {
+	s := OpenStream(w, wait)
+	if err := s.rc.Flush(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenStream is StartStream without the flush: the headers leave with the
+// first event written by Event, Data or Heartbeat, so that a stream whose
+// first event is ready at once costs the client one read, not two. Only a
+// writer that can flush may be given to it.
+func OpenStream(w http.ResponseWriter, wait time.Duration) *Stream {
 	s := &Stream{w: w, rc: http.NewResponseController(w), wait: wait}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.wait))
 	h := w.Header()
@@ -36,10 +48,19 @@ func StartStream(w http.ResponseWriter, wait time.Duration) (*Stream, error) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	if err := s.rc.Flush(); err != nil {
-		return nil, err
+	return s
+}
+
+// Queue writes one event like Event but without flushing it: it leaves
+// with the next event that is flushed.
+func (s *Stream) Queue(id int, name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
 	}
-	return s, nil
+	s.frame(id, name, b)
+	_, err = s.w.Write(s.buf.Bytes())
+	return err
 }
 
 // Event writes one event: an `id:` line when id > 0, an `event:` line when
@@ -55,6 +76,12 @@ func (s *Stream) Event(id int, name string, v any) error {
 // Data writes one event whose data is b as it is (it must hold no
 // newline), such as OpenAI's closing "[DONE]".
 func (s *Stream) Data(id int, name string, b []byte) error {
+	s.frame(id, name, b)
+	return s.flush()
+}
+
+// frame puts one event into s.buf.
+func (s *Stream) frame(id int, name string, b []byte) {
 	s.buf.Reset()
 	if id > 0 {
 		s.buf.WriteString("id: " + strconv.Itoa(id) + "\n")
@@ -65,7 +92,6 @@ func (s *Stream) Data(id int, name string, b []byte) error {
 	s.buf.WriteString("data: ")
 	s.buf.Write(b)
 	s.buf.WriteString("\n\n")
-	return s.flush()
 }
 
 // Heartbeat writes a comment line, which keeps an idle stream open through
