@@ -8,11 +8,10 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stepwise-run/stepwise/core/coretest"
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
@@ -87,58 +86,14 @@ func BenchmarkServeTasks(b *testing.B) {
 	for _, clients := range []int{1, 8} {
 		var directP50, directP99 time.Duration
 		b.Run(fmt.Sprintf("direct/clients=%d", clients), func(b *testing.B) {
-			directP50, directP99 = measure(b, clients, callDirect)
+			directP50, directP99 = coretest.Latencies(b, clients, coretest.Timed(callDirect))
 		})
 		b.Run(fmt.Sprintf("tasks/clients=%d", clients), func(b *testing.B) {
-			p50, p99 := measure(b, clients, callTasks)
+			p50, p99 := coretest.Latencies(b, clients, coretest.Timed(callTasks))
 			if directP50 > 0 {
 				b.ReportMetric(float64(p50-directP50)/1e3, "added-p50-µs")
 				b.ReportMetric(float64(p99-directP99)/1e3, "added-p99-µs")
 			}
 		})
 	}
-}
-
-// measure makes b.N calls from the given number of concurrent clients,
-// reports requests per second and the p50 and p99 latency, and returns
-// those percentiles.
-func measure(b *testing.B, clients int, call func() error) (p50, p99 time.Duration) {
-	b.Helper()
-	var (
-		mu    sync.Mutex
-		times = make([]time.Duration, 0, b.N)
-		next  atomic.Int64
-		wg    sync.WaitGroup
-	)
-	b.ResetTimer()
-	start := time.Now()
-	for range clients {
-		wg.Go(func() {
-			local := make([]time.Duration, 0, 64)
-			for next.Add(1) <= int64(b.N) {
-				t0 := time.Now()
-				if err := call(); err != nil {
-					b.Error(err)
-					return
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			times = append(times, local...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if len(times) == 0 {
-		return 0, 0
-	}
-	slices.Sort(times)
-	p50 = times[len(times)*50/100]
-	p99 = times[min(len(times)-1, len(times)*99/100)]
-	b.ReportMetric(float64(len(times))/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(p50)/1e3, "p50-µs")
-	b.ReportMetric(float64(p99)/1e3, "p99-µs")
-	return p50, p99
 }

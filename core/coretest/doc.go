@@ -8,5 +8,7 @@
 //		coretest.ExecutionStoreSuite(t, func(t *testing.T) core.ExecutionStore { return mem.New() })
 //	}
 //
+// Latencies is the benchmarks' shared measure of latency percentiles.
+//
 // It is imported only from _test.go files.
 package coretest

@@ -33,7 +33,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/docs"
 	"github.com/stepwise-run/stepwise/functions/api"
-	"github.com/stepwise-run/stepwise/infra/localq"
+	"github.com/stepwise-run/stepwise/functions/internal/functest"
 	"github.com/stepwise-run/stepwise/infra/mem"
 )
 
@@ -54,7 +54,7 @@ type env struct {
 	llm    *fakellm.Server
 	cat    *catalog.Catalog
 	store  *mem.Store
-	logs   *syncBuffer
+	logs   *functest.Logs
 	doc    *openapi3.T
 	router routers.Router
 
@@ -68,24 +68,6 @@ type options struct {
 	wrap func(http.Handler) http.Handler
 	// noDefaults starts the server with no default models configured.
 	noDefaults bool
-}
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // The request validator gets the YAML forms the API accepts: kin-openapi
@@ -170,8 +152,8 @@ func newEnv(t *testing.T, opts ...options) *env {
 	t.Cleanup(func() { stop(); <-done })
 
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
-	logs := &syncBuffer{}
-	engine := startWorkers(t, store, fl.LLM(), tools)
+	logs := &functest.Logs{}
+	engine := functest.StartWorkers(t, store, fl.LLM(), tools)
 	cfg := api.Config{
 		Catalog:    cat,
 		Fleet:      fl,
@@ -206,29 +188,6 @@ func newEnv(t *testing.T, opts ...options) *env {
 		t.Fatalf("router over the document: %v", err)
 	}
 	return &env{t: t, api: a, srv: srv, llm: fake, cat: cat, store: store, logs: logs, doc: doc, router: router}
-}
-
-// startWorkers returns an engine whose continuations go to an in-process
-// queue, and runs the queue's workers, which deliver them to the engine
-// as `stepwise serve` does, until the test ends.
-func startWorkers(t *testing.T, store core.ExecutionStore, model core.LLM, tools core.Tools) *core.Engine {
-	t.Helper()
-	var engine *core.Engine
-	q := localq.New(localq.Config{Handle: func(ctx context.Context, d core.Delivery) error {
-		_, err := engine.Deliver(ctx, d.Message, core.DeliverOptions{}, nil)
-		return err
-	}})
-	engine = core.NewEngine(core.EngineConfig{Store: store, LLM: model, Tools: tools, Queue: q})
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("queue: %v", err)
-		}
-	})
-	return engine
 }
 
 // response is an answer read in full.

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stepwise-run/stepwise/core/coretest"
 
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 )
@@ -96,7 +95,7 @@ func BenchmarkProxy(b *testing.B) {
 		var base [2]time.Duration
 		for _, tg := range targets {
 			b.Run(run.name+"/"+tg.name, func(b *testing.B) {
-				p50, p99 := measure(b, run.clients, run.call(tg.url))
+				p50, p99 := coretest.Latencies(b, run.clients, run.call(tg.url))
 				if tg.name == "direct" {
 					base = [2]time.Duration{p50, p99}
 					return
@@ -106,47 +105,4 @@ func BenchmarkProxy(b *testing.B) {
 			})
 		}
 	}
-}
-
-// measure makes b.N calls from the given number of concurrent clients,
-// reports requests per second and the p50 and p99 of what call timed, and
-// returns them.
-func measure(b *testing.B, clients int, call func() (time.Duration, error)) (p50, p99 time.Duration) {
-	b.Helper()
-	var (
-		mu    sync.Mutex
-		times = make([]time.Duration, 0, b.N)
-		next  atomic.Int64
-		wg    sync.WaitGroup
-	)
-	b.ResetTimer()
-	start := time.Now()
-	for range clients {
-		wg.Go(func() {
-			var local []time.Duration
-			for next.Add(1) <= int64(b.N) {
-				d, err := call()
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				local = append(local, d)
-			}
-			mu.Lock()
-			times = append(times, local...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if len(times) == 0 {
-		return 0, 0
-	}
-	slices.Sort(times)
-	p50, p99 = times[len(times)*50/100], times[min(len(times)-1, len(times)*99/100)]
-	b.ReportMetric(float64(len(times))/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(p50)/1e3, "p50-µs")
-	b.ReportMetric(float64(p99)/1e3, "p99-µs")
-	return p50, p99
 }

@@ -2,8 +2,6 @@ package openai_test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -81,35 +79,11 @@ func TestChainChat(t *testing.T) {
 		if id := stream.Header().Get(openai.ExecutionHeader); id == "" {
 			t.Error("no execution id on the stream")
 		}
-		first := ""
-		for first == "" {
-			c, err := stream.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(c.Choices) > 0 {
-				first = c.Choices[0].Delta.Content
-			}
-		}
+		first := firstToken(t, stream)
 		close(hold)
-		text, finish := first, ""
-		for {
-			c, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(c.Choices) > 0 {
-				text += c.Choices[0].Delta.Content
-				if c.Choices[0].FinishReason != "" {
-					finish = string(c.Choices[0].FinishReason)
-				}
-			}
-		}
-		if first != "first " || text != "first second third" || finish != "stop" {
-			t.Errorf("first %q, text %q, finish %q", first, text, finish)
+		rest := readStream(t, stream)
+		if first != "first " || first+rest.text != "first second third" || rest.finish != "stop" {
+			t.Errorf("first %q, rest %q, finish %q", first, rest.text, rest.finish)
 		}
 	})
 	t.Run("models", func(t *testing.T) {
@@ -179,24 +153,12 @@ func TestChainTools(t *testing.T) {
 	if got := stream.Header().Get(openai.ExecutionHeader); got != id {
 		t.Errorf("follow-up ran execution %s, want the waiting %s resumed", got, id)
 	}
-	text := ""
-	for {
-		c, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ch := range c.Choices {
-			text += ch.Delta.Content
-			if len(ch.Delta.ToolCalls) > 0 {
-				t.Errorf("a tool call reached the client: %+v", ch.Delta.ToolCalls)
-			}
-		}
+	got := readStream(t, stream)
+	if len(got.calls) > 0 {
+		t.Errorf("a tool call reached the client: %+v", got.calls)
 	}
-	if text != "Pack light: 18C in Paris." {
-		t.Errorf("answer %q", text)
+	if got.text != "Pack light: 18C in Paris." {
+		t.Errorf("answer %q", got.text)
 	}
 	if status, _ := e.execution(id); status != "succeeded" {
 		t.Errorf("execution is %s", status)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,8 +25,8 @@ import (
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/docs"
 	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/functions/internal/functest"
 	"github.com/stepwise-run/stepwise/functions/openai"
-	"github.com/stepwise-run/stepwise/infra/localq"
 	"github.com/stepwise-run/stepwise/infra/mem"
 )
 
@@ -51,25 +50,8 @@ type env struct {
 	cat    *catalog.Catalog
 	store  *mem.Store
 	client *goopenai.Client
-	logs   *syncBuffer
+	logs   *functest.Logs
 	router routers.Router
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // envOptions adjust an env before it starts.
@@ -81,7 +63,7 @@ type envOptions struct {
 func newEnv(t testing.TB, opts ...envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, ollama: fakellm.Start(), oai: fakellm.Start(), store: mem.New(), logs: &syncBuffer{}}
+	e := &env{t: t, ollama: fakellm.Start(), oai: fakellm.Start(), store: mem.New(), logs: &functest.Logs{}}
 	t.Cleanup(e.ollama.Close)
 	t.Cleanup(e.oai.Close)
 	e.oai.SetModels(fakellm.Model{Name: openaiModel, ContextLength: 128000})
@@ -115,7 +97,7 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 		t.Fatal(err)
 	}
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
-	engine := startWorkers(t, e.store, fl.LLM(), tools)
+	engine := functest.StartWorkers(t, e.store, fl.LLM(), tools)
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
 	cfg := openai.Config{Catalog: e.cat, Models: fl, Engine: engine, Executions: e.store, Records: e.store, Logger: log}
 	for _, o := range opts {
@@ -166,28 +148,6 @@ func (e *env) chain(doc string) {
 	if res.status != http.StatusCreated {
 		e.t.Fatalf("POST /taskchains = %d %s", res.status, res.body)
 	}
-}
-
-// startWorkers returns an engine whose continuations go to an in-process
-// queue whose workers deliver them, as `stepwise serve` does.
-func startWorkers(t testing.TB, store core.ExecutionStore, model core.LLM, tools core.Tools) *core.Engine {
-	t.Helper()
-	var engine *core.Engine
-	q := localq.New(localq.Config{Handle: func(ctx context.Context, d core.Delivery) error {
-		_, err := engine.Deliver(ctx, d.Message, core.DeliverOptions{}, nil)
-		return err
-	}})
-	engine = core.NewEngine(core.EngineConfig{Store: store, LLM: model, Tools: tools, Queue: q})
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("queue: %v", err)
-		}
-	})
-	return engine
 }
 
 // response is an answer read in full.

@@ -160,34 +160,16 @@ func (h *Handler) handle(method, pattern string, f http.HandlerFunc) {
 // route dispatches to the mux, answering an unknown path (404) and a wrong
 // method (405) in the error envelope.
 func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := h.mux.Handler(r); pattern != "" {
-		h.mux.ServeHTTP(w, r)
-		return
-	}
-	probe := &probe{header: http.Header{}}
-	h.mux.ServeHTTP(probe, r)
-	if probe.code == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", probe.header.Get("Allow"))
+	webapi.Dispatch(h.mux, w, r, func(status int, allow string) {
+		if status == http.StatusNotFound {
+			writeError(w, r, &apiError{status: http.StatusNotFound, code: "unknown_url", msg: "no route " + r.Method + " " + r.URL.Path})
+			return
+		}
+		w.Header().Set("Allow", allow)
 		writeError(w, r, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
-			msg: "method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + probe.header.Get("Allow") + ")"})
-		return
-	}
-	writeError(w, r, &apiError{status: http.StatusNotFound, code: "unknown_url", msg: "no route " + r.Method + " " + r.URL.Path})
+			msg: "method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allow + ")"})
+	})
 }
-
-// probe keeps what the mux answers for a request no route matches.
-type probe struct {
-	header http.Header
-	code   int
-}
-
-func (p *probe) Header() http.Header { return p.header }
-func (p *probe) WriteHeader(code int) {
-	if p.code == 0 {
-		p.code = code
-	}
-}
-func (p *probe) Write(b []byte) (int, error) { return len(b), nil }
 
 // runner runs executions in requests.
 func (h *Handler) runner() inline.Runner {

@@ -2,8 +2,6 @@ package openai_test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -56,32 +54,12 @@ func TestChat(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer stream.Close()
-				var text strings.Builder
-				chunks, finish, usage := 0, "", 0
-				for {
-					c, err := stream.Recv()
-					if errors.Is(err, io.EOF) {
-						break
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-					chunks++
-					if c.Usage != nil {
-						usage = c.Usage.TotalTokens
-					}
-					for _, ch := range c.Choices {
-						text.WriteString(ch.Delta.Content)
-						if ch.FinishReason != "" {
-							finish = string(ch.FinishReason)
-						}
-					}
+				got := readStream(t, stream)
+				if got.text != "Paris.\n\nIt is — naturellement — Paris ✓" {
+					t.Errorf("streamed %q", got.text)
 				}
-				if text.String() != "Paris.\n\nIt is — naturellement — Paris ✓" {
-					t.Errorf("streamed %q", text.String())
-				}
-				if chunks < 4 || finish != "stop" || usage == 0 {
-					t.Errorf("%d chunks, finish %q, usage %d", chunks, finish, usage)
+				if got.chunks < 4 || got.finish != "stop" || got.usage == nil || got.usage.TotalTokens == 0 {
+					t.Errorf("%d chunks, finish %q, usage %+v", got.chunks, got.finish, got.usage)
 				}
 			})
 		})
@@ -106,35 +84,12 @@ func TestChatStreamsAsGenerated(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer stream.Close()
-			var first string
-			for first == "" {
-				c, err := stream.Recv()
-				if err != nil {
-					t.Fatalf("before the first token: %v", err)
-				}
-				if len(c.Choices) > 0 {
-					first = c.Choices[0].Delta.Content
-				}
-			}
-			if first != "first " {
+			if first := firstToken(t, stream); first != "first " {
 				t.Errorf("first token %q", first)
 			}
 			close(hold) // only now may the backend finish its answer
-			rest := ""
-			for {
-				c, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(c.Choices) > 0 {
-					rest += c.Choices[0].Delta.Content
-				}
-			}
-			if rest != "second third" {
-				t.Errorf("rest %q", rest)
+			if rest := readStream(t, stream); rest.text != "second third" || rest.finish != "stop" {
+				t.Errorf("rest %q, finish %q", rest.text, rest.finish)
 			}
 		})
 	}

@@ -53,41 +53,11 @@ func TestClientToolCalls(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			assembled := map[int]*goopenai.ToolCall{}
-			finish := ""
-			for {
-				c, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, ch := range c.Choices {
-					if ch.FinishReason != "" {
-						finish = string(ch.FinishReason)
-					}
-					for _, tc := range ch.Delta.ToolCalls {
-						if tc.Index == nil {
-							t.Fatalf("tool-call delta without index: %+v", tc)
-						}
-						a := assembled[*tc.Index]
-						if a == nil {
-							a = &goopenai.ToolCall{}
-							assembled[*tc.Index] = a
-						}
-						if tc.ID != "" {
-							a.ID = tc.ID
-						}
-						a.Function.Name += tc.Function.Name
-						a.Function.Arguments += tc.Function.Arguments
-					}
-				}
-			}
+			parts := readStream(t, stream)
 			stream.Close()
-			if finish != "tool_calls" || len(assembled) != 2 || assembled[0].ID != "call_a" || assembled[1].ID != "call_b" ||
-				assembled[0].Function.Name != "get_weather" || !strings.Contains(assembled[1].Function.Arguments, "Oslo") {
-				t.Fatalf("streamed calls %+v %+v, finish %q", assembled[0], assembled[1], finish)
+			if parts.finish != "tool_calls" || len(parts.calls) != 2 || parts.calls[0].ID != "call_a" || parts.calls[1].ID != "call_b" ||
+				parts.calls[0].Function.Name != "get_weather" || !strings.Contains(parts.calls[1].Function.Arguments, "Oslo") {
+				t.Fatalf("streamed calls %+v, finish %q", parts.calls, parts.finish)
 			}
 
 			req.Messages = append(req.Messages, got.Message,
