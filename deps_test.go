@@ -150,7 +150,7 @@ func TestLayerRules(t *testing.T) {
 // are imported only from _test.go files. core/coretest holds the suites of
 // core's ports; core/llm/llmtest the one every llm.Provider must pass, which
 // the ollama and openai tests run.
-var suites = []string{"core/coretest", "core/llm/llmtest", "infra/awsmoto"}
+var suites = []string{"core/coretest", "core/llm/llmtest", "infra/awsmoto", "functions/internal/functest"}
 
 // suiteOf returns the suite package path is in, or "".
 func suiteOf(path string) string {

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -364,9 +365,17 @@ func (e *Engine) Cancel(ctx context.Context, tenant, id, why string) (*Execution
 	return e.end(ctx, tenant, id, StatusCancelled, ExecError{Code: ECONFLICT, Reason: ReasonCancelled, Message: msg})
 }
 
+// endPatience bounds how long end keeps retrying its compare-and-swap.
+const endPatience = 10 * time.Second
+
 // end moves an execution that is not final to status with xerr,
-// retrying the compare-and-swap while workers commit meanwhile.
+// retrying the compare-and-swap while workers commit meanwhile. A running
+// step renews its lease every third of the lease's length, so on a slow
+// store a retry at once can lose to every renewal in turn: the retries
+// wait a little, at random, and go on for endPatience rather than for a
+// number of attempts.
 func (e *Engine) end(ctx context.Context, tenant, id string, status Status, xerr ExecError) (*Execution, error) {
+	giveUp := time.Now().Add(endPatience)
 	for attempt := 0; ; attempt++ {
 		ex, err := e.store.GetExecution(ctx, tenant, id)
 		if err != nil {
@@ -386,8 +395,14 @@ func (e *Engine) end(ctx context.Context, tenant, id string, status Status, xerr
 			ex, _ = e.announce(ctx, ex)
 			return ex, nil
 		}
-		if ErrorCode(err) != ECONFLICT || attempt >= 20 {
+		if ErrorCode(err) != ECONFLICT || time.Now().After(giveUp) {
 			return ex, err
+		}
+		wait := time.Duration(rand.Int64N(int64(min(attempt+1, 20)) * int64(time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return ex, WrapError(ETIMEOUT, ctx.Err(), "end execution %s", id)
+		case <-time.After(wait):
 		}
 	}
 }
