@@ -17,6 +17,9 @@ const (
 	ETIMEOUT      = "timeout"
 	EUNAVAILABLE  = "unavailable"
 	EINTERNAL     = "internal"
+	// ELIMIT: a budget or a rate limit refuses the request until its
+	// window moves on.
+	ELIMIT = "limit_exceeded"
 )
 
 // Error is an application error with a code from the closed set above.

@@ -1,7 +1,7 @@
 // Package coretest holds the conformance suites every adapter of core's
 // ports must pass: ExecutionStoreSuite for core.ExecutionStore,
-// RecordStoreSuite for core.RecordStore, QueueSuite for core.Queue and
-// PublisherSuite for core.Publisher.
+// RecordStoreSuite for core.RecordStore, CounterSuite for core.Counters,
+// QueueSuite for core.Queue and PublisherSuite for core.Publisher.
 // Adapters call them from their own tests:
 //
 //	func TestStore(t *testing.T) {

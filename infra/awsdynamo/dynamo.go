@@ -1,6 +1,6 @@
 // Package awsdynamo is the store of stepwise on AWS: catalog records,
 // executions and their steps in one DynamoDB table, through aws-sdk-go-v2.
-// *Store implements core.RecordStore and core.ExecutionStore with the same
+// *Store implements core.RecordStore, core.ExecutionStore and core.Counters with the same
 // semantics as infra/sqlite, and passes the same core/coretest suites.
 //
 // # Table
@@ -25,6 +25,8 @@
 //	                                                     GSI1PK = T#<tenant>#E, GSI1SK = <created>#<id>
 //	chain         T#<tenant>#E#<id>     #CHAIN           body (B: the chain snapshot, written once)
 //	step          T#<tenant>#E#<id>     S#<index, 12 digits>  body (B: the step's JSON)
+//	counter       T#<tenant>#C          C#<id>           value (N), write, expiresAt (N, unix
+//	                                                     seconds: the table's TTL attribute)
 //
 // Times are unix nanoseconds, which keeps them exact (years 1678 to 2262).
 // <created> in GSI1SK is the nanoseconds with the sign bit flipped, as 20
@@ -193,8 +195,9 @@ func New(client *dynamodb.Client, table string) *Store {
 }
 
 // CreateTable creates the table and its index as the package doc
-// describes them, on-demand, and waits until both are active. ECONFLICT if
-// the table exists already.
+// describes them, on-demand, waits until both are active and turns on the
+// time to live (expiresAt, which counters carry). ECONFLICT if the table
+// exists already.
 func (s *Store) CreateTable(ctx context.Context) error {
 	str := func(name string) types.AttributeDefinition {
 		return types.AttributeDefinition{AttributeName: aws.String(name), AttributeType: types.ScalarAttributeTypeS}
@@ -228,7 +231,11 @@ func (s *Store) CreateTable(ctx context.Context) error {
 			return s.fail(err, "wait for table %q", s.table)
 		}
 		if tableActive(out.Table) {
-			return nil
+			_, err := s.client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+				TableName:               aws.String(s.table),
+				TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(attrExpires), Enabled: aws.Bool(true)},
+			})
+			return s.fail(err, "turn on the time to live of table %q", s.table)
 		}
 		select {
 		case <-ctx.Done():

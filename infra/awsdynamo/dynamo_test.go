@@ -83,6 +83,11 @@ func TestExecutionStore(t *testing.T) {
 	coretest.ExecutionStoreSuite(t, func(t *testing.T) core.ExecutionStore { return em.store(t) })
 }
 
+func TestCounters(t *testing.T) {
+	em := startEmulator(t)
+	coretest.CounterSuite(t, func(t *testing.T) core.Counters { return em.store(t) })
+}
+
 func TestDurability(t *testing.T) {
 	em := startEmulator(t)
 	coretest.DurabilitySuite(t, func(t *testing.T) core.ExecutionStore { return em.store(t) })

@@ -20,6 +20,7 @@ type Store struct {
 	mu         sync.Mutex
 	executions map[key]*record
 	records    map[kindKey]*kindRecords
+	counters   map[key]int64
 }
 
 type key struct{ tenant, id string }
@@ -43,11 +44,12 @@ type record struct {
 var (
 	_ core.ExecutionStore = (*Store)(nil)
 	_ core.RecordStore    = (*Store)(nil)
+	_ core.Counters       = (*Store)(nil)
 )
 
 // New returns an empty Store.
 func New() *Store {
-	return &Store{executions: map[key]*record{}, records: map[kindKey]*kindRecords{}}
+	return &Store{executions: map[key]*record{}, records: map[kindKey]*kindRecords{}, counters: map[key]int64{}}
 }
 
 // CreateExecution implements core.ExecutionStore.

@@ -19,3 +19,7 @@ func TestDurability(t *testing.T) {
 func TestRecordStore(t *testing.T) {
 	coretest.RecordStoreSuite(t, func(*testing.T) core.RecordStore { return mem.New() })
 }
+
+func TestCounters(t *testing.T) {
+	coretest.CounterSuite(t, func(*testing.T) core.Counters { return mem.New() })
+}

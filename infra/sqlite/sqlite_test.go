@@ -39,6 +39,10 @@ func TestDurability(t *testing.T) {
 	coretest.DurabilitySuite(t, func(t *testing.T) core.ExecutionStore { return openTemp(t) })
 }
 
+func TestCounters(t *testing.T) {
+	coretest.CounterSuite(t, func(t *testing.T) core.Counters { return openTemp(t) })
+}
+
 func TestReopenKeepsRecordsAndExecutions(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "stepwise.db")

@@ -32,6 +32,9 @@ type statements struct {
 	executionVersion *sql.Stmt
 	insertStep       *sql.Stmt
 	listSteps        *sql.Stmt
+
+	getCounter    *sql.Stmt
+	upsertCounter *sql.Stmt
 }
 
 // statementSQL pairs a statement with its SQL.
@@ -74,6 +77,10 @@ func (st *statements) all() []statementSQL {
 			LEFT JOIN steps s ON s.tenant = e.tenant AND s.execution_id = e.id AND s.idx > ?
 			WHERE e.tenant = ? AND e.id = ?
 			ORDER BY s.idx`},
+
+		{&st.getCounter, `SELECT value FROM counters WHERE tenant = ? AND id = ?`},
+		{&st.upsertCounter, `INSERT INTO counters (tenant, id, value, expires_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (tenant, id) DO UPDATE SET value = value + excluded.value, expires_at = max(expires_at, excluded.expires_at)`},
 	}
 }
 

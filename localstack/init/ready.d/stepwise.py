@@ -52,6 +52,11 @@ def create_table(dynamodb):
     except dynamodb.exceptions.ResourceInUseException:
         pass  # created by an earlier run
     dynamodb.get_waiter("table_exists").wait(TableName=STACK)
+    # Budget counters name their window; expiresAt drops old ones.
+    ttl = dynamodb.describe_time_to_live(TableName=STACK)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        dynamodb.update_time_to_live(TableName=STACK, TimeToLiveSpecification={
+            "AttributeName": "expiresAt", "Enabled": True})
 
 
 def create_queue(sqs, name, attributes):

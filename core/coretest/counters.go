@@ -1,0 +1,115 @@
+package coretest
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+)
+
+// CounterSuite checks a core.Counters: a counter starts at 0 and adds up,
+// a positive delta past the limit is refused with ELIMIT and changes
+// nothing, settling (a delta of 0 or less) always applies, counters of
+// two tenants or two ids are apart, and 200 racing reservations against a
+// limit of 50 let exactly 50 through. newCounters must return an empty
+// store and clean up with t.Cleanup.
+func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
+	ctx := context.Background()
+	expires := time.Now().Add(time.Hour)
+
+	t.Run("AddsUpFromZero", func(t *testing.T) {
+		c := newCounters(t)
+		if v, err := c.GetCounter(ctx, "acme", "spend/day/1"); err != nil || v != 0 {
+			t.Fatalf("new counter = %d, %v; want 0", v, err)
+		}
+		for i, want := range []int64{5, 12, 12} {
+			v, err := c.AddCounter(ctx, "acme", "spend/day/1", []int64{5, 7, 0}[i], core.NoLimit, expires)
+			if err != nil || v != want {
+				t.Fatalf("add #%d = %d, %v; want %d", i, v, err, want)
+			}
+		}
+		if v, err := c.GetCounter(ctx, "acme", "spend/day/1"); err != nil || v != 12 {
+			t.Errorf("counter = %d, %v; want 12", v, err)
+		}
+	})
+
+	t.Run("LimitRefusesAndKeepsTheValue", func(t *testing.T) {
+		c := newCounters(t)
+		if _, err := c.AddCounter(ctx, "acme", "r", 8, 10, expires); err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.AddCounter(ctx, "acme", "r", 3, 10, expires)
+		if core.ErrorCode(err) != core.ELIMIT {
+			t.Fatalf("add past the limit = %d, %v; want ELIMIT", v, err)
+		}
+		if v, _ := c.GetCounter(ctx, "acme", "r"); v != 8 {
+			t.Errorf("after a refused add the counter is %d, want 8", v)
+		}
+		if v, err := c.AddCounter(ctx, "acme", "r", 2, 10, expires); err != nil || v != 10 {
+			t.Errorf("add up to the limit = %d, %v; want 10", v, err)
+		}
+		if _, err := c.AddCounter(ctx, "acme", "fresh", 11, 10, expires); core.ErrorCode(err) != core.ELIMIT {
+			t.Errorf("a first add past the limit: %v, want ELIMIT", err)
+		}
+		if v, _ := c.GetCounter(ctx, "acme", "fresh"); v != 0 {
+			t.Errorf("a refused first add left %d", v)
+		}
+	})
+
+	t.Run("SettlingAlwaysApplies", func(t *testing.T) {
+		c := newCounters(t)
+		if _, err := c.AddCounter(ctx, "acme", "s", 10, 10, expires); err != nil {
+			t.Fatal(err)
+		}
+		// A reservation of 10 settles at 4: -6, whatever the limit.
+		if v, err := c.AddCounter(ctx, "acme", "s", -6, 0, expires); err != nil || v != 4 {
+			t.Errorf("settle = %d, %v; want 4", v, err)
+		}
+	})
+
+	t.Run("TenantsAndIDsAreApart", func(t *testing.T) {
+		c := newCounters(t)
+		for _, k := range []struct{ tenant, id string }{{"acme", "x"}, {"globex", "x"}, {"acme", "x/2"}, {"acme", "y"}} {
+			if _, err := c.AddCounter(ctx, k.tenant, k.id, 1, core.NoLimit, expires); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, k := range []struct{ tenant, id string }{{"acme", "x"}, {"globex", "x"}, {"acme", "x/2"}} {
+			if v, _ := c.GetCounter(ctx, k.tenant, k.id); v != 1 {
+				t.Errorf("%s %s = %d, want 1", k.tenant, k.id, v)
+			}
+		}
+	})
+
+	t.Run("RacingReservationsNeverPassTheLimit", func(t *testing.T) {
+		c := newCounters(t)
+		const racers, limit = 200, 50
+		var (
+			wg      sync.WaitGroup
+			granted atomic.Int64
+			start   = make(chan struct{})
+		)
+		for range racers {
+			wg.Go(func() {
+				<-start
+				_, err := c.AddCounter(ctx, "acme", "race", 1, limit, expires)
+				switch core.ErrorCode(err) {
+				case "":
+					granted.Add(1)
+				case core.ELIMIT:
+				default:
+					t.Errorf("add: %v", err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		v, err := c.GetCounter(ctx, "acme", "race")
+		if err != nil || granted.Load() != limit || v != limit {
+			t.Errorf("%d of %d granted, counter %d (%v); want exactly %d", granted.Load(), racers, v, err, limit)
+		}
+	})
+}

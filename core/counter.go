@@ -1,0 +1,29 @@
+package core
+
+import (
+	"context"
+	"time"
+)
+
+// Counters is the port that keeps metered amounts: the spend, requests and
+// tokens that budgets and rate limits count. Every counter belongs to a
+// tenant; its id names its window ("spend/key_1/day/2026-12-07"), so a new
+// window is a new counter and an old one is only kept for reading. Implementations must be safe
+// for concurrent use; an Add is one atomic step in the store (a
+// transaction locally, a conditional update on DynamoDB), so that callers
+// racing for the last of a budget cannot together overspend it.
+type Counters interface {
+	// AddCounter adds delta to the counter id, which starts at 0, and
+	// returns its new value. A positive delta is refused with ELIMIT,
+	// changing nothing, when the new value would pass limit; a delta of 0
+	// or less (settling a reservation) always applies. expires is when
+	// the counter's window is over: the store may forget the counter some
+	// time after it (DynamoDB's TTL).
+	AddCounter(ctx context.Context, tenant, id string, delta, limit int64, expires time.Time) (int64, error)
+	// GetCounter returns the counter's value, 0 for one that does not
+	// exist.
+	GetCounter(ctx context.Context, tenant, id string) (int64, error)
+}
+
+// NoLimit is the limit of an AddCounter that only counts.
+const NoLimit int64 = 1<<63 - 1

@@ -1,0 +1,47 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+)
+
+var _ core.Counters = (*Store)(nil)
+
+// AddCounter implements core.Counters: the read, the check against the
+// limit and the write are one transaction, and writers take turns, so
+// racing reservations see each other's.
+func (s *Store) AddCounter(ctx context.Context, tenant, id string, delta, limit int64, expires time.Time) (int64, error) {
+	var v int64
+	err := s.write(ctx, "add to counter "+id, func(tx *sql.Tx) error {
+		err := tx.StmtContext(ctx, s.stmt.getCounter).QueryRowContext(ctx, tenant, id).Scan(&v)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if delta > 0 && v+delta > limit {
+			return core.Errorf(core.ELIMIT, "counter %s is at %d: %d more would pass its limit of %d", id, v, delta, limit)
+		}
+		if _, err := tx.StmtContext(ctx, s.stmt.upsertCounter).ExecContext(ctx, tenant, id, delta, expires.UnixNano()); err != nil {
+			return err
+		}
+		v += delta
+		return nil
+	})
+	return v, err
+}
+
+// GetCounter implements core.Counters.
+func (s *Store) GetCounter(ctx context.Context, tenant, id string) (int64, error) {
+	var v int64
+	err := s.stmt.getCounter.QueryRowContext(ctx, tenant, id).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, sqlError(err, "read counter %s", id)
+	}
+	return v, nil
+}
