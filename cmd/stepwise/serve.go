@@ -63,6 +63,10 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	}
 	defer store.Close()
 
+	keys, err := setUpKeys(ctx, o, store, log)
+	if err != nil {
+		return err
+	}
 	cat := catalog.New(catalog.Config{Store: store, Sealer: box, Defaults: o.defaults, ProviderURLs: o.providerURLs})
 	if err := cat.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{OllamaURL: o.ollamaURL, OllamaName: o.ollamaName}); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -95,6 +99,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		NodeID:       uuid.NewString(),
 		Logger:       log,
 		MaxBodyBytes: o.maxBody,
+		Keys:         keys,
 	})
 
 	oa := openai.New(openai.Config{
@@ -104,6 +109,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		Executions: store,
 		Records:    store,
 		Logger:     log,
+		Keys:       keys,
 	})
 
 	ln, err := net.Listen("tcp", o.addr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -53,6 +54,11 @@ type serveOptions struct {
 	// webhookAllowPrivate lets the webhook hook reach loopback and private
 	// addresses (link-local and cloud metadata addresses stay refused).
 	webhookAllowPrivate bool
+	// auth requires an API key on every route but the probes, making and
+	// printing the first (operator) key when the database has none.
+	auth bool
+	// stderr receives the first key's secret (default os.Stderr).
+	stderr io.Writer
 }
 
 // Defaults of `stepwise serve`.
@@ -65,7 +71,7 @@ const (
 func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	fs := flag.NewFlagSet("stepwise serve", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	o := &serveOptions{}
+	o := &serveOptions{stderr: e.stderr}
 	fs.StringVar(&o.addr, "addr", envOr(e, "STEPWISE_ADDR", defaultAddr), "address to listen on (env STEPWISE_ADDR)")
 	fs.StringVar(&o.dbPath, "db", envOr(e, "STEPWISE_DB", defaultDB), "SQLite file holding everything; created with its folder (env STEPWISE_DB)")
 	fs.StringVar(&o.keyFile, "secret-key-file", envOr(e, "STEPWISE_SECRET_KEY_FILE", ""), "file with the key that encrypts provider API keys (default: secret.key beside -db); created when missing, unless STEPWISE_SECRET_KEY is set")
@@ -83,6 +89,7 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Minute, "how long a worker's claim on an execution lasts without a commit; after a crash the execution continues within this plus -sweep-interval")
 	fs.DurationVar(&o.sweepInterval, "sweep-interval", 30*time.Second, "how often executions that nobody carries on are sent to the workers again")
 	fs.BoolVar(&o.webhookAllowPrivate, "webhook-allow-private", false, "let the webhook hook call loopback and private-network addresses (link-local and cloud metadata addresses are always refused)")
+	fs.BoolVar(&o.auth, "auth", envOr(e, "STEPWISE_AUTH", "") == "on", "require an API key on every route but /health, /version and /openapi.json, and print the first key (operator and admin) when there is none (env STEPWISE_AUTH=on); a database that has keys always requires them")
 	fs.DurationVar(&o.syncTimeout, "sync-timeout", 25*time.Second, "how long POST /tasks and /execute wait for an execution before answering 202 with its id")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

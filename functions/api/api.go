@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
@@ -101,6 +102,11 @@ type Config struct {
 	// Heartbeat is the interval of the comment lines that keep an idle
 	// event stream open through proxies (default 15s).
 	Heartbeat time.Duration
+	// Keys, when set, checks the API key of every request but the open
+	// ones (/health, /version, /openapi.json), decides its tenant, and
+	// serves /keys. Nil leaves every route open, acting for the default
+	// tenant.
+	Keys *access.Keys
 }
 
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes
@@ -154,7 +160,11 @@ func New(cfg Config) *API {
 	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), closing: make(chan struct{})}
 	a.openAPI, a.openAPIErr = openAPIJSON()
 	a.register()
-	a.handler = webapi.Wrap(http.HandlerFunc(a.route), a.log, cfg.MaxBodyBytes)
+	var keys webapi.Authenticator
+	if cfg.Keys != nil {
+		keys = cfg.Keys
+	}
+	a.handler = webapi.Wrap(webapi.Authenticate(http.HandlerFunc(a.route), keys, a.need, writeError), a.log, cfg.MaxBodyBytes)
 	return a
 }
 
@@ -187,6 +197,7 @@ func (a *API) register() {
 	a.groupRoutes()
 	a.affinityRoutes()
 	a.providerRoutes()
+	a.keyRoutes()
 }
 
 // refresh makes the fleet see a catalog write at once. The write has

@@ -8,15 +8,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/openai"
+	"github.com/stepwise-run/stepwise/infra/mem"
 )
 
 // TestRoutesMatchDocument keeps the routes and docs/openapi.yaml in step:
 // every route is documented and every documented operation is a route.
 func TestRoutesMatchDocument(t *testing.T) {
 	doc := loadDoc(t)
-	a := api.New(api.Config{})
+	a := api.New(api.Config{Keys: access.New(access.Config{Store: mem.New()})}) // with keys, so /keys is served
 	tail := regexp.MustCompile(`\{(\w+)\.\.\.\}`)
 	served := map[string]bool{}
 	for _, r := range a.Routes() {

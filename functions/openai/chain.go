@@ -19,6 +19,10 @@ import (
 // that execution instead of starting a new one.
 func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 	ctx, tenant, chainID := r.Context(), webapi.Tenant(r.Context()), r.PathValue("chain")
+	if err := webapi.Allowed(ctx, "chain", chainID); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	chain, err := h.cfg.Catalog.GetChain(ctx, tenant, chainID)
 	if core.ErrorCode(err) == core.ENOTFOUND {
 		writeError(w, r, &apiError{status: http.StatusNotFound, code: "chain_not_found", param: "chain",

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
 // chat is the plain routed proxy: the request goes to a backend serving
@@ -16,6 +17,9 @@ import (
 // error.
 func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 	req, err := decodeChat(r, true)
+	if err == nil {
+		err = webapi.Allowed(r.Context(), "model", req.Model)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -53,6 +53,9 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = field(m, "encoding_format", &enc)
 	}
+	if err == nil {
+		err = webapi.Allowed(r.Context(), "model", name)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return

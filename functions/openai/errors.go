@@ -47,6 +47,9 @@ func describe(r *http.Request, err error) (int, webapi.ErrorObject) {
 			Type:    webapi.ErrorType(status), Code: core.EINTERNAL,
 		}
 	}
+	if code == core.EUNAUTHORIZED {
+		code = "invalid_api_key" // what OpenAI's SDKs and users look for
+	}
 	return status, webapi.ErrorObject{Message: err.Error(), Type: webapi.ErrorType(status), Code: code}
 }
 

@@ -19,6 +19,7 @@ import (
 	goopenai "github.com/sashabaranov/go-openai"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
@@ -52,12 +53,15 @@ type env struct {
 	client *goopenai.Client
 	logs   *functest.Logs
 	router routers.Router
+	keys   *access.Keys // set with envOptions.keys
 }
 
 // envOptions adjust an env before it starts.
 type envOptions struct {
 	chainTimeout time.Duration
 	heartbeat    time.Duration
+	// keys, when set, makes the function require API keys.
+	keys bool
 }
 
 func newEnv(t testing.TB, opts ...envOptions) *env {
@@ -106,6 +110,10 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 		}
 		if o.heartbeat > 0 {
 			cfg.Heartbeat = o.heartbeat
+		}
+		if o.keys {
+			e.keys = access.New(access.Config{Store: e.store})
+			cfg.Keys = e.keys
 		}
 	}
 	oa := openai.New(cfg)

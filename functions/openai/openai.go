@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/functions/internal/inline"
@@ -85,6 +86,10 @@ type Config struct {
 	// Heartbeat is the interval of keep-alive comments on a stream whose
 	// first token is slow to come (default 15s).
 	Heartbeat time.Duration
+	// Keys, when set, checks the API key of every request (the chat
+	// scope; a key's allowed models and chains apply) and decides its
+	// tenant. Nil leaves every route open, acting for the default tenant.
+	Keys *access.Keys
 }
 
 // Route is one method and path pattern the function serves.
@@ -128,7 +133,12 @@ func New(cfg Config) *Handler {
 	h.handle(http.MethodPost, "/v1/responses", h.createResponse)
 	h.handle(http.MethodGet, "/v1/responses/{id}", h.getResponse)
 	h.handle(http.MethodDelete, "/v1/responses/{id}", h.deleteResponse)
-	h.handler = webapi.Wrap(http.HandlerFunc(h.route), cfg.Logger, cfg.MaxBodyBytes)
+	var keys webapi.Authenticator
+	if cfg.Keys != nil {
+		keys = cfg.Keys
+	}
+	chat := func(*http.Request) webapi.Need { return webapi.Need{Scope: access.ScopeChat} }
+	h.handler = webapi.Wrap(webapi.Authenticate(http.HandlerFunc(h.route), keys, chat, writeError), cfg.Logger, cfg.MaxBodyBytes)
 	return h
 }
 

@@ -41,6 +41,9 @@ const (
 func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 	ctx, tenant := r.Context(), webapi.Tenant(r.Context())
 	req, err := decodeResponse(r)
+	if err == nil {
+		err = webapi.Allowed(ctx, "model", req.Model)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -39,6 +39,8 @@ func Status(code string, upstream bool) int {
 		return http.StatusGatewayTimeout
 	case core.EUNAVAILABLE:
 		return http.StatusServiceUnavailable
+	case core.ELIMIT:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }
