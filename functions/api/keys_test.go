@@ -26,7 +26,9 @@ func keyEnv(t *testing.T) (*env, string) {
 	return e, secret
 }
 
-func bearer(secret string) map[string]string { return map[string]string{"Authorization": "Bearer " + secret} }
+func bearer(secret string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + secret}
+}
 
 // makeKey makes a key with the given body and returns its secret.
 func makeKey(t *testing.T, e *env, with string, body map[string]any) (id, secret string) {
