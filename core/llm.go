@@ -119,7 +119,10 @@ type JSONSchemaFormat struct {
 }
 
 // ChatRequest asks a model to continue Messages, optionally offering Tools.
+// Tenant, in this and the other requests, is the tenant whose backends
+// serve it ("" is DefaultTenant); the engine sets the execution's.
 type ChatRequest struct {
+	Tenant   string
 	Select   ModelSelector
 	Messages []Message
 	Tools    []Tool
@@ -128,6 +131,7 @@ type ChatRequest struct {
 
 // PromptRequest sends Prompt with the System instruction.
 type PromptRequest struct {
+	Tenant  string
 	Select  ModelSelector
 	System  string
 	Prompt  string
@@ -136,6 +140,7 @@ type PromptRequest struct {
 
 // EmbedRequest asks for the embedding of Text.
 type EmbedRequest struct {
+	Tenant string
 	Select ModelSelector
 	Text   string
 }

@@ -71,26 +71,26 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	if err := cat.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{OllamaURL: o.ollamaURL, OllamaName: o.ollamaName}); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	fl := fleet.New(fleet.Config{
+	fleets := fleet.NewTenants(fleet.Config{
 		Source:       cat,
 		NewProvider:  fleet.NewProvider,
 		Policy:       o.policy,
 		SyncInterval: o.syncInterval,
 		Logger:       log,
 	})
-	if err := fl.Reload(ctx); err != nil {
+	if err := fleets.For(core.DefaultTenant).Reload(ctx); err != nil {
 		return fmt.Errorf("load backends: %w", err)
 	}
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{AllowPrivate: o.webhookAllowPrivate}))
 	work := newWorker(o, log)
 	engine := core.NewEngine(core.EngineConfig{
-		Store: store, LLM: fl.LLM(), Tools: tools, Queue: work.queue,
+		Store: store, LLM: fleets.LLM(), Tools: tools, Queue: work.queue,
 		LeaseTTL: o.leaseTTL, Failpoint: o.failpoint,
 	})
 	work.attach(engine)
 	handler := api.New(api.Config{
 		Catalog:      cat,
-		Fleet:        fl,
+		Fleets:       func(tenant string) api.Fleet { return fleets.For(tenant) },
 		Engine:       engine,
 		Executions:   store,
 		SyncTimeout:  o.syncTimeout,
@@ -104,7 +104,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 
 	oa := openai.New(openai.Config{
 		Catalog:    cat,
-		Models:     fl,
+		Models:     func(tenant string) openai.Models { return fleets.For(tenant) },
 		Engine:     engine,
 		Executions: store,
 		Records:    store,
@@ -135,7 +135,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Go(func() { fl.Run(bg) })
+	wg.Go(func() { fleets.Run(bg) })
 	wg.Go(func() { work.run(bg) })
 
 	served := make(chan error, 1)

@@ -76,8 +76,9 @@ type Config struct {
 	// Catalog stores chains, backends, models, groups and provider keys.
 	// Required.
 	Catalog *catalog.Catalog
-	// Fleet is the live backend state and the router. Required.
-	Fleet Fleet
+	// Fleets gives the live backend state and the router of a tenant: a
+	// request works with its own tenant's only. Required.
+	Fleets func(tenant string) Fleet
 	// Engine runs /execute, /tasks and /executions; it needs a queue to
 	// hand executions on to its workers. Required.
 	Engine *core.Engine
@@ -200,14 +201,17 @@ func (a *API) register() {
 	a.keyRoutes()
 }
 
+// fleet is the Fleet of the tenant ctx's request acts for.
+func (a *API) fleet(ctx context.Context) Fleet { return a.cfg.Fleets(webapi.Tenant(ctx)) }
+
 // refresh makes the fleet see a catalog write at once. The write has
 // succeeded either way, so a failed reload is logged, not answered: the
 // fleet's next cycle reloads again.
 func (a *API) refresh(ctx context.Context) {
-	if err := a.cfg.Fleet.Reload(ctx); err != nil {
+	if err := a.fleet(ctx).Reload(ctx); err != nil {
 		webapi.Logger(ctx).Warn("reload backends after a catalog write", "error", err.Error())
 	}
-	a.cfg.Fleet.Kick()
+	a.fleet(ctx).Kick()
 }
 
 // WithTenant returns a context whose requests act for tenant; an

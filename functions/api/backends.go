@@ -43,7 +43,7 @@ const stateWait = 5 * time.Second
 func (a *API) liveStates(ctx context.Context) map[string]fleet.BackendState {
 	ctx, cancel := context.WithTimeout(ctx, stateWait)
 	defer cancel()
-	states := a.cfg.Fleet.States(ctx)
+	states := a.fleet(ctx).States(ctx)
 	out := make(map[string]fleet.BackendState, len(states))
 	for _, s := range states {
 		out[s.ID] = s
@@ -140,7 +140,7 @@ func (a *API) deleteBackend(w http.ResponseWriter, r *http.Request) {
 func (a *API) state(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), stateWait)
 	defer cancel()
-	states := a.cfg.Fleet.States(ctx)
+	states := a.fleet(ctx).States(ctx)
 	out := make([]stateView, 0, len(states))
 	for _, st := range states {
 		v := withState(st.Backend, st)

@@ -61,7 +61,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	model, provider := req.ModelName, req.ModelProvider
 	if model == "" {
-		d, err := a.cfg.Fleet.Defaults(r.Context())
+		d, err := a.fleet(r.Context()).Defaults(r.Context())
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -167,7 +167,7 @@ func (a *API) embed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invalid("text", "text: required"))
 		return
 	}
-	d, err := a.cfg.Fleet.Defaults(r.Context())
+	d, err := a.fleet(r.Context()).Defaults(r.Context())
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -183,7 +183,7 @@ func (a *API) embed(w http.ResponseWriter, r *http.Request) {
 			sel.Providers = []string{m.Provider}
 		}
 	}
-	emb, err := a.cfg.Fleet.LLM().Embed(r.Context(), core.EmbedRequest{Select: sel, Text: req.Text})
+	emb, err := a.fleet(r.Context()).LLM().Embed(r.Context(), core.EmbedRequest{Select: sel, Text: req.Text})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -204,7 +204,7 @@ type defaultModels struct {
 // defaultModel shows the default models in use: the configured ones,
 // else those assigned to the built-in groups.
 func (a *API) defaultModel(w http.ResponseWriter, r *http.Request) {
-	d, err := a.cfg.Fleet.Defaults(r.Context())
+	d, err := a.fleet(r.Context()).Defaults(r.Context())
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -142,21 +142,21 @@ func newEnv(t *testing.T, opts ...options) *env {
 	if err := cat.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{}); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	fl := fleet.New(fleet.Config{Source: cat, NewProvider: providers(fake), SyncInterval: 50 * time.Millisecond})
-	if err := fl.Reload(ctx); err != nil {
+	fleets := fleet.NewTenants(fleet.Config{Source: cat, NewProvider: providers(fake), SyncInterval: 50 * time.Millisecond})
+	if err := fleets.For(core.DefaultTenant).Reload(ctx); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); fl.Run(runCtx) }()
+	go func() { defer close(done); fleets.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
 
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
 	logs := &functest.Logs{}
-	engine := functest.StartWorkers(t, store, fl.LLM(), tools)
+	engine := functest.StartWorkers(t, store, fleets.LLM(), tools)
 	cfg := api.Config{
 		Catalog:    cat,
-		Fleet:      fl,
+		Fleets:     func(tenant string) api.Fleet { return fleets.For(tenant) },
 		Engine:     engine,
 		Executions: store,
 		Hooks:      tools,

@@ -92,8 +92,8 @@ func (a *API) deleteModel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if purge {
-		a.cfg.Fleet.RemoveQueued(id)
-		a.cfg.Fleet.Cancel("", id)
+		a.fleet(r.Context()).RemoveQueued(id)
+		a.fleet(r.Context()).Cancel("", id)
 	}
 	a.refresh(r.Context())
 	webapi.WriteJSON(w, http.StatusOK, "model removed")

@@ -16,8 +16,8 @@ func (a *API) queueRoutes() {
 	a.handle(http.MethodDelete, "/queue/cancel", a.cancelDownloads)
 }
 
-func (a *API) listQueue(w http.ResponseWriter, _ *http.Request) {
-	jobs := a.cfg.Fleet.Queue()
+func (a *API) listQueue(w http.ResponseWriter, r *http.Request) {
+	jobs := a.fleet(r.Context()).Queue()
 	if jobs == nil {
 		jobs = []fleet.Job{}
 	}
@@ -28,7 +28,7 @@ func (a *API) listQueue(w http.ResponseWriter, _ *http.Request) {
 // hold '/' (the path's tail is the name).
 func (a *API) removeQueued(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
-	if a.cfg.Fleet.RemoveQueued(model) == 0 {
+	if a.fleet(r.Context()).RemoveQueued(model) == 0 {
 		writeError(w, r, core.Errorf(core.ENOTFOUND, "no queued download of model %q", model))
 		return
 	}
@@ -43,7 +43,7 @@ func (a *API) cancelDownloads(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, badRequest("url", "give url (a backend's base URL) or model"))
 		return
 	}
-	a.cfg.Fleet.Cancel(url, model)
+	a.fleet(r.Context()).Cancel(url, model)
 	webapi.WriteJSON(w, http.StatusOK, "Model download cancellation initiated")
 }
 
@@ -54,7 +54,7 @@ func (a *API) cancelDownloads(w http.ResponseWriter, r *http.Request) {
 // reading is dropped when a write has waited two heartbeats.
 func (a *API) progress(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	updates := a.cfg.Fleet.Subscribe(ctx)
+	updates := a.fleet(ctx).Subscribe(ctx)
 	stream, err := a.startStream(w)
 	if err != nil {
 		webapi.Logger(ctx).Warn("event stream cannot flush", "error", err.Error())

@@ -26,7 +26,7 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 	}
 	creq := chatRequestOf(&req.OpenAIChatRequest)
 	if !req.Stream {
-		c, err := h.cfg.Models.LLM().Chat(r.Context(), creq, nil)
+		c, err := h.models(r.Context()).LLM().Chat(r.Context(), creq, nil)
 		if err != nil {
 			writeError(w, r, modelError(err, req.Model))
 			return
@@ -35,7 +35,7 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := newChunks(w, 2*h.cfg.Heartbeat, completionID(), req.Model, req.IncludeUsage)
-	c, err := h.cfg.Models.LLM().Chat(r.Context(), creq, func(d core.Delta) {
+	c, err := h.models(r.Context()).LLM().Chat(r.Context(), creq, func(d core.Delta) {
 		if d.ToolCall != nil {
 			out.toolCall(*d.ToolCall)
 			return

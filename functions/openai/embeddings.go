@@ -75,7 +75,7 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	out := embeddingList{Object: "list", Data: make([]embedding, len(texts)), Model: name}
 	for i, text := range texts {
-		e, err := h.cfg.Models.LLM().Embed(r.Context(), core.EmbedRequest{Select: core.ModelSelector{Models: []string{name}}, Text: text})
+		e, err := h.models(r.Context()).LLM().Embed(r.Context(), core.EmbedRequest{Select: core.ModelSelector{Models: []string{name}}, Text: text})
 		if err != nil {
 			writeError(w, r, modelError(err, name))
 			return

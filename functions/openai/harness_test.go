@@ -96,14 +96,14 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 		t.Fatal(err)
 	}
 
-	fl := fleet.New(fleet.Config{Source: e.cat, NewProvider: fleet.NewProvider, SyncInterval: time.Hour})
-	if err := fl.Reload(ctx); err != nil {
+	fleets := fleet.NewTenants(fleet.Config{Source: e.cat, NewProvider: fleet.NewProvider, SyncInterval: time.Hour})
+	if err := fleets.For(core.DefaultTenant).Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
-	engine := functest.StartWorkers(t, e.store, fl.LLM(), tools)
+	engine := functest.StartWorkers(t, e.store, fleets.LLM(), tools)
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
-	cfg := openai.Config{Catalog: e.cat, Models: fl, Engine: engine, Executions: e.store, Records: e.store, Logger: log}
+	cfg := openai.Config{Catalog: e.cat, Models: func(tenant string) openai.Models { return fleets.For(tenant) }, Engine: engine, Executions: e.store, Records: e.store, Logger: log}
 	for _, o := range opts {
 		if o.chainTimeout > 0 {
 			cfg.ChainTimeout = o.chainTimeout
@@ -117,7 +117,7 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 		}
 	}
 	oa := openai.New(cfg)
-	mgmt := api.New(api.Config{Catalog: e.cat, Fleet: fl, Engine: engine, Executions: e.store, Hooks: tools, Logger: log})
+	mgmt := api.New(api.Config{Catalog: e.cat, Fleets: func(tenant string) api.Fleet { return fleets.For(tenant) }, Engine: engine, Executions: e.store, Hooks: tools, Logger: log})
 	e.srv = httptest.NewServer(openai.Mount(oa, mgmt))
 	t.Cleanup(e.srv.Close)
 	t.Cleanup(oa.Close)

@@ -14,8 +14,9 @@ import (
 
 // TestKeys drives the function with go-openai on a server that requires
 // keys: the SDK's own way of sending one works, a missing or wrong key is
-// OpenAI's 401 invalid_api_key, and a key limited to some models or
-// chains, or without the chat scope, is refused the others.
+// OpenAI's 401 invalid_api_key, a key limited to some models or chains,
+// or without the chat scope, is refused the others, and another tenant's
+// key reaches none of the default tenant's backends and chains.
 func TestKeys(t *testing.T) {
 	e := newEnv(t, envOptions{keys: true})
 	ctx := context.Background()
@@ -29,6 +30,10 @@ func TestKeys(t *testing.T) {
 	chat := spec([]access.Scope{access.ScopeChat}, nil, nil)
 	limited := spec([]access.Scope{access.ScopeChat}, []string{openaiModel}, []string{"only-this"})
 	runner := spec([]access.Scope{access.ScopeExecutions}, nil, nil)
+	_, globex, err := e.keys.Create(ctx, "globex", access.Spec{Name: "another tenant", Scopes: []access.Scope{access.ScopeAdmin}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	client := func(secret, path string) *goopenai.Client {
 		cfg := goopenai.DefaultConfig(secret)
 		cfg.BaseURL = e.srv.URL + path
@@ -54,6 +59,9 @@ func TestKeys(t *testing.T) {
 		{"an OpenAI key", "sk-proj-abc", "/v1", openaiModel, http.StatusUnauthorized, "invalid_api_key"},
 		{"unknown key", access.SecretPrefix + "nosuchkeynosuchkeynosuchkey", "/v1", openaiModel, http.StatusUnauthorized, "invalid_api_key"},
 		{"no key", "", "/v1", openaiModel, http.StatusUnauthorized, "invalid_api_key"},
+		// The default tenant's backends and chains are not another's.
+		{"another tenant, default's model", globex, "/v1", openaiModel, http.StatusNotFound, "model_not_found"},
+		{"another tenant, default's chain", globex, "/openai/demo/v1", "demo", http.StatusNotFound, "chain_not_found"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := ask(client(tt.secret, tt.path), tt.model)

@@ -32,7 +32,7 @@ type modelList struct {
 func (h *Handler) routable(ctx context.Context) []model {
 	seen := map[string]bool{}
 	var out []model
-	for _, st := range h.cfg.Models.States(ctx) {
+	for _, st := range h.models(ctx).States(ctx) {
 		if !st.Reachable {
 			continue
 		}

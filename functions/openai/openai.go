@@ -65,8 +65,9 @@ type Models interface {
 type Config struct {
 	// Catalog holds the chains of the per-chain routes. Required.
 	Catalog *catalog.Catalog
-	// Models routes and lists the models. Required.
-	Models Models
+	// Models routes and lists a tenant's models: a request reaches its
+	// own tenant's backends only. Required.
+	Models func(tenant string) Models
 	// Engine runs chains and stored responses; it needs a queue to hand
 	// executions on. Required.
 	Engine *core.Engine
@@ -180,6 +181,9 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 			msg: "method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allow + ")"})
 	})
 }
+
+// models are the models of the tenant ctx's request acts for.
+func (h *Handler) models(ctx context.Context) Models { return h.cfg.Models(webapi.Tenant(ctx)) }
 
 // runner runs executions in requests.
 func (h *Handler) runner() inline.Runner {

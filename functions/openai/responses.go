@@ -114,7 +114,7 @@ func (h *Handler) directResponse(w http.ResponseWriter, r *http.Request, chat co
 	if out != nil {
 		delta = out.delta
 	}
-	c, err := h.cfg.Models.LLM().Chat(r.Context(), chatRequestOf(&chat), delta)
+	c, err := h.models(r.Context()).LLM().Chat(r.Context(), chatRequestOf(&chat), delta)
 	if err != nil {
 		h.endResponse(w, r, out, base, nil, modelError(err, chat.Model))
 		return

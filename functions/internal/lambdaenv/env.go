@@ -75,8 +75,8 @@ type Env struct {
 	Bus *awsbus.Bus
 	// Catalog reads and writes backends, models, groups, chains and keys.
 	Catalog *catalog.Catalog
-	// Fleet routes model calls across the catalog's backends.
-	Fleet *fleet.Fleet
+	// Fleets route model calls across each tenant's backends.
+	Fleets *fleet.Tenants
 	// Tools are the hooks chains can call (local_exec never on Lambda).
 	Tools *hooks.Registry
 	// Engine runs executions, committing to Store and continuing on Queue.
@@ -148,12 +148,13 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	if err := e.Catalog.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{OllamaURL: s.OllamaURL}); err != nil {
 		return nil, core.WrapError(core.ErrorCode(err), err, "bootstrap the catalog in table %s", s.Table)
 	}
-	e.Fleet = fleet.New(fleet.Config{Source: e.Catalog, NewProvider: fleet.NewProvider, Policy: s.Policy, Logger: log})
+	e.Fleets = fleet.NewTenants(fleet.Config{Source: e.Catalog, NewProvider: fleet.NewProvider, Policy: s.Policy, Logger: log})
+	e.Fleets.For(core.DefaultTenant) // loaded at cold start, below
 	if err := e.Refresh(ctx); err != nil {
 		return nil, err
 	}
 	e.Tools = hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
-	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleet.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher})
+	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher})
 	return e, nil
 }
 
@@ -165,7 +166,7 @@ func (e *Env) Refresh(ctx context.Context) error {
 	if !e.reloaded.IsZero() && time.Since(e.reloaded) < staleAfter {
 		return nil
 	}
-	if err := e.Fleet.Reload(ctx); err != nil {
+	if err := e.Fleets.Reload(ctx); err != nil {
 		return core.WrapError(core.ErrorCode(err), err, "load the backends")
 	}
 	e.reloaded = time.Now()
@@ -189,7 +190,7 @@ func (e *Env) refresh(ctx context.Context) {
 func API(e *Env) http.Handler {
 	a := api.New(api.Config{
 		Catalog:     e.Catalog,
-		Fleet:       e.Fleet,
+		Fleets:      func(tenant string) api.Fleet { return e.Fleets.For(tenant) },
 		Engine:      e.Engine,
 		Executions:  e.Store,
 		SyncTimeout: e.Settings.SyncTimeout,
@@ -214,7 +215,7 @@ func OpenAI(e *Env) http.Handler { return refreshed(e, openAI(e, 0)) }
 func openAI(e *Env, chainTimeout time.Duration) *openai.Handler {
 	return openai.New(openai.Config{
 		Catalog:      e.Catalog,
-		Models:       e.Fleet,
+		Models:       func(tenant string) openai.Models { return e.Fleets.For(tenant) },
 		Engine:       e.Engine,
 		Executions:   e.Store,
 		Records:      e.Store,
