@@ -72,6 +72,8 @@ type Key struct {
 	Chains    []string   `json:"chains,omitempty"`
 	Models    []string   `json:"models,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Limits bound what the key may spend and how fast it may call.
+	Limits    *Limits    `json:"limits,omitempty"`
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
 	CreatedAt time.Time  `json:"createdAt"`
 	UpdatedAt time.Time  `json:"updatedAt"`
@@ -106,6 +108,7 @@ type Spec struct {
 	Chains    []string   `json:"chains,omitempty"`
 	Models    []string   `json:"models,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Limits    *Limits    `json:"limits,omitempty"`
 }
 
 // Keys makes, finds and checks API keys. It is safe for concurrent use.
@@ -196,6 +199,9 @@ func (s *Spec) check(now time.Time) error {
 			return core.Errorf(core.EINVALID, "models[%d]: empty", i)
 		}
 	}
+	if s.Limits != nil {
+		return s.Limits.Check("limits")
+	}
 	return nil
 }
 
@@ -229,7 +235,7 @@ func (k *Keys) Create(ctx context.Context, tenant string, spec Spec) (*Key, stri
 		return nil, "", err
 	}
 	key := &Key{ID: "key_" + id, Tenant: tenant, Name: spec.Name, Prefix: secret[:len(SecretPrefix)+6],
-		Scopes: slices.Clone(spec.Scopes), Chains: spec.Chains, Models: spec.Models, ExpiresAt: spec.ExpiresAt,
+		Scopes: slices.Clone(spec.Scopes), Chains: spec.Chains, Models: spec.Models, ExpiresAt: spec.ExpiresAt, Limits: spec.Limits,
 		CreatedAt: now, UpdatedAt: now, hash: hash}
 	r, err := key.record()
 	if err != nil {

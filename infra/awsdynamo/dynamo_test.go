@@ -88,6 +88,11 @@ func TestCounters(t *testing.T) {
 	coretest.CounterSuite(t, func(t *testing.T) core.Counters { return em.store(t) })
 }
 
+func TestBudgets(t *testing.T) {
+	em := startEmulator(t)
+	coretest.BudgetSuite(t, func(t *testing.T) coretest.Store { return em.store(t) })
+}
+
 func TestDurability(t *testing.T) {
 	em := startEmulator(t)
 	coretest.DurabilitySuite(t, func(t *testing.T) core.ExecutionStore { return em.store(t) })

@@ -23,3 +23,7 @@ func TestRecordStore(t *testing.T) {
 func TestCounters(t *testing.T) {
 	coretest.CounterSuite(t, func(*testing.T) core.Counters { return mem.New() })
 }
+
+func TestBudgets(t *testing.T) {
+	coretest.BudgetSuite(t, func(*testing.T) coretest.Store { return mem.New() })
+}

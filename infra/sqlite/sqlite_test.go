@@ -43,6 +43,10 @@ func TestCounters(t *testing.T) {
 	coretest.CounterSuite(t, func(t *testing.T) core.Counters { return openTemp(t) })
 }
 
+func TestBudgets(t *testing.T) {
+	coretest.BudgetSuite(t, func(t *testing.T) coretest.Store { return openTemp(t) })
+}
+
 func TestReopenKeepsRecordsAndExecutions(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "stepwise.db")

@@ -1,0 +1,212 @@
+package meter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
+)
+
+// Call is a model call to admit.
+type Call struct {
+	Tenant string
+	// Key is the caller's key; nil on a server without keys.
+	Key   *access.Key
+	Route string
+	Model string
+	// TokensIn is the input's size in tokens, estimated before the call.
+	TokensIn int
+	// MaxOut is the most the answer may use (0: DefaultMaxOutput).
+	MaxOut int
+}
+
+// LimitError is a call refused by a budget or a rate limit: ELIMIT, with
+// the time after which the window that refused it has moved on.
+type LimitError struct {
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *LimitError) Error() string { return e.Err.Error() }
+func (e *LimitError) Unwrap() error { return e.Err }
+
+// Ticket is an admitted call: what it reserved, to settle once it is done.
+// Settle or Cancel it exactly once.
+type Ticket struct {
+	m     *Meter
+	call  Call
+	price *Price
+	start time.Time
+	holds []hold
+}
+
+// hold is one reservation on a counter.
+type hold struct {
+	tenant, id string
+	amount     int64
+	what       string // "spend", "tokens" or "requests"
+	expires    time.Time
+}
+
+// Admit reserves c's worst case on every limit of its key and its tenant,
+// and returns the ticket to settle. A limit it would pass refuses it with a
+// *LimitError (ELIMIT) and reserves nothing.
+func (m *Meter) Admit(ctx context.Context, c Call) (*Ticket, error) {
+	now := m.now()
+	t := &Ticket{m: m, call: c, start: now}
+	if p, err := m.GetPrice(ctx, c.Tenant, c.Model); err == nil {
+		t.price = &p
+	} else if core.ErrorCode(err) != core.ENOTFOUND {
+		return nil, err
+	}
+	maxOut := c.MaxOut
+	if maxOut <= 0 {
+		maxOut = DefaultMaxOutput
+	}
+	worstTokens := int64(c.TokensIn + maxOut)
+	worstCost := int64(t.price.cost(c.TokensIn, 0, maxOut))
+
+	tenantLimits, err := m.Limits(ctx, c.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	type scoped struct {
+		scope  string
+		limits *access.Limits
+	}
+	var all []scoped
+	if c.Key != nil && c.Key.Limits != nil {
+		all = append(all, scoped{"key:" + c.Key.ID, c.Key.Limits})
+	}
+	if tenantLimits != nil {
+		all = append(all, scoped{"tenant", tenantLimits})
+	}
+	minute := access.MustWindow("minute")
+	for _, s := range all {
+		for _, sp := range s.limits.Spend {
+			w := access.MustWindow(sp.Window)
+			if err := t.hold(ctx, now, w, "spend/"+s.scope, "spend", worstCost, int64(sp.USD*1e6)); err != nil {
+				return nil, err
+			}
+		}
+		if s.limits.RequestsPerMinute > 0 {
+			if err := t.hold(ctx, now, minute, "requests/"+s.scope, "requests", 1, s.limits.RequestsPerMinute); err != nil {
+				return nil, err
+			}
+		}
+		if s.limits.TokensPerMinute > 0 {
+			if err := t.hold(ctx, now, minute, "tokens/"+s.scope, "tokens", worstTokens, s.limits.TokensPerMinute); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return t, nil
+}
+
+// hold reserves amount on the counter of prefix in the window holding now;
+// when that passes limit it gives back what t reserved so far and returns
+// the *LimitError.
+func (t *Ticket) hold(ctx context.Context, now time.Time, w access.Window, prefix, what string, amount, limit int64) error {
+	start, end := w.Bounds(now)
+	id := prefix + "/" + w.Name() + "/" + strconv.FormatInt(start.Unix(), 10)
+	_, err := t.m.counters.AddCounter(ctx, t.call.Tenant, id, amount, limit, end.Add(time.Hour))
+	if err == nil {
+		t.holds = append(t.holds, hold{tenant: t.call.Tenant, id: id, amount: amount, what: what, expires: end.Add(time.Hour)})
+		return nil
+	}
+	t.release(context.WithoutCancel(ctx))
+	if core.ErrorCode(err) == core.ELIMIT {
+		return &LimitError{
+			Err:        core.Errorf(core.ELIMIT, "%s limit of %s per %s reached (%s)", what, limitText(what, limit), w.Name(), prefix),
+			RetryAfter: end.Sub(now),
+		}
+	}
+	return err
+}
+
+func limitText(what string, limit int64) string {
+	if what == "spend" {
+		return "$" + Micros(limit).String()
+	}
+	return strconv.FormatInt(limit, 10)
+}
+
+// release gives back every reservation but the requests counted, which a
+// call uses whatever becomes of it.
+func (t *Ticket) release(ctx context.Context) {
+	for _, h := range t.holds {
+		if h.what != "requests" {
+			_, _ = t.m.counters.AddCounter(ctx, h.tenant, h.id, -h.amount, 0, h.expires)
+		}
+	}
+	t.holds = nil
+}
+
+// Cancel gives back what the ticket reserved, for a call that used no
+// model: it failed before reaching one.
+func (t *Ticket) Cancel(ctx context.Context) { t.release(context.WithoutCancel(ctx)) }
+
+// Settle replaces the ticket's reservations by what the call used and
+// writes its record to the ledger, with its cost, key, model, time and
+// latency filled in. It is done even when ctx has ended: the call has
+// happened.
+func (t *Ticket) Settle(ctx context.Context, u Usage) (Usage, error) {
+	ctx = context.WithoutCancel(ctx)
+	now := t.m.now()
+	u.Kind, u.Route = "request", t.call.Route
+	if u.Model == "" {
+		u.Model = t.call.Model
+	}
+	if t.call.Key != nil {
+		u.Key = t.call.Key.ID
+	}
+	u.At = now.UTC()
+	u.LatencyMS = now.Sub(t.start).Milliseconds()
+	u.CostMicros = t.price.cost(u.TokensIn, u.CachedTokens, u.TokensOut)
+	if u.Status == "" {
+		u.Status = "ok"
+	}
+	var first error
+	for _, h := range t.holds {
+		var delta int64
+		switch h.what {
+		case "spend":
+			delta = int64(u.CostMicros) - h.amount
+		case "tokens":
+			delta = int64(u.TokensIn+u.TokensOut) - h.amount
+		}
+		if delta == 0 {
+			continue
+		}
+		// Settling always applies: a call that used more than its
+		// reservation is counted all the same.
+		if _, err := t.m.counters.AddCounter(ctx, h.tenant, h.id, delta, core.NoLimit, h.expires); err != nil && first == nil {
+			first = err
+		}
+	}
+	t.holds = nil
+	id, err := usageID(u.At)
+	if err != nil {
+		return u, err
+	}
+	u.ID = id
+	if err := t.m.record(ctx, t.call.Tenant, u); err != nil && first == nil {
+		first = err
+	}
+	return u, first
+}
+
+// usageID is a new ledger id: the day first, so that a day's records are
+// listed by prefix, then the time and some randomness.
+func usageID(at time.Time) (string, error) {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", core.WrapError(core.EINTERNAL, err, "read randomness")
+	}
+	return fmt.Sprintf("%s/%019d-%s", at.Format(time.DateOnly), at.UnixNano(), hex.EncodeToString(b)), nil
+}

@@ -1,0 +1,218 @@
+// Package meter counts what model calls cost and holds them to budgets:
+// the price table, the usage ledger, and the admission of a call against
+// the limits of its key and its tenant.
+//
+// A call is admitted by reserving its worst case (the most tokens it may
+// use, and what they would cost) on every counter that bounds it, each with
+// an atomic add under the limit (core.Counters), and settled after it with
+// what it really used: so callers racing for the end of a budget cannot
+// together pass it. The ledger keeps one record per call and one per
+// execution, written once under an id of its own, so a retried write
+// never counts twice.
+package meter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
+)
+
+// Record kinds.
+const (
+	KindPrice  = "price"
+	KindUsage  = "usage"
+	KindLimits = "limits"
+)
+
+// DefaultMaxOutput is the output a call that sets no max_tokens is
+// reserved for.
+const DefaultMaxOutput = 4096
+
+// Price is what a model costs, in US dollars per million tokens.
+type Price struct {
+	Model              string    `json:"model"`
+	InputPerMTok       float64   `json:"inputPerMTok"`
+	OutputPerMTok      float64   `json:"outputPerMTok"`
+	CachedInputPerMTok float64   `json:"cachedInputPerMTok,omitempty"`
+	UpdatedAt          time.Time `json:"updatedAt"`
+}
+
+// Micros is an amount in millionths of a US dollar: a price per million
+// tokens is the cost of one token in micros, so costs add up exactly.
+type Micros int64
+
+// USD is m in dollars.
+func (m Micros) USD() float64 { return float64(m) / 1e6 }
+
+// String is m in dollars with six decimals.
+func (m Micros) String() string { return fmt.Sprintf("%d.%06d", m/1e6, m%1e6) }
+
+// cost is what tokens cost at p (cached input tokens at the cached price
+// when one is set).
+func (p *Price) cost(in, cached, out int) Micros {
+	if p == nil {
+		return 0
+	}
+	cachedPrice := p.CachedInputPerMTok
+	if cachedPrice == 0 {
+		cachedPrice = p.InputPerMTok
+	}
+	c := float64(in-cached)*p.InputPerMTok + float64(cached)*cachedPrice + float64(out)*p.OutputPerMTok
+	return Micros(math.Ceil(c))
+}
+
+// Usage is one record of the ledger: a call or an execution, what it used
+// and what it cost.
+type Usage struct {
+	ID          string `json:"id"`
+	Kind        string `json:"kind"` // "request" or "execution"
+	Route       string `json:"route,omitempty"`
+	Key         string `json:"key,omitempty"`
+	Model       string `json:"model,omitempty"`
+	Backend     string `json:"backend,omitempty"`
+	ExecutionID string `json:"executionId,omitempty"`
+	TokensIn    int    `json:"tokensIn"`
+	TokensOut   int    `json:"tokensOut"`
+	// CachedTokens and ReasoningTokens are what the backend reported of
+	// them; 0 when it reports none.
+	CachedTokens    int       `json:"cachedTokens,omitempty"`
+	ReasoningTokens int       `json:"reasoningTokens,omitempty"`
+	LatencyMS       int64     `json:"latencyMs"`
+	CostMicros      Micros    `json:"costMicros"`
+	Status          string    `json:"status"` // "ok", or the error code
+	At              time.Time `json:"at"`
+}
+
+// Meter keeps prices, limits and the ledger in a RecordStore and the
+// budgets' counters in Counters. It is safe for concurrent use.
+type Meter struct {
+	records  core.RecordStore
+	counters core.Counters
+	now      func() time.Time
+}
+
+// New returns a Meter; now nil means time.Now.
+func New(records core.RecordStore, counters core.Counters, now func() time.Time) *Meter {
+	if now == nil {
+		now = time.Now
+	}
+	return &Meter{records: records, counters: counters, now: now}
+}
+
+// SetPrice stores the price of p.Model for tenant.
+func (m *Meter) SetPrice(ctx context.Context, tenant string, p Price) (Price, error) {
+	if strings.TrimSpace(p.Model) == "" {
+		return p, core.Errorf(core.EINVALID, "model: empty")
+	}
+	for name, v := range map[string]float64{"inputPerMTok": p.InputPerMTok, "outputPerMTok": p.OutputPerMTok, "cachedInputPerMTok": p.CachedInputPerMTok} {
+		if v < 0 || v > 1e6 || math.IsNaN(v) {
+			return p, core.Errorf(core.EINVALID, "%s: want 0 to 1e6 dollars per million tokens", name)
+		}
+	}
+	p.UpdatedAt = m.now().UTC()
+	return p, m.put(ctx, tenant, KindPrice, p.Model, p)
+}
+
+// GetPrice returns tenant's price of model; ENOTFOUND if it has none.
+func (m *Meter) GetPrice(ctx context.Context, tenant, model string) (Price, error) {
+	var p Price
+	err := m.get(ctx, tenant, KindPrice, model, &p)
+	return p, err
+}
+
+// DeletePrice forgets tenant's price of model.
+func (m *Meter) DeletePrice(ctx context.Context, tenant, model string) error {
+	err := m.records.DeleteRecord(ctx, tenant, KindPrice, model)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		return core.Errorf(core.ENOTFOUND, "no price of model %q", model)
+	}
+	return err
+}
+
+// ListPrices returns tenant's price table.
+func (m *Meter) ListPrices(ctx context.Context, tenant string, q core.ListQuery) ([]Price, string, error) {
+	page, err := m.records.ListRecords(ctx, tenant, KindPrice, q)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]Price, 0, len(page.Records))
+	for _, r := range page.Records {
+		var p Price
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			return nil, "", core.WrapError(core.EINTERNAL, err, "decode price %s", r.ID)
+		}
+		out = append(out, p)
+	}
+	return out, page.Next, nil
+}
+
+// SetLimits stores tenant's own limits (nil: none).
+func (m *Meter) SetLimits(ctx context.Context, tenant string, l *access.Limits) error {
+	if l == nil {
+		err := m.records.DeleteRecord(ctx, tenant, KindLimits, "tenant")
+		if core.ErrorCode(err) == core.ENOTFOUND {
+			return nil
+		}
+		return err
+	}
+	if err := l.Check("limits"); err != nil {
+		return err
+	}
+	return m.put(ctx, tenant, KindLimits, "tenant", l)
+}
+
+// Limits returns tenant's own limits, nil when it has none.
+func (m *Meter) Limits(ctx context.Context, tenant string) (*access.Limits, error) {
+	var l access.Limits
+	err := m.get(ctx, tenant, KindLimits, "tenant", &l)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// put creates or replaces one record.
+func (m *Meter) put(ctx context.Context, tenant, kind, id string, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return core.WrapError(core.EINTERNAL, err, "encode %s %s", kind, id)
+	}
+	now := m.now().UTC()
+	for attempt := 0; ; attempt++ {
+		old, err := m.records.GetRecord(ctx, tenant, kind, id)
+		switch {
+		case core.ErrorCode(err) == core.ENOTFOUND:
+			err = m.records.CreateRecord(ctx, tenant, &core.Record{Kind: kind, ID: id, Body: body, CreatedAt: now, UpdatedAt: now})
+		case err == nil:
+			old.Body, old.UpdatedAt = body, now
+			err = m.records.UpdateRecord(ctx, tenant, old)
+		}
+		if core.ErrorCode(err) == core.ECONFLICT && attempt < 5 {
+			continue
+		}
+		return err
+	}
+}
+
+func (m *Meter) get(ctx context.Context, tenant, kind, id string, v any) error {
+	r, err := m.records.GetRecord(ctx, tenant, kind, id)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		return core.Errorf(core.ENOTFOUND, "no %s %q", kind, id)
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		return core.WrapError(core.EINTERNAL, err, "decode %s %s", kind, id)
+	}
+	return nil
+}
