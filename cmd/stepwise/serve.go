@@ -18,6 +18,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/openai"
@@ -67,6 +68,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
+	usage := meter.New(store, store, nil)
 	cat := catalog.New(catalog.Config{Store: store, Sealer: box, Defaults: o.defaults, ProviderURLs: o.providerURLs})
 	if err := cat.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{OllamaURL: o.ollamaURL, OllamaName: o.ollamaName}); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -100,6 +102,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		Logger:       log,
 		MaxBodyBytes: o.maxBody,
 		Keys:         keys,
+		Meter:        usage,
 	})
 
 	oa := openai.New(openai.Config{
@@ -110,6 +113,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		Records:    store,
 		Logger:     log,
 		Keys:       keys,
+		Meter:      usage,
 	})
 
 	ln, err := net.Listen("tcp", o.addr)

@@ -21,7 +21,8 @@ type Call struct {
 	Model string
 	// TokensIn is the input's size in tokens, estimated before the call.
 	TokensIn int
-	// MaxOut is the most the answer may use (0: DefaultMaxOutput).
+	// MaxOut is the most the answer may use (0: DefaultMaxOutput; less
+	// than 0: nothing, for an embedding).
 	MaxOut int
 }
 
@@ -65,8 +66,11 @@ func (m *Meter) Admit(ctx context.Context, c Call) (*Ticket, error) {
 		return nil, err
 	}
 	maxOut := c.MaxOut
-	if maxOut <= 0 {
+	switch {
+	case maxOut == 0:
 		maxOut = DefaultMaxOutput
+	case maxOut < 0:
+		maxOut = 0
 	}
 	worstTokens := int64(c.TokensIn + maxOut)
 	worstCost := int64(t.price.cost(c.TokensIn, 0, maxOut))
@@ -147,6 +151,10 @@ func (t *Ticket) release(ctx context.Context) {
 	t.holds = nil
 }
 
+// Cost is what u would cost at the call's model's price, for an answer
+// that shows it before it is settled.
+func (t *Ticket) Cost(u Usage) Micros { return t.price.cost(u.TokensIn, u.CachedTokens, u.TokensOut) }
+
 // Cancel gives back what the ticket reserved, for a call that used no
 // model: it failed before reaching one.
 func (t *Ticket) Cancel(ctx context.Context) { t.release(context.WithoutCancel(ctx)) }
@@ -156,6 +164,12 @@ func (t *Ticket) Cancel(ctx context.Context) { t.release(context.WithoutCancel(c
 // latency filled in. It is done even when ctx has ended: the call has
 // happened.
 func (t *Ticket) Settle(ctx context.Context, u Usage) (Usage, error) {
+	return t.settleAt(ctx, u, nil)
+}
+
+// settleAt is Settle with the cost given, or (nil) at the call's model's
+// price.
+func (t *Ticket) settleAt(ctx context.Context, u Usage, cost *Micros) (Usage, error) {
 	ctx = context.WithoutCancel(ctx)
 	now := t.m.now()
 	u.Kind, u.Route = "request", t.call.Route
@@ -167,10 +181,56 @@ func (t *Ticket) Settle(ctx context.Context, u Usage) (Usage, error) {
 	}
 	u.At = now.UTC()
 	u.LatencyMS = now.Sub(t.start).Milliseconds()
-	u.CostMicros = t.price.cost(u.TokensIn, u.CachedTokens, u.TokensOut)
+	if cost != nil {
+		u.CostMicros = *cost
+	} else {
+		u.CostMicros = t.price.cost(u.TokensIn, u.CachedTokens, u.TokensOut)
+	}
 	if u.Status == "" {
 		u.Status = "ok"
 	}
+	first := t.settle(ctx, u)
+	id, err := usageID(u.At)
+	if err != nil {
+		return u, err
+	}
+	u.ID = id
+	if err := t.m.record(ctx, t.call.Tenant, u); err != nil && first == nil {
+		first = err
+	}
+	return u, first
+}
+
+// SettleSteps settles a call that ran steps of an execution (a
+// per-chain request): its tokens are the steps', its cost their models'
+// at the tenant's prices, and its model the last one that answered.
+func (t *Ticket) SettleSteps(ctx context.Context, u Usage, steps []*core.Step) (Usage, error) {
+	prices := map[string]*Price{}
+	u.TokensIn, u.TokensOut = 0, 0
+	var cost Micros
+	for _, st := range steps {
+		if st.TokensIn+st.TokensOut == 0 {
+			continue
+		}
+		u.TokensIn += st.TokensIn
+		u.TokensOut += st.TokensOut
+		u.Model, u.Backend = st.Model, st.Backend
+		p, ok := prices[st.Model]
+		if !ok {
+			if got, err := t.m.GetPrice(ctx, t.call.Tenant, st.Model); err == nil {
+				p = &got
+			}
+			prices[st.Model] = p
+		}
+		cost += p.cost(st.TokensIn, 0, st.TokensOut)
+	}
+	return t.settleAt(ctx, u, &cost)
+}
+
+// settle replaces the reservations by what u used. Settling always
+// applies: a call that used more than its reservation is counted all the
+// same.
+func (t *Ticket) settle(ctx context.Context, u Usage) error {
 	var first error
 	for _, h := range t.holds {
 		var delta int64
@@ -183,22 +243,12 @@ func (t *Ticket) Settle(ctx context.Context, u Usage) (Usage, error) {
 		if delta == 0 {
 			continue
 		}
-		// Settling always applies: a call that used more than its
-		// reservation is counted all the same.
 		if _, err := t.m.counters.AddCounter(ctx, h.tenant, h.id, delta, core.NoLimit, h.expires); err != nil && first == nil {
 			first = err
 		}
 	}
 	t.holds = nil
-	id, err := usageID(u.At)
-	if err != nil {
-		return u, err
-	}
-	u.ID = id
-	if err := t.m.record(ctx, t.call.Tenant, u); err != nil && first == nil {
-		first = err
-	}
-	return u, first
+	return first
 }
 
 // usageID is a new ledger id: the day first, so that a day's records are

@@ -26,37 +26,6 @@ func (m *Meter) record(ctx context.Context, tenant string, u Usage) error {
 	return err
 }
 
-// RecordExecution writes the ledger record of an execution that has
-// ended: its tokens, and its cost at tenant's prices of the models its
-// steps used. The record's id is the execution's, so recording it again
-// (a redelivery, a retried request) counts it once.
-func (m *Meter) RecordExecution(ctx context.Context, ex *core.Execution, steps []*core.Step, key string) (Usage, error) {
-	u := Usage{Kind: "execution", Key: key, ExecutionID: ex.ID, TokensIn: ex.TokensIn, TokensOut: ex.TokensOut,
-		Status: "ok", At: ex.CreatedAt.UTC(), LatencyMS: ex.UpdatedAt.Sub(ex.CreatedAt).Milliseconds()}
-	if ex.Error != nil {
-		u.Status = ex.Error.Code
-	}
-	prices := map[string]*Price{}
-	for _, st := range steps {
-		if st.TokensIn+st.TokensOut == 0 {
-			continue
-		}
-		if u.Model == "" {
-			u.Model, u.Backend = st.Model, st.Backend
-		}
-		p, ok := prices[st.Model]
-		if !ok {
-			if got, err := m.GetPrice(ctx, ex.Tenant, st.Model); err == nil {
-				p = &got
-			}
-			prices[st.Model] = p
-		}
-		u.CostMicros += p.cost(st.TokensIn, 0, st.TokensOut)
-	}
-	u.ID = u.At.Format(time.DateOnly) + "/exec-" + ex.ID
-	return u, m.record(context.WithoutCancel(ctx), ex.Tenant, u)
-}
-
 // Query selects ledger records for Summarize.
 type Query struct {
 	// From and To are the first and last day (UTC) summed.
@@ -71,7 +40,6 @@ type Group struct {
 	Key             string `json:"key,omitempty"`
 	Model           string `json:"model,omitempty"`
 	Requests        int    `json:"requests"`
-	Executions      int    `json:"executions"`
 	TokensIn        int    `json:"tokensIn"`
 	TokensOut       int    `json:"tokensOut"`
 	CachedTokens    int    `json:"cachedTokens"`
@@ -149,11 +117,7 @@ func (m *Meter) Summarize(ctx context.Context, tenant string, q Query) (Summary,
 }
 
 func (g *Group) add(u Usage) {
-	if u.Kind == "execution" {
-		g.Executions++
-	} else {
-		g.Requests++
-	}
+	g.Requests++
 	g.TokensIn += u.TokensIn
 	g.TokensOut += u.TokensOut
 	g.CachedTokens += u.CachedTokens

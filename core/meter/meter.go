@@ -6,9 +6,8 @@
 // use, and what they would cost) on every counter that bounds it, each with
 // an atomic add under the limit (core.Counters), and settled after it with
 // what it really used: so callers racing for the end of a budget cannot
-// together pass it. The ledger keeps one record per call and one per
-// execution, written once under an id of its own, so a retried write
-// never counts twice.
+// together pass it. The ledger keeps one record per call, written once
+// under an id of its own, so a retried write never counts twice.
 package meter
 
 import (
@@ -67,11 +66,12 @@ func (p *Price) cost(in, cached, out int) Micros {
 	return Micros(math.Ceil(c))
 }
 
-// Usage is one record of the ledger: a call or an execution, what it used
-// and what it cost.
+// Usage is one record of the ledger: a call, what it used and what it
+// cost. A per-chain request names its execution; its tokens are those of
+// the steps it ran.
 type Usage struct {
 	ID          string `json:"id"`
-	Kind        string `json:"kind"` // "request" or "execution"
+	Kind        string `json:"kind"` // "request"
 	Route       string `json:"route,omitempty"`
 	Key         string `json:"key,omitempty"`
 	Model       string `json:"model,omitempty"`

@@ -130,23 +130,24 @@ func TestSettleGivesBackTheUnused(t *testing.T) {
 	}
 }
 
-func TestExecutionRecordedOnce(t *testing.T) {
+func TestSettleSteps(t *testing.T) {
 	ctx := context.Background()
 	m, _ := newMeter(t)
 	if _, err := m.SetPrice(ctx, "acme", meter.Price{Model: "m:1", InputPerMTok: 1, OutputPerMTok: 2}); err != nil {
 		t.Fatal(err)
 	}
-	ex := &core.Execution{ID: "ex1", Tenant: "acme", TokensIn: 30, TokensOut: 12, CreatedAt: at, UpdatedAt: at.Add(time.Second)}
-	steps := []*core.Step{{TokensIn: 10, TokensOut: 2, Model: "m:1"}, {}, {TokensIn: 20, TokensOut: 10, Model: "m:1"}}
-	for range 3 { // a redelivery, a retried request
-		u, err := m.RecordExecution(ctx, ex, steps, "key_1")
-		if err != nil || u.CostMicros != 30+24 {
-			t.Fatalf("RecordExecution = %+v, %v", u, err)
-		}
+	if _, err := m.SetPrice(ctx, "acme", meter.Price{Model: "m:2", InputPerMTok: 10, OutputPerMTok: 20}); err != nil {
+		t.Fatal(err)
 	}
-	sum, err := m.Summarize(ctx, "acme", meter.Query{From: at, To: at})
-	if err != nil || sum.Total.Executions != 1 || sum.Total.TokensIn != 30 || sum.Total.CostMicros != 54 {
-		t.Errorf("summary %+v, %v; want the execution once", sum.Total, err)
+	ticket, err := m.Admit(ctx, meter.Call{Tenant: "acme", Model: "demo-chain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []*core.Step{{TokensIn: 10, TokensOut: 2, Model: "m:1"}, {}, {TokensIn: 20, TokensOut: 10, Model: "m:2", Backend: "b"}}
+	u, err := ticket.SettleSteps(ctx, meter.Usage{ExecutionID: "ex1"}, steps)
+	// 10×1 + 2×2 + 20×10 + 10×20 = 414.
+	if err != nil || u.CostMicros != 414 || u.TokensIn != 30 || u.TokensOut != 12 || u.Model != "m:2" || u.Backend != "b" || u.ExecutionID != "ex1" {
+		t.Errorf("SettleSteps = %+v, %v", u, err)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
@@ -108,6 +109,9 @@ type Config struct {
 	// serves /keys. Nil leaves every route open, acting for the default
 	// tenant.
 	Keys *access.Keys
+	// Meter, when set, serves the usage ledger (/usage), the price table
+	// (/prices) and the tenant's limits (/limits).
+	Meter *meter.Meter
 }
 
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes
@@ -199,6 +203,7 @@ func (a *API) register() {
 	a.affinityRoutes()
 	a.providerRoutes()
 	a.keyRoutes()
+	a.usageRoutes()
 }
 
 // fleet is the Fleet of the tenant ctx's request acts for.

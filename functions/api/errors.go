@@ -71,6 +71,7 @@ func describeError(r *http.Request, err error) (int, webapi.ErrorObject) {
 
 // writeError answers err in the error envelope.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	webapi.RetryAfter(w, err)
 	status, obj := describeError(r, err)
 	webapi.WriteJSON(w, status, webapi.Envelope{Error: obj})
 }

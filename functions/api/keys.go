@@ -31,6 +31,7 @@ type newKey struct {
 	Chains    []string       `json:"chains,omitempty"`
 	Models    []string       `json:"models,omitempty"`
 	ExpiresAt *time.Time     `json:"expiresAt,omitempty"`
+	Limits    *access.Limits `json:"limits,omitempty"`
 	// Tenant makes the key for another tenant: only an operator key may.
 	Tenant string `json:"tenant,omitempty"`
 }
@@ -64,7 +65,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	spec := access.Spec{Name: body.Name, Scopes: body.Scopes, Chains: body.Chains, Models: body.Models, ExpiresAt: body.ExpiresAt}
+	spec := access.Spec{Name: body.Name, Scopes: body.Scopes, Chains: body.Chains, Models: body.Models, ExpiresAt: body.ExpiresAt, Limits: body.Limits}
 	key, secret, err := a.cfg.Keys.Create(r.Context(), tenant, spec)
 	if err != nil {
 		writeError(w, r, err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
@@ -43,6 +44,14 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 		// Clients must name a model; naming the chain leaves it open.
 		in.Model = ""
 	}
+	model := req.Model
+	if model == "" {
+		model = chain.ID
+	}
+	ticket, ok := h.admit(w, r, model, estimateTokens(in.Messages), in.Options().MaxTokens)
+	if !ok {
+		return
+	}
 	ex, err := h.resumeClientTools(ctx, tenant, chain.ID, &in)
 	if err == nil && ex == nil {
 		ex, err = h.cfg.Engine.Start(ctx, core.StartRequest{
@@ -51,6 +60,7 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err != nil {
+		cancel(r, ticket)
 		writeError(w, r, err)
 		return
 	}
@@ -58,13 +68,10 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 	// The chain may run longer than the server's write timeout allows an
 	// ordinary answer; its own timeout bounds it instead.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.cfg.ChainTimeout + time.Minute))
-	model := req.Model
-	if model == "" {
-		model = chain.ID
-	}
 	id := "chatcmpl-" + ex.ID
 	if !req.Stream {
 		run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, nil)
+		defer settleSteps(w, r, ticket, run.Steps, ex.ID)
 		resp, err := h.chainAnswer(ctx, run.Execution, run.Err, id, model)
 		if err != nil {
 			writeError(w, r, err)
@@ -73,13 +80,13 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 		writeCompletion(w, resp)
 		return
 	}
-	h.streamChain(w, r, ex, chain, id, model, req.IncludeUsage)
+	h.streamChain(w, r, ex, chain, id, model, req.IncludeUsage, ticket)
 }
 
 // streamChain runs the execution, streaming the text of its answering
 // tasks (see answering) as the backend generates it, then the rest of the
 // answer: what no answering step streamed, and the client tools' calls.
-func (h *Handler) streamChain(w http.ResponseWriter, r *http.Request, ex *core.Execution, chain *core.Chain, id, model string, includeUsage bool) {
+func (h *Handler) streamChain(w http.ResponseWriter, r *http.Request, ex *core.Execution, chain *core.Chain, id, model string, includeUsage bool, ticket *meter.Ticket) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	out := newChunks(w, 2*h.cfg.Heartbeat, id, model, includeUsage)
@@ -100,6 +107,7 @@ func (h *Handler) streamChain(w http.ResponseWriter, r *http.Request, ex *core.E
 	}()
 	run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, obs)
 	close(done)
+	defer settleSteps(w, r, ticket, run.Steps, ex.ID)
 
 	if broken := obs.brokenStep(); broken != nil {
 		// The answering step failed after its text began: the client's

@@ -73,13 +73,25 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	in := 0
+	for _, text := range texts {
+		in += len(text)/4 + 1
+	}
+	ticket, ok := h.admit(w, r, name, in, -1)
+	if !ok {
+		return
+	}
 	out := embeddingList{Object: "list", Data: make([]embedding, len(texts)), Model: name}
+	used := core.Usage{Model: name}
+	defer func() { settle(w, r, ticket, usageOfCall(used, nil)) }()
 	for i, text := range texts {
 		e, err := h.models(r.Context()).LLM().Embed(r.Context(), core.EmbedRequest{Select: core.ModelSelector{Models: []string{name}}, Text: text})
 		if err != nil {
 			writeError(w, r, modelError(err, name))
 			return
 		}
+		used.TokensIn += e.Usage.TokensIn
+		used.Model, used.Backend = e.Usage.Model, e.Usage.Backend
 		out.Model = e.Usage.Model
 		out.Usage.PromptTokens += e.Usage.TokensIn
 		var v any = e.Vector
@@ -89,6 +101,7 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 		out.Data[i] = embedding{Object: "embedding", Index: i, Embedding: v}
 	}
 	out.Usage.TotalTokens = out.Usage.PromptTokens
+	showCost(w, ticket, usageOfCall(used, nil))
 	webapi.WriteJSON(w, http.StatusOK, out)
 }
 

@@ -47,14 +47,18 @@ func describe(r *http.Request, err error) (int, webapi.ErrorObject) {
 			Type:    webapi.ErrorType(status), Code: core.EINTERNAL,
 		}
 	}
-	if code == core.EUNAUTHORIZED {
-		code = "invalid_api_key" // what OpenAI's SDKs and users look for
+	switch code { // what OpenAI's SDKs and users look for
+	case core.EUNAUTHORIZED:
+		code = "invalid_api_key"
+	case core.ELIMIT:
+		code = "rate_limit_exceeded"
 	}
 	return status, webapi.ErrorObject{Message: err.Error(), Type: webapi.ErrorType(status), Code: code}
 }
 
 // writeError answers err in the error envelope.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	webapi.RetryAfter(w, err)
 	status, obj := describe(r, err)
 	webapi.WriteJSON(w, status, webapi.Envelope{Error: obj})
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/inline"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
@@ -91,6 +92,9 @@ type Config struct {
 	// scope; a key's allowed models and chains apply) and decides its
 	// tenant. Nil leaves every route open, acting for the default tenant.
 	Keys *access.Keys
+	// Meter, when set, holds every model call to the limits of its key
+	// and its tenant and records it in the usage ledger.
+	Meter *meter.Meter
 }
 
 // Route is one method and path pattern the function serves.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
@@ -63,12 +64,16 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 	base := responseObject{ID: id, CreatedAt: time.Now().Unix(), Model: req.Model, Status: "in_progress"}
 	base.settings(chat, req.Instructions, req.PreviousResponseID, req.Metadata, req.Store)
 
+	ticket, ok := h.admit(w, r, req.Model, estimateTokens(msgs), req.MaxOutputTokens)
+	if !ok {
+		return
+	}
 	var out *responseEvents
 	if req.Stream {
 		out = newResponseEvents(w, 2*h.cfg.Heartbeat, base)
 	}
 	if !req.Store {
-		h.directResponse(w, r, chat, base, out)
+		h.directResponse(w, r, chat, base, out, ticket)
 		return
 	}
 	meta, _ := json.Marshal(req.Metadata)
@@ -80,6 +85,7 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 		},
 	})
 	if err != nil {
+		cancel(r, ticket)
 		writeError(w, r, err)
 		return
 	}
@@ -90,6 +96,7 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 		obs = out
 	}
 	run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, obs)
+	defer settleSteps(w, r, ticket, run.Steps, ex.ID)
 	if run.Err != nil {
 		h.endResponse(w, r, out, base, nil, run.Err)
 		return
@@ -109,12 +116,17 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 
 // directResponse answers a response that is not stored: one routed model
 // call, streamed as it comes.
-func (h *Handler) directResponse(w http.ResponseWriter, r *http.Request, chat core.OpenAIChatRequest, base responseObject, out *responseEvents) {
+func (h *Handler) directResponse(w http.ResponseWriter, r *http.Request, chat core.OpenAIChatRequest, base responseObject, out *responseEvents, ticket *meter.Ticket) {
 	var delta core.DeltaFunc
 	if out != nil {
 		delta = out.delta
 	}
 	c, err := h.models(r.Context()).LLM().Chat(r.Context(), chatRequestOf(&chat), delta)
+	u := usageOfCall(c.Usage, err)
+	defer settle(w, r, ticket, u)
+	if out == nil {
+		showCost(w, ticket, u)
+	}
 	if err != nil {
 		h.endResponse(w, r, out, base, nil, modelError(err, chat.Model))
 		return

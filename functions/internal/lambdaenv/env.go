@@ -40,6 +40,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/openai"
@@ -198,6 +199,7 @@ func API(e *Env) http.Handler {
 		Version:     Version,
 		NodeID:      uuid.NewString(),
 		Logger:      e.Logger,
+		Meter:       meter.New(e.Store, e.Store, nil),
 	})
 	return refreshed(e, openai.Mount(openAI(e, e.Settings.SyncTimeout), a))
 }
@@ -221,6 +223,7 @@ func openAI(e *Env, chainTimeout time.Duration) *openai.Handler {
 		Records:      e.Store,
 		ChainTimeout: chainTimeout,
 		Logger:       e.Logger,
+		Meter:        meter.New(e.Store, e.Store, nil),
 	})
 }
 

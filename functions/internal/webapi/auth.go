@@ -2,11 +2,15 @@ package webapi
 
 import (
 	"context"
+	"errors"
+	"strconv"
+	"time"
 	"net/http"
 	"strings"
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/access"
+	"github.com/stepwise-run/stepwise/core/meter"
 )
 
 // Authenticator finds the key a secret belongs to (access.Keys).
@@ -85,6 +89,17 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(s)
 	}
 	return strings.TrimSpace(r.Header.Get("x-api-key"))
+}
+
+// RetryAfter sets Retry-After on the answer to a call that a budget or a
+// rate limit refused (a *meter.LimitError): the seconds until its window
+// moves on, at least 1.
+func RetryAfter(w http.ResponseWriter, err error) {
+	var le *meter.LimitError
+	if errors.As(err, &le) {
+		secs := int64((le.RetryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
+	}
 }
 
 // Allowed checks a key's allowed chains or models: nil when the request's
