@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stepwise-run/stepwise/core/access"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/openai"
 	"github.com/stepwise-run/stepwise/infra/mem"
@@ -18,7 +19,10 @@ import (
 // every route is documented and every documented operation is a route.
 func TestRoutesMatchDocument(t *testing.T) {
 	doc := loadDoc(t)
-	a := api.New(api.Config{Keys: access.New(access.Config{Store: mem.New()})}) // with keys, so /keys is served
+	store := mem.New()
+	// With keys and a meter, so that /keys, /usage, /prices and /limits
+	// are served.
+	a := api.New(api.Config{Keys: access.New(access.Config{Store: store}), Meter: meter.New(store, store, nil)})
 	tail := regexp.MustCompile(`\{(\w+)\.\.\.\}`)
 	served := map[string]bool{}
 	for _, r := range a.Routes() {

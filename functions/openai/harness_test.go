@@ -24,6 +24,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/docs"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/functions/internal/functest"
@@ -54,6 +55,7 @@ type env struct {
 	logs   *functest.Logs
 	router routers.Router
 	keys   *access.Keys // set with envOptions.keys
+	meter  *meter.Meter // set with envOptions.meter
 }
 
 // envOptions adjust an env before it starts.
@@ -62,6 +64,8 @@ type envOptions struct {
 	heartbeat    time.Duration
 	// keys, when set, makes the function require API keys.
 	keys bool
+	// meter, when set, meters every call (e.meter).
+	meter bool
 }
 
 func newEnv(t testing.TB, opts ...envOptions) *env {
@@ -114,6 +118,10 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 		if o.keys {
 			e.keys = access.New(access.Config{Store: e.store})
 			cfg.Keys = e.keys
+		}
+		if o.meter {
+			e.meter = meter.New(e.store, e.store, nil)
+			cfg.Meter = e.meter
 		}
 	}
 	oa := openai.New(cfg)
