@@ -20,9 +20,38 @@ type Counters interface {
 	// the counter's window is over: the store may forget the counter some
 	// time after it (DynamoDB's TTL).
 	AddCounter(ctx context.Context, tenant, id string, delta, limit int64, expires time.Time) (int64, error)
+	// AddCounters makes every add of adds, or none: a positive delta
+	// that would pass its limit refuses the whole call with ELIMIT
+	// wrapping a *CounterLimit that says which. Locally it is one
+	// transaction, so a call bound by several limits costs one write; an
+	// adapter may instead apply the adds one by one and undo the earlier
+	// ones on a refusal (DynamoDB, whose transactions fail when they race
+	// for an item).
+	AddCounters(ctx context.Context, tenant string, adds []CounterAdd) error
 	// GetCounter returns the counter's value, 0 for one that does not
 	// exist.
 	GetCounter(ctx context.Context, tenant, id string) (int64, error)
+}
+
+// CounterAdd is one add of AddCounters, as AddCounter takes it.
+type CounterAdd struct {
+	ID           string
+	Delta, Limit int64
+	Expires      time.Time
+}
+
+// CounterLimit says which add of an AddCounters call its limit refused.
+type CounterLimit struct {
+	Index int
+	ID    string
+}
+
+func (c *CounterLimit) Error() string { return "counter " + c.ID + " is at its limit" }
+
+// LimitErr is the ELIMIT of add i of adds.
+func LimitErr(adds []CounterAdd, i int) error {
+	a := adds[i]
+	return WrapError(ELIMIT, &CounterLimit{Index: i, ID: a.ID}, "%d more would pass the limit of %d", a.Delta, a.Limit)
 }
 
 // NoLimit is the limit of an AddCounter that only counts.

@@ -2,6 +2,7 @@ package coretest
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,7 +15,8 @@ import (
 // a positive delta past the limit is refused with ELIMIT and changes
 // nothing, settling (a delta of 0 or less) always applies, counters of
 // two tenants or two ids are apart, and 200 racing reservations against a
-// limit of 50 let exactly 50 through. newCounters must return an empty
+// limit of 50 let exactly 50 through; AddCounters applies all its adds or,
+// refused, none. newCounters must return an empty
 // store and clean up with t.Cleanup.
 func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 	ctx := context.Background()
@@ -80,6 +82,33 @@ func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 		for _, k := range []struct{ tenant, id string }{{"acme", "x"}, {"globex", "x"}, {"acme", "x/2"}} {
 			if v, _ := c.GetCounter(ctx, k.tenant, k.id); v != 1 {
 				t.Errorf("%s %s = %d, want 1", k.tenant, k.id, v)
+			}
+		}
+	})
+
+	t.Run("AddCountersAllOrNothing", func(t *testing.T) {
+		c := newCounters(t)
+		adds := []core.CounterAdd{{ID: "a", Delta: 5, Limit: 10, Expires: expires}, {ID: "b", Delta: 5, Limit: 4, Expires: expires}, {ID: "c", Delta: 1, Limit: 10, Expires: expires}}
+		err := c.AddCounters(ctx, "acme", adds)
+		var cl *core.CounterLimit
+		if core.ErrorCode(err) != core.ELIMIT || !errors.As(err, &cl) || cl.Index != 1 || cl.ID != "b" {
+			t.Fatalf("AddCounters = %v; want ELIMIT naming add 1 (b)", err)
+		}
+		for _, id := range []string{"a", "b", "c"} {
+			if v, _ := c.GetCounter(ctx, "acme", id); v != 0 {
+				t.Errorf("after a refused AddCounters %s = %d, want 0", id, v)
+			}
+		}
+		adds[1].Limit = 5
+		if err := c.AddCounters(ctx, "acme", adds); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AddCounters(ctx, "acme", []core.CounterAdd{{ID: "a", Delta: -3, Expires: expires}, {ID: "c", Delta: 2, Limit: core.NoLimit, Expires: expires}}); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string]int64{"a": 2, "b": 5, "c": 3} {
+			if v, _ := c.GetCounter(ctx, "acme", id); v != want {
+				t.Errorf("%s = %d, want %d", id, v, want)
 			}
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -48,10 +49,10 @@ type Ticket struct {
 
 // hold is one reservation on a counter.
 type hold struct {
-	tenant, id string
-	amount     int64
-	what       string // "spend", "tokens" or "requests"
-	expires    time.Time
+	id      string
+	amount  int64
+	what    string // "spend", "tokens" or "requests"
+	expires time.Time
 }
 
 // Admit reserves c's worst case on every limit of its key and its tenant,
@@ -91,46 +92,51 @@ func (m *Meter) Admit(ctx context.Context, c Call) (*Ticket, error) {
 		all = append(all, scoped{"tenant", tenantLimits})
 	}
 	minute := access.MustWindow("minute")
+	var adds []core.CounterAdd
+	var bounds []holdBound
+	add := func(w access.Window, prefix, what string, amount, limit int64) {
+		start, end := w.Bounds(now)
+		id := prefix + "/" + w.Name() + "/" + strconv.FormatInt(start.Unix(), 10)
+		adds = append(adds, core.CounterAdd{ID: id, Delta: amount, Limit: limit, Expires: end.Add(time.Hour)})
+		bounds = append(bounds, holdBound{what: what, window: w.Name(), prefix: prefix, end: end})
+	}
 	for _, s := range all {
 		for _, sp := range s.limits.Spend {
-			w := access.MustWindow(sp.Window)
-			if err := t.hold(ctx, now, w, "spend/"+s.scope, "spend", worstCost, int64(sp.USD*1e6)); err != nil {
-				return nil, err
-			}
+			add(access.MustWindow(sp.Window), "spend/"+s.scope, "spend", worstCost, int64(sp.USD*1e6))
 		}
 		if s.limits.RequestsPerMinute > 0 {
-			if err := t.hold(ctx, now, minute, "requests/"+s.scope, "requests", 1, s.limits.RequestsPerMinute); err != nil {
-				return nil, err
-			}
+			add(minute, "requests/"+s.scope, "requests", 1, s.limits.RequestsPerMinute)
 		}
 		if s.limits.TokensPerMinute > 0 {
-			if err := t.hold(ctx, now, minute, "tokens/"+s.scope, "tokens", worstTokens, s.limits.TokensPerMinute); err != nil {
-				return nil, err
-			}
+			add(minute, "tokens/"+s.scope, "tokens", worstTokens, s.limits.TokensPerMinute)
 		}
+	}
+	if len(adds) == 0 {
+		return t, nil
+	}
+	// Every reservation in one write: all of them or, when a limit
+	// refuses one, none.
+	if err := m.counters.AddCounters(ctx, c.Tenant, adds); err != nil {
+		var cl *core.CounterLimit
+		if !errors.As(err, &cl) {
+			return nil, err
+		}
+		b, a := bounds[cl.Index], adds[cl.Index]
+		return nil, &LimitError{
+			Err:        core.Errorf(core.ELIMIT, "%s limit of %s per %s reached (%s)", b.what, limitText(b.what, a.Limit), b.window, b.prefix),
+			RetryAfter: b.end.Sub(now),
+		}
+	}
+	for i, a := range adds {
+		t.holds = append(t.holds, hold{id: a.ID, amount: a.Delta, what: bounds[i].what, expires: a.Expires})
 	}
 	return t, nil
 }
 
-// hold reserves amount on the counter of prefix in the window holding now;
-// when that passes limit it gives back what t reserved so far and returns
-// the *LimitError.
-func (t *Ticket) hold(ctx context.Context, now time.Time, w access.Window, prefix, what string, amount, limit int64) error {
-	start, end := w.Bounds(now)
-	id := prefix + "/" + w.Name() + "/" + strconv.FormatInt(start.Unix(), 10)
-	_, err := t.m.counters.AddCounter(ctx, t.call.Tenant, id, amount, limit, end.Add(time.Hour))
-	if err == nil {
-		t.holds = append(t.holds, hold{tenant: t.call.Tenant, id: id, amount: amount, what: what, expires: end.Add(time.Hour)})
-		return nil
-	}
-	t.release(context.WithoutCancel(ctx))
-	if core.ErrorCode(err) == core.ELIMIT {
-		return &LimitError{
-			Err:        core.Errorf(core.ELIMIT, "%s limit of %s per %s reached (%s)", what, limitText(what, limit), w.Name(), prefix),
-			RetryAfter: end.Sub(now),
-		}
-	}
-	return err
+// holdBound is what a refusal of one reservation says.
+type holdBound struct {
+	what, window, prefix string
+	end                  time.Time
 }
 
 func limitText(what string, limit int64) string {
@@ -143,10 +149,14 @@ func limitText(what string, limit int64) string {
 // release gives back every reservation but the requests counted, which a
 // call uses whatever becomes of it.
 func (t *Ticket) release(ctx context.Context) {
+	var back []core.CounterAdd
 	for _, h := range t.holds {
 		if h.what != "requests" {
-			_, _ = t.m.counters.AddCounter(ctx, h.tenant, h.id, -h.amount, 0, h.expires)
+			back = append(back, core.CounterAdd{ID: h.id, Delta: -h.amount, Expires: h.expires})
 		}
+	}
+	if len(back) > 0 {
+		_ = t.m.counters.AddCounters(ctx, t.call.Tenant, back)
 	}
 	t.holds = nil
 }
@@ -231,7 +241,7 @@ func (t *Ticket) SettleSteps(ctx context.Context, u Usage, steps []*core.Step) (
 // applies: a call that used more than its reservation is counted all the
 // same.
 func (t *Ticket) settle(ctx context.Context, u Usage) error {
-	var first error
+	var adds []core.CounterAdd
 	for _, h := range t.holds {
 		var delta int64
 		switch h.what {
@@ -240,15 +250,15 @@ func (t *Ticket) settle(ctx context.Context, u Usage) error {
 		case "tokens":
 			delta = int64(u.TokensIn+u.TokensOut) - h.amount
 		}
-		if delta == 0 {
-			continue
-		}
-		if _, err := t.m.counters.AddCounter(ctx, h.tenant, h.id, delta, core.NoLimit, h.expires); err != nil && first == nil {
-			first = err
+		if delta != 0 {
+			adds = append(adds, core.CounterAdd{ID: h.id, Delta: delta, Limit: core.NoLimit, Expires: h.expires})
 		}
 	}
 	t.holds = nil
-	return first
+	if len(adds) == 0 {
+		return nil
+	}
+	return t.m.counters.AddCounters(ctx, t.call.Tenant, adds)
 }
 
 // usageID is a new ledger id: the day first, so that a day's records are

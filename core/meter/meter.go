@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
@@ -89,12 +90,28 @@ type Usage struct {
 	At              time.Time `json:"at"`
 }
 
+// CacheTTL is how long a Meter trusts a price or a tenant's limits it has
+// read: a change made through another process applies within it, one made
+// through this Meter at once.
+const CacheTTL = 5 * time.Second
+
 // Meter keeps prices, limits and the ledger in a RecordStore and the
 // budgets' counters in Counters. It is safe for concurrent use.
 type Meter struct {
 	records  core.RecordStore
 	counters core.Counters
 	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[cacheKey]cachedRecord
+}
+
+type cacheKey struct{ tenant, kind, id string }
+
+// cachedRecord is a record's body as read, nil when there was none.
+type cachedRecord struct {
+	body    []byte
+	fetched time.Time
 }
 
 // New returns a Meter; now nil means time.Now.
@@ -102,7 +119,7 @@ func New(records core.RecordStore, counters core.Counters, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	return &Meter{records: records, counters: counters, now: now}
+	return &Meter{records: records, counters: counters, now: now, cache: map[cacheKey]cachedRecord{}}
 }
 
 // SetPrice stores the price of p.Model for tenant.
@@ -128,6 +145,7 @@ func (m *Meter) GetPrice(ctx context.Context, tenant, model string) (Price, erro
 
 // DeletePrice forgets tenant's price of model.
 func (m *Meter) DeletePrice(ctx context.Context, tenant, model string) error {
+	defer m.forget(tenant, KindPrice, model)
 	err := m.records.DeleteRecord(ctx, tenant, KindPrice, model)
 	if core.ErrorCode(err) == core.ENOTFOUND {
 		return core.Errorf(core.ENOTFOUND, "no price of model %q", model)
@@ -154,6 +172,7 @@ func (m *Meter) ListPrices(ctx context.Context, tenant string, q core.ListQuery)
 
 // SetLimits stores tenant's own limits (nil: none).
 func (m *Meter) SetLimits(ctx context.Context, tenant string, l *access.Limits) error {
+	defer m.forget(tenant, KindLimits, "tenant")
 	if l == nil {
 		err := m.records.DeleteRecord(ctx, tenant, KindLimits, "tenant")
 		if core.ErrorCode(err) == core.ENOTFOUND {
@@ -186,6 +205,7 @@ func (m *Meter) put(ctx context.Context, tenant, kind, id string, v any) error {
 	if err != nil {
 		return core.WrapError(core.EINTERNAL, err, "encode %s %s", kind, id)
 	}
+	defer m.forget(tenant, kind, id)
 	now := m.now().UTC()
 	for attempt := 0; ; attempt++ {
 		old, err := m.records.GetRecord(ctx, tenant, kind, id)
@@ -203,16 +223,39 @@ func (m *Meter) put(ctx context.Context, tenant, kind, id string, v any) error {
 	}
 }
 
+// get reads one record into v, from the cache while it is fresh.
 func (m *Meter) get(ctx context.Context, tenant, kind, id string, v any) error {
-	r, err := m.records.GetRecord(ctx, tenant, kind, id)
-	if core.ErrorCode(err) == core.ENOTFOUND {
+	k := cacheKey{tenant, kind, id}
+	now := m.now()
+	m.mu.Lock()
+	c, ok := m.cache[k]
+	m.mu.Unlock()
+	if !ok || now.Sub(c.fetched) >= CacheTTL {
+		r, err := m.records.GetRecord(ctx, tenant, kind, id)
+		switch {
+		case core.ErrorCode(err) == core.ENOTFOUND:
+			c = cachedRecord{fetched: now}
+		case err != nil:
+			return err
+		default:
+			c = cachedRecord{body: r.Body, fetched: now}
+		}
+		m.mu.Lock()
+		m.cache[k] = c
+		m.mu.Unlock()
+	}
+	if c.body == nil {
 		return core.Errorf(core.ENOTFOUND, "no %s %q", kind, id)
 	}
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(r.Body, v); err != nil {
+	if err := json.Unmarshal(c.body, v); err != nil {
 		return core.WrapError(core.EINTERNAL, err, "decode %s %s", kind, id)
 	}
 	return nil
+}
+
+// forget drops a cached record this Meter has changed.
+func (m *Meter) forget(tenant, kind, id string) {
+	m.mu.Lock()
+	delete(m.cache, cacheKey{tenant, kind, id})
+	m.mu.Unlock()
 }

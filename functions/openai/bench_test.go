@@ -3,6 +3,7 @@ package openai_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/coretest"
+	"github.com/stepwise-run/stepwise/core/meter"
 
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 )
@@ -105,4 +109,55 @@ func BenchmarkProxy(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkKeysAndLimits measures what a key check and the reservation and
+// settling of a call add to a proxied whole answer, beside the same proxy
+// without keys or a meter, in one run: the key has a daily spend budget
+// and requests and tokens per minute, the model a price.
+//
+//	go test -run '^$' -bench KeysAndLimits -benchtime 3000x ./functions/openai/
+func BenchmarkKeysAndLimits(b *testing.B) {
+	ctx := context.Background()
+	reply := fakellm.Reply{Text: "one two three four five six seven eight nine ten"}
+	plain := newEnv(b)
+	plain.oai.Script(reply)
+	metered := newEnv(b, envOptions{keys: true, meter: true})
+	metered.oai.Script(reply)
+	if _, err := metered.meter.SetPrice(ctx, core.DefaultTenant, meter.Price{Model: openaiModel, InputPerMTok: 0.15, OutputPerMTok: 0.6}); err != nil {
+		b.Fatal(err)
+	}
+	_, secret, err := metered.keys.Create(ctx, core.DefaultTenant, access.Spec{Name: "bench", Scopes: []access.Scope{access.ScopeChat},
+		Limits: &access.Limits{Spend: []access.Spend{{Window: "day", USD: 1e6}}, RequestsPerMinute: 1e9, TokensPerMinute: 1e12}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	data := fmt.Appendf(nil, `{"model":%q,"messages":[{"role":"user","content":"ping"}]}`, openaiModel)
+	call := func(url, key string) func() (time.Duration, error) {
+		return coretest.Timed(func() error {
+			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(data))
+			if key != "" {
+				req.Header.Set("Authorization", "Bearer "+key)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		})
+	}
+	var base time.Duration
+	b.Run("open", func(b *testing.B) {
+		base, _ = coretest.Latencies(b, 1, call(plain.srv.URL+"/v1/chat/completions", ""))
+	})
+	b.Run("key+limits", func(b *testing.B) {
+		p50, _ := coretest.Latencies(b, 1, call(metered.srv.URL+"/v1/chat/completions", secret))
+		b.ReportMetric(float64(p50-base)/1e3, "added-p50-µs")
+	})
 }

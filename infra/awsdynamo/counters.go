@@ -88,3 +88,28 @@ func (s *Store) GetCounter(ctx context.Context, tenant, id string) (int64, error
 	}
 	return getN(out.Item, attrValue)
 }
+
+// AddCounters implements core.Counters with AddCounter's conditional
+// UpdateItem for each add in turn, undoing the earlier ones when one is
+// refused. A transaction would make them one write, but DynamoDB cancels
+// transactions that race for an item, and a budget's counter is exactly
+// such an item: single updates on it are decided one after the other
+// instead. A process that dies between two adds leaves the earlier ones
+// reserved until their window ends, which errs on the side of the budget.
+func (s *Store) AddCounters(ctx context.Context, tenant string, adds []core.CounterAdd) error {
+	for i, a := range adds {
+		_, err := s.AddCounter(ctx, tenant, a.ID, a.Delta, a.Limit, a.Expires)
+		if err == nil {
+			continue
+		}
+		undo := context.WithoutCancel(ctx)
+		for _, done := range adds[:i] {
+			_, _ = s.AddCounter(undo, tenant, done.ID, -done.Delta, 0, done.Expires)
+		}
+		if core.ErrorCode(err) == core.ELIMIT {
+			return core.LimitErr(adds, i)
+		}
+		return err
+	}
+	return nil
+}

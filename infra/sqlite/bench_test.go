@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/coretest"
+	"github.com/stepwise-run/stepwise/core/meter"
 )
 
 // BenchmarkCommitExecution commits one step per iteration, as the engine
@@ -102,5 +104,48 @@ func BenchmarkListSteps(b *testing.B) {
 		if err != nil || len(got) != steps {
 			b.Fatalf("ListSteps = %d steps, %v; want %d", len(got), err, steps)
 		}
+	}
+}
+
+// BenchmarkAdmitSettle admits and settles one metered call per iteration
+// on a SQLite file, as the OpenAI routes do around a model call: a key
+// with a daily spend budget and requests and tokens per minute, a priced
+// model, the tenant without limits; and a key without limits, for which
+// only the ledger record is written.
+func BenchmarkAdmitSettle(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	m := meter.New(s, s, nil)
+	if _, err := m.SetPrice(ctx, "default", meter.Price{Model: "m:1", InputPerMTok: 0.15, OutputPerMTok: 0.6}); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name   string
+		limits *access.Limits
+	}{
+		{"NoLimits", nil},
+		{"SpendRequestsTokens", &access.Limits{Spend: []access.Spend{{Window: "day", USD: 1e6}}, RequestsPerMinute: 1e12, TokensPerMinute: 1e15}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			key := &access.Key{ID: "key_bench", Tenant: "default", Limits: bc.limits}
+			var admitting time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				t, err := m.Admit(ctx, meter.Call{Tenant: "default", Key: key, Model: "m:1", TokensIn: 10, MaxOut: 100})
+				if err != nil {
+					b.Fatal(err)
+				}
+				admitting += time.Since(t0)
+				if _, err := t.Settle(ctx, meter.Usage{TokensIn: 10, TokensOut: 20}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Admit is on the answer's path; Settle follows the answer.
+			b.ReportMetric(float64(admitting.Microseconds())/float64(b.N), "admit-µs/op")
+		})
 	}
 }

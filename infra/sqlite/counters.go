@@ -33,6 +33,28 @@ func (s *Store) AddCounter(ctx context.Context, tenant, id string, delta, limit 
 	return v, err
 }
 
+// AddCounters implements core.Counters in one transaction.
+func (s *Store) AddCounters(ctx context.Context, tenant string, adds []core.CounterAdd) error {
+	return s.write(ctx, "add to counters", func(tx *sql.Tx) error {
+		get, upsert := tx.StmtContext(ctx, s.stmt.getCounter), tx.StmtContext(ctx, s.stmt.upsertCounter)
+		for i, a := range adds {
+			if a.Delta > 0 {
+				var v int64
+				if err := get.QueryRowContext(ctx, tenant, a.ID).Scan(&v); err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				if v+a.Delta > a.Limit {
+					return core.LimitErr(adds, i)
+				}
+			}
+			if _, err := upsert.ExecContext(ctx, tenant, a.ID, a.Delta, a.Expires.UnixNano()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // GetCounter implements core.Counters.
 func (s *Store) GetCounter(ctx context.Context, tenant, id string) (int64, error) {
 	var v int64
