@@ -89,7 +89,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		Store: store, LLM: fleets.LLM(), Tools: tools, Queue: work.queue,
 		LeaseTTL: o.leaseTTL, Failpoint: o.failpoint,
 	})
-	work.attach(engine)
+	work.attach(engine, keys)
 	handler := api.New(api.Config{
 		Catalog:      cat,
 		Fleets:       func(tenant string) api.Fleet { return fleets.For(tenant) },

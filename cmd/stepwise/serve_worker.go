@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/infra/localq"
 )
 
@@ -18,6 +19,7 @@ import (
 type worker struct {
 	queue  *localq.Queue
 	engine *core.Engine
+	keys   *access.Keys // nil without keys
 	log    *slog.Logger
 	o      *serveOptions
 }
@@ -31,8 +33,9 @@ func newWorker(o *serveOptions, log *slog.Logger) *worker {
 	return w
 }
 
-// attach gives the worker the engine its deliveries run.
-func (w *worker) attach(e *core.Engine) { w.engine = e }
+// attach gives the worker the engine its deliveries run and the keys
+// whose tenants it sweeps (nil: the default tenant only).
+func (w *worker) attach(e *core.Engine, keys *access.Keys) { w.engine, w.keys = e, keys }
 
 // handle runs one delivery within the per-delivery budget. A failed
 // delivery is retried by the queue; the engine counts failures on the
@@ -75,14 +78,29 @@ func (w *worker) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// sweep re-sends the executions that have not moved for stuckAfter.
+// sweep re-sends the executions that have not moved for stuckAfter, of
+// the default tenant and of every tenant with a key.
 func (w *worker) sweep(ctx context.Context, stuckAfter time.Duration) {
-	n, err := w.engine.Sweep(ctx, core.DefaultTenant, stuckAfter)
-	if err != nil && ctx.Err() == nil {
-		w.log.Warn("sweep failed", "error", err.Error())
+	tenants := []string{core.DefaultTenant}
+	if w.keys != nil {
+		more, err := w.keys.Tenants(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("list the tenants to sweep", "error", err.Error())
+		}
+		for _, t := range more {
+			if t != core.DefaultTenant {
+				tenants = append(tenants, t)
+			}
+		}
 	}
-	if n > 0 {
-		w.log.Info("re-sent executions nobody carried on", "count", n)
+	for _, tenant := range tenants {
+		n, err := w.engine.Sweep(ctx, tenant, stuckAfter)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("sweep failed", "tenant", tenant, "error", err.Error())
+		}
+		if n > 0 {
+			w.log.Info("re-sent executions nobody carried on", "tenant", tenant, "count", n)
+		}
 	}
 }
 

@@ -288,6 +288,30 @@ func (k *Keys) Any(ctx context.Context) (bool, error) {
 	return len(page.Records) > 0, nil
 }
 
+// Tenants returns every tenant that has a key, in no order: the tenants
+// a server acts for besides the default one.
+func (k *Keys) Tenants(ctx context.Context) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for cursor := ""; ; {
+		page, err := k.store.ListRecords(ctx, KeyTenant, KindKey, core.ListQuery{Cursor: cursor, Limit: core.MaxPageSize})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page.Records {
+			tenant, _, _ := strings.Cut(r.ID, "/")
+			if !seen[tenant] {
+				seen[tenant] = true
+				out = append(out, tenant)
+			}
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		cursor = page.Next
+	}
+}
+
 // Revoke ends tenant's key id at once on this process and within the
 // cache's TTL on every other. Revoking a revoked key keeps its first
 // revocation time.

@@ -3,6 +3,7 @@ package access_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -152,6 +153,11 @@ func TestTenantsAreApart(t *testing.T) {
 	list, _, err := keys.List(ctx, "acme", core.ListQuery{})
 	if err != nil || len(list) != 1 || list[0].ID != a.ID {
 		t.Errorf("acme's keys = %+v, %v; want only its own (not acme-2's)", list, err)
+	}
+	tenants, err := keys.Tenants(ctx)
+	slices.Sort(tenants)
+	if err != nil || !slices.Equal(tenants, []string{"acme", "acme-2"}) {
+		t.Errorf("Tenants = %q, %v", tenants, err)
 	}
 }
 
