@@ -70,6 +70,8 @@ func dispatch(ctx context.Context, args []string, e env) int {
 		return serveCommand(ctx, args[1:], e)
 	case "bootstrap":
 		return bootstrapCommand(ctx, args[1:], e)
+	case "keys":
+		return keysCommand(ctx, args[1:], e)
 	case "version", "-version", "--version":
 		fmt.Fprintln(e.stdout, "stepwise", version)
 		return exitOK
@@ -90,6 +92,9 @@ Usage:
                            register an Ollama backend and the default models with a
                            running server, and wait for the downloads (bootstrap -h)
   stepwise run [flags]     run one chain file (stepwise run -h lists the flags)
+  stepwise keys bootstrap-secret [-secret-key-file FILE]
+                           print the first API key of a deployment with STEPWISE_AUTH=on,
+                           derived from its secret key
   stepwise version         print the version
   stepwise help            print this help
 `)

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stepwise-run/stepwise/core/access"
+	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/infra/mem"
 )
 
@@ -64,6 +68,36 @@ func TestSetUpKeys(t *testing.T) {
 				if again, _ := setUpKeys(ctx, &serveOptions{addr: tt.addr, auth: true, stderr: &out}, store, log); again == nil || strings.Count(out.String(), access.SecretPrefix) != 1 {
 					t.Errorf("a second start printed another key: %q", out.String())
 				}
+			}
+		})
+	}
+}
+
+func TestKeysBootstrapSecret(t *testing.T) {
+	key := seal.GenerateKey()
+	file := filepath.Join(t.TempDir(), "secret.key")
+	if err := os.WriteFile(file, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+	}{
+		{"from a file", []string{"bootstrap-secret", "-secret-key-file", file}, nil, exitOK},
+		{"from the environment", []string{"bootstrap-secret"}, map[string]string{"STEPWISE_SECRET_KEY": base64.StdEncoding.EncodeToString(key)}, exitOK},
+		{"no key", []string{"bootstrap-secret"}, nil, exitUsage},
+		{"no subcommand", nil, nil, exitUsage},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			e := env{stdout: &out, stderr: &errOut, getenv: func(k string) string { return tt.env[k] }}
+			if code := dispatch(context.Background(), append([]string{"keys"}, tt.args...), e); code != tt.code {
+				t.Fatalf("exit %d (%s), want %d", code, errOut.String(), tt.code)
+			}
+			if tt.code == exitOK && strings.TrimSpace(out.String()) != access.BootstrapSecret(key) {
+				t.Errorf("printed %q", out.String())
 			}
 		})
 	}

@@ -188,3 +188,32 @@ func TestCreateRefuses(t *testing.T) {
 		t.Error("a refused key was stored")
 	}
 }
+
+func TestBootstrap(t *testing.T) {
+	ctx := context.Background()
+	keys, _, _ := newKeys(t, 0)
+	secret := access.BootstrapSecret([]byte("0123456789abcdef0123456789abcdef"))
+	if secret != access.BootstrapSecret([]byte("0123456789abcdef0123456789abcdef")) || secret == access.BootstrapSecret([]byte("another key")) {
+		t.Fatal("the bootstrap secret is not a function of the sealing key alone")
+	}
+	if made, err := keys.Bootstrap(ctx, "sk-sw-short"); made || core.ErrorCode(err) != core.EINVALID {
+		t.Errorf("a short secret: %v, %v", made, err)
+	}
+	if made, err := keys.Bootstrap(ctx, secret); !made || err != nil {
+		t.Fatalf("first Bootstrap = %v, %v", made, err)
+	}
+	k, err := keys.Authenticate(ctx, secret)
+	if err != nil || k.Tenant != core.DefaultTenant || !k.Has(access.ScopeOperator) || !k.Has(access.ScopeAdmin) {
+		t.Fatalf("the bootstrap key: %+v, %v", k, err)
+	}
+	if _, err := keys.Revoke(ctx, k.Tenant, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A cold start after the operator revoked it does not bring it back.
+	if made, err := keys.Bootstrap(ctx, secret); made || err != nil {
+		t.Errorf("Bootstrap with keys there = %v, %v", made, err)
+	}
+	if _, err := keys.Authenticate(ctx, secret); core.ErrorCode(err) != core.EUNAUTHORIZED {
+		t.Errorf("the revoked bootstrap key: %v", err)
+	}
+}

@@ -37,6 +37,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
@@ -82,6 +83,9 @@ type Env struct {
 	Tools *hooks.Registry
 	// Engine runs executions, committing to Store and continuing on Queue.
 	Engine *core.Engine
+	// Keys check the API key of every request; nil leaves the routes
+	// open (no STEPWISE_AUTH=on and no key in the table).
+	Keys *access.Keys
 
 	mu       sync.Mutex
 	reloaded time.Time
@@ -122,6 +126,9 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 		// Emulators (LocalStack, moto) need path-style addressing.
 		pathStyle := func(o *s3.Options) { o.UsePathStyle = s.Endpoint != "" }
 		e.Store = e.Store.WithBlobs(awss3.New(s3.NewFromConfig(cfg, pathStyle), s.Bucket), 0)
+	}
+	if e.Keys, err = setUpKeys(ctx, s, e.Store, log); err != nil {
+		return nil, err
 	}
 	e.Queue = awssqs.New(sqs.NewFromConfig(cfg), s.QueueURL)
 	// An untyped nil publisher keeps the engine from publishing.
@@ -200,6 +207,7 @@ func API(e *Env) http.Handler {
 		NodeID:      uuid.NewString(),
 		Logger:      e.Logger,
 		Meter:       meter.New(e.Store, e.Store, nil),
+		Keys:        e.Keys,
 	})
 	return refreshed(e, openai.Mount(openAI(e, e.Settings.SyncTimeout), a))
 }
@@ -224,6 +232,7 @@ func openAI(e *Env, chainTimeout time.Duration) *openai.Handler {
 		ChainTimeout: chainTimeout,
 		Logger:       e.Logger,
 		Meter:        meter.New(e.Store, e.Store, nil),
+		Keys:         e.Keys,
 	})
 }
 

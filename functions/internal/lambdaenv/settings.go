@@ -27,6 +27,7 @@ const (
 	VarDeliveryMargin  = "STEPWISE_DELIVERY_MARGIN"
 	VarLogLevel        = "STEPWISE_LOG_LEVEL"
 	VarEndpointURL     = "AWS_ENDPOINT_URL"
+	VarAuth            = "STEPWISE_AUTH"
 	defaultSyncTimeout = 25 * time.Second
 )
 
@@ -74,6 +75,9 @@ type Settings struct {
 	// Endpoint replaces the AWS endpoints (AWS_ENDPOINT_URL: LocalStack,
 	// the emulator in tests); "" means AWS.
 	Endpoint string
+	// Auth requires API keys (STEPWISE_AUTH=on); a table that has keys
+	// always requires them.
+	Auth bool
 }
 
 // ParseSettings reads and checks the environment through getenv. Every
@@ -89,6 +93,13 @@ func ParseSettings(getenv func(string) string) (Settings, error) {
 		OllamaURL:    get(VarOllamaURL),
 		Policy:       get(VarRoutingPolicy),
 		Endpoint:     get(VarEndpointURL),
+	}
+	switch a := get(VarAuth); a {
+	case "on":
+		s.Auth = true
+	case "", "off":
+	default:
+		return s, invalid(VarAuth, "%q: want on or off", a)
 	}
 	if s.Table == "" {
 		return s, invalid(VarTable, "required: the DynamoDB table's name")

@@ -50,6 +50,7 @@ func TestLoadNamesTheVariable(t *testing.T) {
 		{"ollama URL", "OLLAMA_BACKEND_URL", "localhost:11434"},
 		{"endpoint URL", "AWS_ENDPOINT_URL", "127.0.0.1:4566"},
 		{"event bus with a space", "STEPWISE_EVENT_BUS", "my bus"},
+		{"auth neither on nor off", "STEPWISE_AUTH", "yes"},
 		{"event bus ARN of another service", "STEPWISE_EVENT_BUS", "arn:aws:sqs:us-east-1:123456789012:stepwise"},
 	}
 	for _, tt := range tests {
