@@ -48,6 +48,9 @@ type Config struct {
 	Sweeper Sweeper
 	// StuckAfter is the sweep's threshold (default DefaultStuckAfter).
 	StuckAfter time.Duration
+	// Tenants lists the tenants a sweep covers besides the default one
+	// (those with API keys); nil sweeps the default tenant only.
+	Tenants func(ctx context.Context) ([]string, error)
 	// Margin is the time kept before the invocation's deadline to commit
 	// and send the continuation (default core.DefaultDeadlineMargin, 2 s;
 	// Lambda also needs a moment to return the batch response).
@@ -96,11 +99,7 @@ func (h *Handler) HandleEvent(ctx context.Context, raw json.RawMessage) (any, er
 		if h.cfg.Sweeper == nil {
 			return nil, core.Errorf(core.EINVALID, "worker: a scheduled sweep, and no sweeper is configured")
 		}
-		n, err := h.cfg.Sweeper.Sweep(ctx, core.DefaultTenant, h.cfg.StuckAfter)
-		if n > 0 {
-			h.cfg.Logger.Info("re-sent executions nobody carried on", "count", n)
-		}
-		return map[string]int{"sent": n}, err
+		return h.sweep(ctx)
 	case len(probe.Records) > 0:
 		var ev awsevents.SQSEvent
 		if err := json.Unmarshal(raw, &ev); err != nil {
@@ -109,6 +108,34 @@ func (h *Handler) HandleEvent(ctx context.Context, raw json.RawMessage) (any, er
 		return h.HandleSQS(ctx, ev)
 	}
 	return nil, core.Errorf(core.EINVALID, "worker: neither an SQS batch nor a scheduled sweep")
+}
+
+// sweep re-sends the stuck executions of the default tenant and of every
+// tenant Tenants lists, and returns how many, with the first error.
+func (h *Handler) sweep(ctx context.Context) (map[string]int, error) {
+	tenants := []string{core.DefaultTenant}
+	var first error
+	if h.cfg.Tenants != nil {
+		more, err := h.cfg.Tenants(ctx)
+		first = err
+		for _, t := range more {
+			if t != core.DefaultTenant {
+				tenants = append(tenants, t)
+			}
+		}
+	}
+	sent := 0
+	for _, tenant := range tenants {
+		n, err := h.cfg.Sweeper.Sweep(ctx, tenant, h.cfg.StuckAfter)
+		if n > 0 {
+			h.cfg.Logger.Info("re-sent executions nobody carried on", "tenant", tenant, "count", n)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+		sent += n
+	}
+	return map[string]int{"sent": sent}, first
 }
 
 // HandleSQS delivers each record of an SQS batch in order and returns the

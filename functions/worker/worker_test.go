@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -119,11 +120,15 @@ func TestHandleSQS(t *testing.T) {
 	})
 }
 
-// countingSweeper records the sweeps asked for.
-type countingSweeper struct{ calls int }
+// countingSweeper records the sweeps asked for, by tenant.
+type countingSweeper struct {
+	calls   int
+	tenants []string
+}
 
-func (s *countingSweeper) Sweep(context.Context, string, time.Duration) (int, error) {
+func (s *countingSweeper) Sweep(_ context.Context, tenant string, _ time.Duration) (int, error) {
 	s.calls++
+	s.tenants = append(s.tenants, tenant)
 	return 2, nil
 }
 
@@ -140,6 +145,15 @@ func TestHandleEvent(t *testing.T) {
 		out, err := h.HandleEvent(ctx, json.RawMessage(ev))
 		if err != nil || sweeper.calls != 1 || out.(map[string]int)["sent"] != 2 {
 			t.Errorf("HandleEvent = %v, %v after %d sweeps; want one sweep reporting 2 sent", out, err, sweeper.calls)
+		}
+	})
+	t.Run("ScheduledEventSweepsEveryTenant", func(t *testing.T) {
+		sw := &countingSweeper{}
+		tenants := func(context.Context) ([]string, error) { return []string{"acme", core.DefaultTenant, "globex"}, nil }
+		h := worker.New(worker.Config{Engine: engine, Sweeper: sw, Tenants: tenants})
+		out, err := h.HandleEvent(ctx, json.RawMessage(`{"detail-type":"Scheduled Event","source":"aws.events","detail":{}}`))
+		if err != nil || out.(map[string]int)["sent"] != 6 || !slices.Equal(sw.tenants, []string{core.DefaultTenant, "acme", "globex"}) {
+			t.Errorf("HandleEvent = %v, %v; swept %q, want default, acme and globex once each", out, err, sw.tenants)
 		}
 	})
 	t.Run("SQSBatch", func(t *testing.T) {

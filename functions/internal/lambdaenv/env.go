@@ -248,7 +248,8 @@ func refreshed(e *Env, h http.Handler) http.Handler {
 // the invocation's deadline minus the delivery margin, refreshing a stale
 // fleet before each delivery.
 func Worker(e *Env) *worker.Handler {
-	return worker.New(worker.Config{Engine: refreshing{e}, Sweeper: e.Engine, Margin: e.Settings.Margin, Logger: e.Logger})
+	tenants := access.New(access.Config{Store: e.Store}).Tenants
+	return worker.New(worker.Config{Engine: refreshing{e}, Sweeper: e.Engine, Tenants: tenants, Margin: e.Settings.Margin, Logger: e.Logger})
 }
 
 // refreshing is the engine behind a fleet refresh.
