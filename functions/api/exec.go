@@ -88,15 +88,22 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 			Transition:        &core.Transition{Branches: []*core.Branch{{Operator: core.OpDefault, Goto: core.End}}},
 		}},
 	}
+	ticket, err := webapi.Admit(r, a.cfg.Meter, model, (len(req.Prompt)+len(executeSystemPrompt))/4+8, 0)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	ex, err := a.cfg.Engine.Start(r.Context(), core.StartRequest{
 		Tenant: webapi.Tenant(r.Context()), Chain: chain, Input: core.String(req.Prompt),
 		TemplateVars: withRequestID(r, nil),
 	})
 	if err != nil {
+		webapi.Cancel(r, ticket)
 		writeError(w, r, err)
 		return
 	}
 	run := a.runInline(r.Context(), ex)
+	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
 	switch {
 	case run.Err != nil, run.Execution.Status.Final() && run.Execution.Status != core.StatusSucceeded:
 		writeExecutionError(w, r, run.Execution, run.Err, nil)
@@ -183,7 +190,13 @@ func (a *API) embed(w http.ResponseWriter, r *http.Request) {
 			sel.Providers = []string{m.Provider}
 		}
 	}
+	ticket, err := webapi.Admit(r, a.cfg.Meter, d.Embed.Name, len(req.Text)/4+1, -1)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	emb, err := a.fleet(r.Context()).LLM().Embed(r.Context(), core.EmbedRequest{Select: sel, Text: req.Text})
+	defer webapi.Settle(w, r, ticket, webapi.UsageOfCall(emb.Usage, err))
 	if err != nil {
 		writeError(w, r, err)
 		return

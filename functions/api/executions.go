@@ -126,10 +126,13 @@ func startFields() map[string]string {
 // startExecution stores a new execution of an inline or stored chain and
 // hands it to the queue's workers; the answer does not wait for any step.
 func (a *API) startExecution(w http.ResponseWriter, r *http.Request) {
-	ex, _, ok := a.startRun(w, r, true)
+	ex, _, ticket, ok := a.startRun(w, r, true)
 	if !ok {
 		return
 	}
+	// The steps run in the background, past this request: the call is
+	// counted against the rate limits, and its reservation given back.
+	defer webapi.SettleSteps(w, r, ticket, nil, ex.ID)
 	if err := a.cfg.Engine.Enqueue(r.Context(), ex); err != nil {
 		writeExecutionError(w, r, ex, err, nil)
 		return

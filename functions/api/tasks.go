@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
@@ -31,11 +33,12 @@ type tasksResponse struct {
 // or that cannot finish within SyncTimeout, answers 202 with the steps so
 // far and goes on in the background.
 func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
-	ex, req, ok := a.startRun(w, r, false)
+	ex, req, ticket, ok := a.startRun(w, r, false)
 	if !ok {
 		return
 	}
 	run := a.runInline(r.Context(), ex)
+	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
 	state := make([]stepState, len(run.Steps))
 	for i, s := range run.Steps {
 		state[i] = newStepState(req.chain, s)
@@ -56,9 +59,10 @@ func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
 // withRequestID returns the template variables of a request with
 // request_id set to the request's id.
 // startRun reads a run request body — with a stored chain (chain_id) when
-// stored is set — and stores a new execution of it. When it fails it has
-// answered the error and ok is false.
-func (a *API) startRun(w http.ResponseWriter, r *http.Request, stored bool) (ex *core.Execution, req *tasksRequest, ok bool) {
+// stored is set — admits it against the limits of the request's key and
+// tenant (the ticket is nil without a meter) and stores a new execution of
+// it. When it fails it has answered the error and ok is false.
+func (a *API) startRun(w http.ResponseWriter, r *http.Request, stored bool) (ex *core.Execution, req *tasksRequest, ticket *meter.Ticket, ok bool) {
 	tree, err := parseBody(r)
 	if err == nil && stored {
 		tree, err = a.withStoredChain(r.Context(), tree)
@@ -66,18 +70,25 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request, stored bool) (ex 
 	if err == nil {
 		req, err = fromRunRequest(r, tree)
 	}
+	if err == nil {
+		// The chain's models are known step by step; the ledger prices
+		// the steps.
+		in, _ := json.Marshal(req.input.Data)
+		ticket, err = webapi.Admit(r, a.cfg.Meter, req.chain.ID, len(in)/4+4, req.chain.MaxTokensTotal)
+	}
 	if err != nil {
 		writeError(w, r, err)
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	ex, err = a.cfg.Engine.Start(r.Context(), core.StartRequest{
 		Tenant: webapi.Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
 	})
 	if err != nil {
+		webapi.Cancel(r, ticket)
 		writeError(w, r, core.InRunRequest(err))
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return ex, req, true
+	return ex, req, ticket, true
 }
 
 func withRequestID(r *http.Request, vars map[string]string) map[string]string {

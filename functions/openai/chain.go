@@ -48,7 +48,7 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 	if model == "" {
 		model = chain.ID
 	}
-	ticket, ok := h.admit(w, r, model, estimateTokens(in.Messages), in.Options().MaxTokens)
+	ticket, ok := h.admit(w, r, model, webapi.EstimateTokens(in.Messages), in.Options().MaxTokens)
 	if !ok {
 		return
 	}
@@ -60,7 +60,7 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err != nil {
-		cancel(r, ticket)
+		webapi.Cancel(r, ticket)
 		writeError(w, r, err)
 		return
 	}
@@ -71,7 +71,7 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 	id := "chatcmpl-" + ex.ID
 	if !req.Stream {
 		run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, nil)
-		defer settleSteps(w, r, ticket, run.Steps, ex.ID)
+		defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
 		resp, err := h.chainAnswer(ctx, run.Execution, run.Err, id, model)
 		if err != nil {
 			writeError(w, r, err)
@@ -107,7 +107,7 @@ func (h *Handler) streamChain(w http.ResponseWriter, r *http.Request, ex *core.E
 	}()
 	run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, obs)
 	close(done)
-	defer settleSteps(w, r, ticket, run.Steps, ex.ID)
+	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
 
 	if broken := obs.brokenStep(); broken != nil {
 		// The answering step failed after its text began: the client's

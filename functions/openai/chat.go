@@ -25,19 +25,19 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	creq := chatRequestOf(&req.OpenAIChatRequest)
-	ticket, ok := h.admit(w, r, req.Model, estimateTokens(creq.Messages), creq.Options.MaxTokens)
+	ticket, ok := h.admit(w, r, req.Model, webapi.EstimateTokens(creq.Messages), creq.Options.MaxTokens)
 	if !ok {
 		return
 	}
 	if !req.Stream {
 		c, err := h.models(r.Context()).LLM().Chat(r.Context(), creq, nil)
-		u := usageOfCall(c.Usage, err)
-		defer settle(w, r, ticket, u)
+		u := webapi.UsageOfCall(c.Usage, err)
+		defer webapi.Settle(w, r, ticket, u)
 		if err != nil {
 			writeError(w, r, modelError(err, req.Model))
 			return
 		}
-		showCost(w, ticket, u)
+		webapi.ShowCost(w, ticket, u)
 		writeCompletion(w, completion(completionID(), time.Now().Unix(), c.Usage.Model, c.Message, c.FinishReason, usageOf(c.Usage)))
 		return
 	}
@@ -49,7 +49,7 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		out.content(d.Text)
 	})
-	defer settle(w, r, ticket, usageOfCall(c.Usage, err))
+	defer webapi.Settle(w, r, ticket, webapi.UsageOfCall(c.Usage, err))
 	switch {
 	case err != nil && !out.started():
 		writeError(w, r, modelError(err, req.Model))

@@ -83,7 +83,7 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	out := embeddingList{Object: "list", Data: make([]embedding, len(texts)), Model: name}
 	used := core.Usage{Model: name}
-	defer func() { settle(w, r, ticket, usageOfCall(used, nil)) }()
+	defer func() { webapi.Settle(w, r, ticket, webapi.UsageOfCall(used, nil)) }()
 	for i, text := range texts {
 		e, err := h.models(r.Context()).LLM().Embed(r.Context(), core.EmbedRequest{Select: core.ModelSelector{Models: []string{name}}, Text: text})
 		if err != nil {
@@ -101,7 +101,7 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 		out.Data[i] = embedding{Object: "embedding", Index: i, Embedding: v}
 	}
 	out.Usage.TotalTokens = out.Usage.PromptTokens
-	showCost(w, ticket, usageOfCall(used, nil))
+	webapi.ShowCost(w, ticket, webapi.UsageOfCall(used, nil))
 	webapi.WriteJSON(w, http.StatusOK, out)
 }
 

@@ -64,7 +64,7 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 	base := responseObject{ID: id, CreatedAt: time.Now().Unix(), Model: req.Model, Status: "in_progress"}
 	base.settings(chat, req.Instructions, req.PreviousResponseID, req.Metadata, req.Store)
 
-	ticket, ok := h.admit(w, r, req.Model, estimateTokens(msgs), req.MaxOutputTokens)
+	ticket, ok := h.admit(w, r, req.Model, webapi.EstimateTokens(msgs), req.MaxOutputTokens)
 	if !ok {
 		return
 	}
@@ -85,7 +85,7 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 		},
 	})
 	if err != nil {
-		cancel(r, ticket)
+		webapi.Cancel(r, ticket)
 		writeError(w, r, err)
 		return
 	}
@@ -96,7 +96,7 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 		obs = out
 	}
 	run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, obs)
-	defer settleSteps(w, r, ticket, run.Steps, ex.ID)
+	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
 	if run.Err != nil {
 		h.endResponse(w, r, out, base, nil, run.Err)
 		return
@@ -122,10 +122,10 @@ func (h *Handler) directResponse(w http.ResponseWriter, r *http.Request, chat co
 		delta = out.delta
 	}
 	c, err := h.models(r.Context()).LLM().Chat(r.Context(), chatRequestOf(&chat), delta)
-	u := usageOfCall(c.Usage, err)
-	defer settle(w, r, ticket, u)
+	u := webapi.UsageOfCall(c.Usage, err)
+	defer webapi.Settle(w, r, ticket, u)
 	if out == nil {
-		showCost(w, ticket, u)
+		webapi.ShowCost(w, ticket, u)
 	}
 	if err != nil {
 		h.endResponse(w, r, out, base, nil, modelError(err, chat.Model))
