@@ -158,6 +158,12 @@ type Completion struct {
 type Usage struct {
 	TokensIn  int
 	TokensOut int
+	// CachedIn and Reasoning are the input tokens read from the backend's
+	// prompt cache and the output tokens spent reasoning, as far as the
+	// backend reports them (OpenAI's API does; Ollama's does not): part of
+	// TokensIn and TokensOut, not more.
+	CachedIn  int
+	Reasoning int
 	// Model is the model that answered, with its tag.
 	Model string
 	// Backend is the name of the backend that answered.

@@ -26,7 +26,8 @@ func (a *API) usageRoutes() {
 }
 
 // usage sums the ledger by day, key and model: from and to are days
-// (YYYY-MM-DD, UTC; default today), key and model filter.
+// (YYYY-MM-DD, UTC; default today), key and model filter, tenant (for an
+// operator key) names another tenant.
 func (a *API) usage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	today := time.Now().UTC()
@@ -54,7 +55,12 @@ func (a *API) usage(w http.ResponseWriter, r *http.Request) {
 	if q.Get("from") != "" && q.Get("to") == "" && from.After(today) {
 		to = from
 	}
-	sum, err := a.cfg.Meter.Summarize(r.Context(), webapi.Tenant(r.Context()), meter.Query{From: from, To: to, Key: q.Get("key"), Model: q.Get("model")})
+	tenant, err := tenantParam(r, "usage")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	sum, err := a.cfg.Meter.Summarize(r.Context(), tenant, meter.Query{From: from, To: to, Key: q.Get("key"), Model: q.Get("model")})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -115,21 +121,21 @@ func (a *API) deletePrice(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// limitsTenant is the tenant /limits reads or sets: the request's, or
-// ?tenant= for an operator key.
-func limitsTenant(r *http.Request) (string, error) {
+// tenantParam is the tenant /usage and /limits read or set: the
+// request's, or ?tenant= for an operator key.
+func tenantParam(r *http.Request, what string) (string, error) {
 	tenant, other := webapi.Tenant(r.Context()), r.URL.Query().Get("tenant")
 	if other == "" || other == tenant {
 		return tenant, nil
 	}
 	if k := webapi.Key(r.Context()); k == nil || !k.Has(access.ScopeOperator) {
-		return "", core.Errorf(core.EFORBIDDEN, "tenant: only an operator key reads or sets another tenant's limits")
+		return "", core.Errorf(core.EFORBIDDEN, "tenant: only an operator key reads another tenant's %s", what)
 	}
 	return other, access.CheckTenant(other)
 }
 
 func (a *API) getLimits(w http.ResponseWriter, r *http.Request) {
-	tenant, err := limitsTenant(r)
+	tenant, err := tenantParam(r, "limits")
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -148,7 +154,7 @@ func (a *API) getLimits(w http.ResponseWriter, r *http.Request) {
 // putLimits sets a tenant's limits. On a server with keys only an
 // operator key may: a tenant's admin must not raise its own budget.
 func (a *API) putLimits(w http.ResponseWriter, r *http.Request) {
-	tenant, err := limitsTenant(r)
+	tenant, err := tenantParam(r, "limits")
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -97,6 +97,12 @@ func TestLimitsAndPrices(t *testing.T) {
 	}
 	e.do(req{method: http.MethodPut, path: "/prices/org/model:1b", body: map[string]any{"inputPerMTok": -1}, header: bearer(root)}).
 		wantError(t, http.StatusUnprocessableEntity, "inputPerMTok")
+	if res := e.do(req{method: http.MethodGet, path: "/usage?tenant=globex", header: bearer(root)}); res.status != http.StatusOK {
+		t.Errorf("an operator reading globex's usage = %d %s", res.status, res.body)
+	}
+	if res := e.do(req{method: http.MethodGet, path: "/usage?tenant=default", header: bearer(other.Secret)}); res.status != http.StatusForbidden {
+		t.Errorf("globex's admin reading default's usage = %d %s, want 403", res.status, res.body)
+	}
 	if res := e.do(req{method: http.MethodGet, path: "/usage?from=2026-13-01", header: bearer(root)}); res.status != http.StatusBadRequest {
 		t.Errorf("a bad day = %d", res.status)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/access"
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/openai"
 )
@@ -68,9 +69,20 @@ func TestLedgerCountsWhatTheBackendsReported(t *testing.T) {
 	res.decode(t, &stored)
 	count(goopenai.Usage{PromptTokens: stored.Usage.InputTokens, CompletionTokens: stored.Usage.OutputTokens})
 
+	// A reasoning model behind a prompt cache reports both.
+	e.oai.Script(fakellm.Reply{Match: "think", Text: "thought", CachedTokens: 2, ReasoningTokens: 5})
+	resp, err := e.client.CreateChatCompletion(ctx, goopenai.ChatCompletionRequest{Model: openaiModel, Messages: user("think hard")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count(resp.Usage)
+
 	sum, err := e.meter.Summarize(ctx, core.DefaultTenant, meter.Query{From: time.Now(), To: time.Now()})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sum.Total.CachedTokens != 2 || sum.Total.ReasoningTokens != 5 {
+		t.Errorf("ledger cached %d, reasoning %d; want 2 and 5", sum.Total.CachedTokens, sum.Total.ReasoningTokens)
 	}
 	if sum.Total.Requests != calls || sum.Total.TokensIn != in || sum.Total.TokensOut != out || in == 0 || out == 0 {
 		t.Errorf("ledger %+v; the answers reported %d calls, %d tokens in, %d out", sum.Total, calls, in, out)

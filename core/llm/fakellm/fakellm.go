@@ -62,6 +62,10 @@ type Reply struct {
 	// Gap is waited between two chunks of a streamed answer, as a model
 	// generating token by token does.
 	Gap time.Duration
+	// CachedTokens and ReasoningTokens, when not 0, are reported in the
+	// usage's details on the OpenAI protocol, as OpenAI reports a prompt
+	// cache hit and a reasoning model's thinking.
+	CachedTokens, ReasoningTokens int
 	// Hold, when not nil, stops a streamed answer after its first piece
 	// of text until Hold is closed (or the request ends), so that a test
 	// can see that text arrive while the model is still generating.

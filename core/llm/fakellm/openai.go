@@ -136,7 +136,13 @@ func (s *Server) openaiChat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	in, out := tokens(prompt.String()), tokens(a.Text+callsText(a.calls))
-	usage := map[string]int{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out}
+	usage := map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out}
+	if a.CachedTokens > 0 {
+		usage["prompt_tokens_details"] = map[string]int{"cached_tokens": a.CachedTokens}
+	}
+	if a.ReasoningTokens > 0 {
+		usage["completion_tokens_details"] = map[string]int{"reasoning_tokens": a.ReasoningTokens}
+	}
 	id := fmt.Sprintf("chatcmpl-fake-%d", a.seq)
 	created := time.Now().Unix()
 

@@ -129,7 +129,7 @@ func (p *Provider) complete(ctx context.Context, op, model string, msgs []goopen
 		}
 		chunks++
 		if resp.Usage != nil {
-			usage.TokensIn, usage.TokensOut = resp.Usage.PromptTokens, resp.Usage.CompletionTokens
+			usage = usageOf(*resp.Usage)
 		}
 		for _, ch := range resp.Choices {
 			if ch.Index != 0 {
@@ -195,8 +195,25 @@ func (p *Provider) whole(ctx context.Context, req goopenai.ChatCompletionRequest
 	return core.Completion{
 		Message:      core.Message{Role: core.RoleAssistant, Content: ch.Message.Content, ToolCalls: out},
 		FinishReason: wire.FinishReason(len(out) > 0, string(ch.FinishReason)),
-		Usage:        core.Usage{TokensIn: resp.Usage.PromptTokens, TokensOut: resp.Usage.CompletionTokens, Model: req.Model},
+		Usage:        withModel(usageOf(resp.Usage), req.Model),
 	}, nil
+}
+
+// usageOf is the core view of a server's usage report.
+func usageOf(u goopenai.Usage) core.Usage {
+	out := core.Usage{TokensIn: u.PromptTokens, TokensOut: u.CompletionTokens}
+	if d := u.PromptTokensDetails; d != nil {
+		out.CachedIn = d.CachedTokens
+	}
+	if d := u.CompletionTokensDetails; d != nil {
+		out.Reasoning = d.ReasoningTokens
+	}
+	return out
+}
+
+func withModel(u core.Usage, model string) core.Usage {
+	u.Model = model
+	return u
 }
 
 // failWhole maps an error of a non-streamed call. One that is neither the

@@ -223,3 +223,21 @@ func TestStreamErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestUsageDetails: the cached and reasoning tokens a server reports
+// reach the completion's usage, whole and streamed.
+func TestUsageDetails(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		onDelta core.DeltaFunc
+	}{{"whole", nil}, {"streamed", func(core.Delta) {}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, p := start(t)
+			fake.Script(fakellm.Reply{Text: "thought about it", CachedTokens: 3, ReasoningTokens: 7})
+			out, err := p.Chat(context.Background(), chatModel, core.ChatRequest{Messages: []core.Message{user("x")}}, tt.onDelta)
+			if err != nil || out.Usage.CachedIn != 3 || out.Usage.Reasoning != 7 || out.Usage.TokensIn == 0 {
+				t.Errorf("usage %+v, %v", out.Usage, err)
+			}
+		})
+	}
+}

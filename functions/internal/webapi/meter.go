@@ -25,7 +25,8 @@ func Admit(r *http.Request, m *meter.Meter, model string, tokensIn, maxOut int) 
 
 // UsageOfCall is the ledger's view of a model call's usage and outcome.
 func UsageOfCall(u core.Usage, err error) meter.Usage {
-	out := meter.Usage{TokensIn: u.TokensIn, TokensOut: u.TokensOut, Model: u.Model, Backend: u.Backend}
+	out := meter.Usage{TokensIn: u.TokensIn, TokensOut: u.TokensOut, CachedTokens: u.CachedIn, ReasoningTokens: u.Reasoning,
+		Model: u.Model, Backend: u.Backend}
 	if err != nil {
 		out.Status = core.ErrorCode(err)
 	}
