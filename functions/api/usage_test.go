@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -61,8 +62,15 @@ func TestModelRoutesAreMetered(t *testing.T) {
 		TokensOut int `json:"tokensOut"`
 	}
 	e.do(req{method: http.MethodGet, path: "/executions/" + exec.ID, header: bearer(root)}).decode(t, &ex)
+	// The ledger is written after each answer has left.
 	var sum meter.Summary
-	e.do(req{method: http.MethodGet, path: "/usage?key=" + k.ID, header: bearer(root)}).decode(t, &sum)
+	eventually(t, func() string {
+		e.do(req{method: http.MethodGet, path: "/usage?key=" + k.ID, header: bearer(root)}).decode(t, &sum)
+		if sum.Total.Requests < 3 {
+			return fmt.Sprintf("the ledger holds %d of the 3 calls", sum.Total.Requests)
+		}
+		return ""
+	})
 	if sum.Total.Requests != 3 || sum.Total.TokensIn < ex.TokensIn || ex.TokensIn == 0 {
 		t.Errorf("usage %+v; the /execute execution alone used %+v", sum.Total, ex)
 	}

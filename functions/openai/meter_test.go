@@ -77,10 +77,13 @@ func TestLedgerCountsWhatTheBackendsReported(t *testing.T) {
 	}
 	count(resp.Usage)
 
-	sum, err := e.meter.Summarize(ctx, core.DefaultTenant, meter.Query{From: time.Now(), To: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The ledger is written after each answer has left.
+	var sum meter.Summary
+	waitFor(t, "the ledger to hold every call", func() bool {
+		var err error
+		sum, err = e.meter.Summarize(ctx, core.DefaultTenant, meter.Query{From: time.Now(), To: time.Now()})
+		return err == nil && sum.Total.Requests >= calls
+	})
 	if sum.Total.CachedTokens != 2 || sum.Total.ReasoningTokens != 5 {
 		t.Errorf("ledger cached %d, reasoning %d; want 2 and 5", sum.Total.CachedTokens, sum.Total.ReasoningTokens)
 	}
@@ -166,10 +169,13 @@ func TestLimitsOverHTTP(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		sum, err := e.meter.Summarize(ctx, core.DefaultTenant, meter.Query{From: time.Now(), To: time.Now(), Key: id})
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The ledger is written after each answer has left.
+		var sum meter.Summary
+		waitFor(t, "the ledger to hold every granted call", func() bool {
+			var err error
+			sum, err = e.meter.Summarize(ctx, core.DefaultTenant, meter.Query{From: time.Now(), To: time.Now(), Key: id})
+			return err == nil && int64(sum.Total.Requests) >= granted.Load()
+		})
 		if granted.Load() < 4 || refused.Load() == 0 || int64(sum.Total.Requests) != granted.Load() {
 			t.Errorf("%d granted, %d refused, %d in the ledger", granted.Load(), refused.Load(), sum.Total.Requests)
 		}
