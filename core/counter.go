@@ -8,21 +8,19 @@ import (
 // Counters is the port that keeps metered amounts: the spend, requests and
 // tokens that budgets and rate limits count. Every counter belongs to a
 // tenant; its id names its window ("spend/key_1/day/2026-12-07"), so a new
-// window is a new counter and an old one is only kept for reading. Implementations must be safe
-// for concurrent use; an Add is one atomic step in the store (a
-// transaction locally, a conditional update on DynamoDB), so that callers
-// racing for the last of a budget cannot together overspend it.
+// window is a new counter and an old one is only kept for reading.
+// Implementations must be safe for concurrent use; each add is decided
+// atomically in the store (a transaction locally, a conditional update on
+// DynamoDB), so that callers racing for the last of a budget cannot
+// together overspend it.
 type Counters interface {
-	// AddCounter adds delta to the counter id, which starts at 0, and
-	// returns its new value. A positive delta is refused with ELIMIT,
-	// changing nothing, when the new value would pass limit; a delta of 0
-	// or less (settling a reservation) always applies. expires is when
-	// the counter's window is over: the store may forget the counter some
-	// time after it (DynamoDB's TTL).
-	AddCounter(ctx context.Context, tenant, id string, delta, limit int64, expires time.Time) (int64, error)
-	// AddCounters makes every add of adds, or none: a positive delta
-	// that would pass its limit refuses the whole call with ELIMIT
-	// wrapping a *CounterLimit that says which. Locally it is one
+	// AddCounters makes every add of adds, or none. An add adds Delta to
+	// the counter ID, which starts at 0. A positive delta that would take
+	// its counter past Limit refuses the whole call with ELIMIT wrapping a
+	// *CounterLimit that says which; a delta of 0 or less (settling a
+	// reservation) always applies. Expires is when the counter's window is
+	// over: the store may forget the counter some time after it
+	// (DynamoDB's TTL). Locally it is one
 	// transaction, so a call bound by several limits costs one write; an
 	// adapter may instead apply the adds one by one and undo the earlier
 	// ones on a refusal (DynamoDB, whose transactions fail when they race
@@ -33,7 +31,7 @@ type Counters interface {
 	GetCounter(ctx context.Context, tenant, id string) (int64, error)
 }
 
-// CounterAdd is one add of AddCounters, as AddCounter takes it.
+// CounterAdd is one add of AddCounters.
 type CounterAdd struct {
 	ID           string
 	Delta, Limit int64

@@ -21,6 +21,15 @@ import (
 func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 	ctx := context.Background()
 	expires := time.Now().Add(time.Hour)
+	// add makes one add and returns the counter's value after it.
+	add := func(c core.Counters, tenant, id string, delta, limit int64) (int64, error) {
+		err := c.AddCounters(ctx, tenant, []core.CounterAdd{{ID: id, Delta: delta, Limit: limit, Expires: expires}})
+		v, gerr := c.GetCounter(ctx, tenant, id)
+		if err == nil {
+			err = gerr
+		}
+		return v, err
+	}
 
 	t.Run("AddsUpFromZero", func(t *testing.T) {
 		c := newCounters(t)
@@ -28,7 +37,7 @@ func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 			t.Fatalf("new counter = %d, %v; want 0", v, err)
 		}
 		for i, want := range []int64{5, 12, 12} {
-			v, err := c.AddCounter(ctx, "acme", "spend/day/1", []int64{5, 7, 0}[i], core.NoLimit, expires)
+			v, err := add(c, "acme", "spend/day/1", []int64{5, 7, 0}[i], core.NoLimit)
 			if err != nil || v != want {
 				t.Fatalf("add #%d = %d, %v; want %d", i, v, err, want)
 			}
@@ -40,20 +49,20 @@ func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 
 	t.Run("LimitRefusesAndKeepsTheValue", func(t *testing.T) {
 		c := newCounters(t)
-		if _, err := c.AddCounter(ctx, "acme", "r", 8, 10, expires); err != nil {
+		if _, err := add(c, "acme", "r", 8, 10); err != nil {
 			t.Fatal(err)
 		}
-		v, err := c.AddCounter(ctx, "acme", "r", 3, 10, expires)
+		v, err := add(c, "acme", "r", 3, 10)
 		if core.ErrorCode(err) != core.ELIMIT {
 			t.Fatalf("add past the limit = %d, %v; want ELIMIT", v, err)
 		}
 		if v, _ := c.GetCounter(ctx, "acme", "r"); v != 8 {
 			t.Errorf("after a refused add the counter is %d, want 8", v)
 		}
-		if v, err := c.AddCounter(ctx, "acme", "r", 2, 10, expires); err != nil || v != 10 {
+		if v, err := add(c, "acme", "r", 2, 10); err != nil || v != 10 {
 			t.Errorf("add up to the limit = %d, %v; want 10", v, err)
 		}
-		if _, err := c.AddCounter(ctx, "acme", "fresh", 11, 10, expires); core.ErrorCode(err) != core.ELIMIT {
+		if _, err := add(c, "acme", "fresh", 11, 10); core.ErrorCode(err) != core.ELIMIT {
 			t.Errorf("a first add past the limit: %v, want ELIMIT", err)
 		}
 		if v, _ := c.GetCounter(ctx, "acme", "fresh"); v != 0 {
@@ -63,11 +72,11 @@ func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 
 	t.Run("SettlingAlwaysApplies", func(t *testing.T) {
 		c := newCounters(t)
-		if _, err := c.AddCounter(ctx, "acme", "s", 10, 10, expires); err != nil {
+		if _, err := add(c, "acme", "s", 10, 10); err != nil {
 			t.Fatal(err)
 		}
 		// A reservation of 10 settles at 4: -6, whatever the limit.
-		if v, err := c.AddCounter(ctx, "acme", "s", -6, 0, expires); err != nil || v != 4 {
+		if v, err := add(c, "acme", "s", -6, 0); err != nil || v != 4 {
 			t.Errorf("settle = %d, %v; want 4", v, err)
 		}
 	})
@@ -75,7 +84,7 @@ func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 	t.Run("TenantsAndIDsAreApart", func(t *testing.T) {
 		c := newCounters(t)
 		for _, k := range []struct{ tenant, id string }{{"acme", "x"}, {"globex", "x"}, {"acme", "x/2"}, {"acme", "y"}} {
-			if _, err := c.AddCounter(ctx, k.tenant, k.id, 1, core.NoLimit, expires); err != nil {
+			if _, err := add(c, k.tenant, k.id, 1, core.NoLimit); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -124,7 +133,7 @@ func CounterSuite(t *testing.T, newCounters func(t *testing.T) core.Counters) {
 		for range racers {
 			wg.Go(func() {
 				<-start
-				_, err := c.AddCounter(ctx, "acme", "race", 1, limit, expires)
+				_, err := add(c, "acme", "race", 1, limit)
 				switch core.ErrorCode(err) {
 				case "":
 					granted.Add(1)

@@ -25,14 +25,14 @@ func counterKey(tenant, id string) item {
 	return item{attrPK: attrS("T#" + esc(tenant) + "#C"), attrSK: attrS("C#" + id)}
 }
 
-// AddCounter implements core.Counters with one UpdateItem: ADD to the
+// addCounter makes one add with one UpdateItem: ADD to the
 // value, guarded (for a positive delta) by the condition that the stored
 // value is at most limit-delta, so concurrent reservations are decided by
 // DynamoDB one at a time and none passes the limit. The write's token is
 // kept in the item: when the SDK retries a request whose answer was lost
 // and the retry finds its own token (the condition refuses it), the add
 // was applied once and the stored value is its answer.
-func (s *Store) AddCounter(ctx context.Context, tenant, id string, delta, limit int64, expires time.Time) (int64, error) {
+func (s *Store) addCounter(ctx context.Context, tenant, id string, delta, limit int64, expires time.Time) (int64, error) {
 	what := "add to counter " + id
 	if delta > 0 && delta > limit {
 		return 0, core.Errorf(core.ELIMIT, "counter %s: %d would pass its limit of %d", id, delta, limit)
@@ -89,7 +89,7 @@ func (s *Store) GetCounter(ctx context.Context, tenant, id string) (int64, error
 	return getN(out.Item, attrValue)
 }
 
-// AddCounters implements core.Counters with AddCounter's conditional
+// AddCounters implements core.Counters with addCounter's conditional
 // UpdateItem for each add in turn, undoing the earlier ones when one is
 // refused. A transaction would make them one write, but DynamoDB cancels
 // transactions that race for an item, and a budget's counter is exactly
@@ -98,13 +98,13 @@ func (s *Store) GetCounter(ctx context.Context, tenant, id string) (int64, error
 // reserved until their window ends, which errs on the side of the budget.
 func (s *Store) AddCounters(ctx context.Context, tenant string, adds []core.CounterAdd) error {
 	for i, a := range adds {
-		_, err := s.AddCounter(ctx, tenant, a.ID, a.Delta, a.Limit, a.Expires)
+		_, err := s.addCounter(ctx, tenant, a.ID, a.Delta, a.Limit, a.Expires)
 		if err == nil {
 			continue
 		}
 		undo := context.WithoutCancel(ctx)
 		for _, done := range adds[:i] {
-			_, _ = s.AddCounter(undo, tenant, done.ID, -done.Delta, 0, done.Expires)
+			_, _ = s.addCounter(undo, tenant, done.ID, -done.Delta, 0, done.Expires)
 		}
 		if core.ErrorCode(err) == core.ELIMIT {
 			return core.LimitErr(adds, i)

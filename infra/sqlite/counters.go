@@ -4,36 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 )
 
 var _ core.Counters = (*Store)(nil)
 
-// AddCounter implements core.Counters: the read, the check against the
-// limit and the write are one transaction, and writers take turns, so
-// racing reservations see each other's.
-func (s *Store) AddCounter(ctx context.Context, tenant, id string, delta, limit int64, expires time.Time) (int64, error) {
-	var v int64
-	err := s.write(ctx, "add to counter "+id, func(tx *sql.Tx) error {
-		err := tx.StmtContext(ctx, s.stmt.getCounter).QueryRowContext(ctx, tenant, id).Scan(&v)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if delta > 0 && v+delta > limit {
-			return core.Errorf(core.ELIMIT, "counter %s is at %d: %d more would pass its limit of %d", id, v, delta, limit)
-		}
-		if _, err := tx.StmtContext(ctx, s.stmt.upsertCounter).ExecContext(ctx, tenant, id, delta, expires.UnixNano()); err != nil {
-			return err
-		}
-		v += delta
-		return nil
-	})
-	return v, err
-}
-
-// AddCounters implements core.Counters in one transaction.
+// AddCounters implements core.Counters: the reads, the checks against
+// the limits and the writes are one transaction, and writers take turns,
+// so racing reservations see each other's.
 func (s *Store) AddCounters(ctx context.Context, tenant string, adds []core.CounterAdd) error {
 	return s.write(ctx, "add to counters", func(tx *sql.Tx) error {
 		get, upsert := tx.StmtContext(ctx, s.stmt.getCounter), tx.StmtContext(ctx, s.stmt.upsertCounter)
