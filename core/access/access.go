@@ -219,33 +219,42 @@ func scopeList() string {
 // Create makes a key for tenant and returns it with its secret, which is
 // not kept and cannot be shown again.
 func (k *Keys) Create(ctx context.Context, tenant string, spec Spec) (*Key, string, error) {
-	if err := CheckTenant(tenant); err != nil {
+	secret, err := newSecret()
+	if err != nil {
 		return nil, "", err
+	}
+	key, err := k.create(ctx, tenant, spec, secret)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, secret, nil
+}
+
+// create checks spec and stores a key for tenant whose secret is secret.
+func (k *Keys) create(ctx context.Context, tenant string, spec Spec, secret string) (*Key, error) {
+	if err := CheckTenant(tenant); err != nil {
+		return nil, err
 	}
 	now := k.now().UTC()
 	if err := spec.check(now); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	id, err := randomText(9)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	secret, hash, err := newSecret()
-	if err != nil {
-		return nil, "", err
-	}
-	key := &Key{ID: "key_" + id, Tenant: tenant, Name: spec.Name, Prefix: secret[:len(SecretPrefix)+6],
+	key := &Key{ID: "key_" + id, Tenant: tenant, Name: spec.Name, Prefix: prefixOf(secret),
 		Scopes: slices.Clone(spec.Scopes), Chains: spec.Chains, Models: spec.Models, ExpiresAt: spec.ExpiresAt, Limits: spec.Limits,
-		CreatedAt: now, UpdatedAt: now, hash: hash}
+		CreatedAt: now, UpdatedAt: now, hash: hashOf(secret)}
 	r, err := key.record()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if err := k.store.CreateRecord(ctx, KeyTenant, r); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	key.version = r.Version
-	return key, secret, nil
+	return key, nil
 }
 
 // Get returns tenant's key id. ENOTFOUND if tenant has none of that id.
@@ -332,11 +341,11 @@ func (k *Keys) Rotate(ctx context.Context, tenant, id string) (*Key, string, err
 		if key.RevokedAt != nil {
 			return core.Errorf(core.ECONFLICT, "key %q is revoked", id)
 		}
-		s, hash, err := newSecret()
+		s, err := newSecret()
 		if err != nil {
 			return err
 		}
-		secret, key.hash, key.Prefix = s, hash, s[:len(SecretPrefix)+6]
+		secret, key.hash, key.Prefix = s, hashOf(s), prefixOf(s)
 		return nil
 	})
 	return key, secret, err
@@ -447,15 +456,18 @@ func decode(r *core.Record) (*Key, error) {
 
 func recordID(tenant, id string) string { return tenant + "/" + id }
 
-// newSecret returns a new secret and its hash.
-func newSecret() (secret, hash string, err error) {
+// newSecret returns a new secret.
+func newSecret() (string, error) {
 	r, err := randomText(24)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
-	secret = SecretPrefix + r
-	return secret, hashOf(secret), nil
+	return SecretPrefix + r, nil
 }
+
+// prefixOf is the part of a secret a key shows: enough to tell keys
+// apart, far too little to guess the rest.
+func prefixOf(secret string) string { return secret[:len(SecretPrefix)+6] }
 
 func hashOf(secret string) string {
 	sum := sha256.Sum256([]byte(secret))

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"slices"
 	"strings"
 
 	"github.com/stepwise-run/stepwise/core"
@@ -35,18 +34,7 @@ func (k *Keys) Bootstrap(ctx context.Context, secret string) (bool, error) {
 	if err != nil || exists {
 		return false, err
 	}
-	id, err := randomText(9)
-	if err != nil {
-		return false, err
-	}
-	now := k.now().UTC()
-	key := &Key{ID: "key_" + id, Tenant: core.DefaultTenant, Name: "bootstrap", Prefix: secret[:len(SecretPrefix)+6],
-		Scopes: slices.Clone([]Scope{ScopeOperator, ScopeAdmin}), CreatedAt: now, UpdatedAt: now, hash: hashOf(secret)}
-	r, err := key.record()
-	if err != nil {
-		return false, err
-	}
-	err = k.store.CreateRecord(ctx, KeyTenant, r)
+	_, err = k.create(ctx, core.DefaultTenant, Spec{Name: "bootstrap", Scopes: []Scope{ScopeOperator, ScopeAdmin}}, secret)
 	if core.ErrorCode(err) == core.ECONFLICT {
 		return false, nil // another cold start made it meanwhile
 	}
