@@ -47,12 +47,13 @@ type Ticket struct {
 	holds []hold
 }
 
-// hold is one reservation on a counter.
+// hold is one reservation on a counter, and what a refusal of it says.
 type hold struct {
-	id      string
-	amount  int64
-	what    string // "spend", "tokens" or "requests"
-	expires time.Time
+	add    core.CounterAdd
+	what   string // "spend", "tokens" or "requests"
+	window string
+	prefix string
+	end    time.Time // of the window
 }
 
 // Admit reserves c's worst case on every limit of its key and its tenant,
@@ -92,13 +93,11 @@ func (m *Meter) Admit(ctx context.Context, c Call) (*Ticket, error) {
 		all = append(all, scoped{"tenant", tenantLimits})
 	}
 	minute := access.MustWindow("minute")
-	var adds []core.CounterAdd
-	var bounds []holdBound
 	add := func(w access.Window, prefix, what string, amount, limit int64) {
 		start, end := w.Bounds(now)
 		id := prefix + "/" + w.Name() + "/" + strconv.FormatInt(start.Unix(), 10)
-		adds = append(adds, core.CounterAdd{ID: id, Delta: amount, Limit: limit, Expires: end.Add(time.Hour)})
-		bounds = append(bounds, holdBound{what: what, window: w.Name(), prefix: prefix, end: end})
+		t.holds = append(t.holds, hold{add: core.CounterAdd{ID: id, Delta: amount, Limit: limit, Expires: end.Add(time.Hour)},
+			what: what, window: w.Name(), prefix: prefix, end: end})
 	}
 	for _, s := range all {
 		for _, sp := range s.limits.Spend {
@@ -111,32 +110,27 @@ func (m *Meter) Admit(ctx context.Context, c Call) (*Ticket, error) {
 			add(minute, "tokens/"+s.scope, "tokens", worstTokens, s.limits.TokensPerMinute)
 		}
 	}
-	if len(adds) == 0 {
+	if len(t.holds) == 0 {
 		return t, nil
 	}
 	// Every reservation in one write: all of them or, when a limit
 	// refuses one, none.
+	adds := make([]core.CounterAdd, len(t.holds))
+	for i, h := range t.holds {
+		adds[i] = h.add
+	}
 	if err := m.counters.AddCounters(ctx, c.Tenant, adds); err != nil {
 		var cl *core.CounterLimit
 		if !errors.As(err, &cl) {
 			return nil, err
 		}
-		b, a := bounds[cl.Index], adds[cl.Index]
+		h := t.holds[cl.Index]
 		return nil, &LimitError{
-			Err:        core.Errorf(core.ELIMIT, "%s limit of %s per %s reached (%s)", b.what, limitText(b.what, a.Limit), b.window, b.prefix),
-			RetryAfter: b.end.Sub(now),
+			Err:        core.Errorf(core.ELIMIT, "%s limit of %s per %s reached (%s)", h.what, limitText(h.what, h.add.Limit), h.window, h.prefix),
+			RetryAfter: h.end.Sub(now),
 		}
 	}
-	for i, a := range adds {
-		t.holds = append(t.holds, hold{id: a.ID, amount: a.Delta, what: bounds[i].what, expires: a.Expires})
-	}
 	return t, nil
-}
-
-// holdBound is what a refusal of one reservation says.
-type holdBound struct {
-	what, window, prefix string
-	end                  time.Time
 }
 
 func limitText(what string, limit int64) string {
@@ -152,7 +146,7 @@ func (t *Ticket) release(ctx context.Context) {
 	var back []core.CounterAdd
 	for _, h := range t.holds {
 		if h.what != "requests" {
-			back = append(back, core.CounterAdd{ID: h.id, Delta: -h.amount, Expires: h.expires})
+			back = append(back, core.CounterAdd{ID: h.add.ID, Delta: -h.add.Delta, Expires: h.add.Expires})
 		}
 	}
 	if len(back) > 0 {
@@ -246,12 +240,12 @@ func (t *Ticket) settle(ctx context.Context, u Usage) error {
 		var delta int64
 		switch h.what {
 		case "spend":
-			delta = int64(u.CostMicros) - h.amount
+			delta = int64(u.CostMicros) - h.add.Delta
 		case "tokens":
-			delta = int64(u.TokensIn+u.TokensOut) - h.amount
+			delta = int64(u.TokensIn+u.TokensOut) - h.add.Delta
 		}
 		if delta != 0 {
-			adds = append(adds, core.CounterAdd{ID: h.id, Delta: delta, Limit: core.NoLimit, Expires: h.expires})
+			adds = append(adds, core.CounterAdd{ID: h.add.ID, Delta: delta, Limit: core.NoLimit, Expires: h.add.Expires})
 		}
 	}
 	t.holds = nil
