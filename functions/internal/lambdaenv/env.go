@@ -86,6 +86,9 @@ type Env struct {
 	// Keys check the API key of every request; nil leaves the routes
 	// open (no STEPWISE_AUTH=on and no key in the table).
 	Keys *access.Keys
+	// Meter holds model calls to their limits and keeps the ledger, for
+	// the API and the OpenAI routes alike (one cache of prices and limits).
+	Meter *meter.Meter
 
 	mu       sync.Mutex
 	reloaded time.Time
@@ -130,6 +133,7 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	if e.Keys, err = setUpKeys(ctx, s, e.Store, log); err != nil {
 		return nil, err
 	}
+	e.Meter = meter.New(e.Store, e.Store, nil)
 	e.Queue = awssqs.New(sqs.NewFromConfig(cfg), s.QueueURL)
 	// An untyped nil publisher keeps the engine from publishing.
 	var publisher core.Publisher
@@ -206,7 +210,7 @@ func API(e *Env) http.Handler {
 		Version:     Version,
 		NodeID:      uuid.NewString(),
 		Logger:      e.Logger,
-		Meter:       meter.New(e.Store, e.Store, nil),
+		Meter:       e.Meter,
 		Keys:        e.Keys,
 	})
 	return refreshed(e, openai.Mount(openAI(e, e.Settings.SyncTimeout), a))
@@ -231,7 +235,7 @@ func openAI(e *Env, chainTimeout time.Duration) *openai.Handler {
 		Records:      e.Store,
 		ChainTimeout: chainTimeout,
 		Logger:       e.Logger,
-		Meter:        meter.New(e.Store, e.Store, nil),
+		Meter:        e.Meter,
 		Keys:         e.Keys,
 	})
 }
