@@ -126,6 +126,9 @@ type cached struct {
 	fetched time.Time
 }
 
+// maxCached bounds the cached lookups, found or not.
+const maxCached = 10_000
+
 // negativeTTL bounds how long "no such key" is trusted, so that a key
 // made on another process works there within a second, while a client
 // retrying a wrong secret still costs one read a second.
@@ -413,6 +416,11 @@ func (k *Keys) Authenticate(ctx context.Context, secret string) (*Key, error) {
 		}
 		if k.ttl > 0 {
 			k.mu.Lock()
+			if len(k.cache) >= maxCached {
+				// Callers sending made-up secrets must not grow the cache
+				// without end; dropping it costs one read per key.
+				clear(k.cache)
+			}
 			k.cache[hash] = c
 			k.mu.Unlock()
 		}

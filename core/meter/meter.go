@@ -95,6 +95,9 @@ type Usage struct {
 // through this Meter at once.
 const CacheTTL = 5 * time.Second
 
+// maxCached bounds the cached prices and limits, found or not.
+const maxCached = 10_000
+
 // Meter keeps prices, limits and the ledger in a RecordStore and the
 // budgets' counters in Counters. It is safe for concurrent use.
 type Meter struct {
@@ -241,6 +244,11 @@ func (m *Meter) get(ctx context.Context, tenant, kind, id string, v any) error {
 			c = cachedRecord{body: r.Body, fetched: now}
 		}
 		m.mu.Lock()
+		if len(m.cache) >= maxCached {
+			// Model names come from requests: made-up ones must not grow
+			// the cache without end.
+			clear(m.cache)
+		}
 		m.cache[k] = c
 		m.mu.Unlock()
 	}
