@@ -18,6 +18,7 @@ type Engine struct {
 	tools       Tools
 	queue       Queue
 	pub         Publisher
+	meter       StepMeter
 	failpointFn func(string)
 	maxHops     int
 	leaseTTL    time.Duration
@@ -49,6 +50,9 @@ type EngineConfig struct {
 	// the commit that changes the status, and a failed publish is retried
 	// through the Queue. Run (the CLI's path) does not publish.
 	Publisher Publisher
+	// Meter, when not nil, admits every model call of a step and counts
+	// the step's use before it is committed.
+	Meter StepMeter
 	// Failpoint, when not nil, is called at each of the Fail* points; a
 	// test build makes it kill the process there. Production leaves it
 	// nil. FailAfterHookBeforeRecord fires inside a handler, whose panics
@@ -66,7 +70,7 @@ type EngineConfig struct {
 
 // NewEngine returns an Engine. It does no I/O.
 func NewEngine(cfg EngineConfig) *Engine {
-	e := &Engine{store: cfg.Store, llm: cfg.LLM, tools: cfg.Tools, queue: cfg.Queue, pub: cfg.Publisher, failpointFn: cfg.Failpoint,
+	e := &Engine{store: cfg.Store, llm: cfg.LLM, tools: cfg.Tools, queue: cfg.Queue, pub: cfg.Publisher, meter: cfg.Meter, failpointFn: cfg.Failpoint,
 		maxHops: cfg.MaxHops, leaseTTL: cfg.LeaseTTL, now: cfg.Now, newID: cfg.NewID}
 	if e.maxHops <= 0 {
 		e.maxHops = DefaultMaxHops
@@ -92,6 +96,8 @@ type StartRequest struct {
 	Chain        *Chain
 	Input        Value
 	TemplateVars map[string]string
+	// Key is the id of the API key starting it, "" for none.
+	Key string
 }
 
 // Start validates the chain and stores a new queued execution positioned
@@ -123,6 +129,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Execution, error
 		Status:       StatusQueued,
 		Input:        input,
 		TemplateVars: req.TemplateVars,
+		Key:          req.Key,
 		Vars:         map[string]Value{},
 		Cursor:       Cursor{Task: req.Chain.Tasks[0].ID, Input: &input, Attempt: 1},
 		Output:       Nil,
@@ -274,6 +281,14 @@ func (e *Engine) runOne(ctx context.Context, ex *Execution, obs Observer, owner 
 		next.Lease = Lease{} // nothing left to run: no claim to hold
 	}
 	next.FailedDeliveries = 0 // the execution moves again
+	if e.meter != nil && step.TokensIn+step.TokensOut > 0 {
+		// Counted before the commit, under the step's own index: a step
+		// run again after a crash or a lost commit is counted once, and
+		// none that used a model goes uncounted.
+		if err := e.meter.MeterStep(ctx, next, step); err != nil {
+			return ex, err
+		}
+	}
 	e.failpoint(FailAfterStepBeforeCommit)
 	if err := e.store.CommitExecution(ctx, next, step); err != nil {
 		return ex, err

@@ -53,6 +53,9 @@ type Execution struct {
 	// running it (a step the store refuses to commit, a crash of the
 	// engine itself); MaxFailedDeliveries of them end it as poison work.
 	FailedDeliveries int `json:"failed_deliveries,omitempty"`
+	// Key is the id of the API key that started the execution, "" for
+	// none: the ledger counts its steps' use against that key.
+	Key string `json:"key,omitempty"`
 	// TokensIn and TokensOut sum every model call of the execution.
 	TokensIn  int `json:"tokens_in"`
 	TokensOut int `json:"tokens_out"`
@@ -202,8 +205,13 @@ type Step struct {
 	Duration   time.Duration `json:"duration_ns"`
 	TokensIn   int           `json:"tokens_in,omitempty"`
 	TokensOut  int           `json:"tokens_out,omitempty"`
-	Model      string        `json:"model,omitempty"`
-	Backend    string        `json:"backend,omitempty"`
+	// CachedTokens and ReasoningTokens are the input tokens the backend
+	// read from its cache and the output tokens spent reasoning, when it
+	// reports them.
+	CachedTokens    int    `json:"cached_tokens,omitempty"`
+	ReasoningTokens int    `json:"reasoning_tokens,omitempty"`
+	Model           string `json:"model,omitempty"`
+	Backend         string `json:"backend,omitempty"`
 	// Printed is the rendered print template of the task, if any.
 	Printed string `json:"printed,omitempty"`
 	// Error is set when the attempt failed.

@@ -102,6 +102,9 @@ func (r *stepRun) prompt(ctx context.Context, in Value) (string, Usage, error) {
 		return "", Usage{}, err
 	}
 	sel, opts := r.selector(tokens)
+	if err := r.admitModel(ctx); err != nil {
+		return "", Usage{}, err
+	}
 	c, err := r.e.llm.Prompt(ctx, PromptRequest{Tenant: r.ex.Tenant, Select: sel, System: system, Prompt: text, Options: opts}, r.delta)
 	if err != nil {
 		return "", c.Usage, err
@@ -259,6 +262,9 @@ func runTextToEmbedding(ctx context.Context, r *stepRun, in Value) (result, erro
 		return result{}, err
 	}
 	sel, _ := r.selector(tokens)
+	if err := r.admitModel(ctx); err != nil {
+		return result{}, err
+	}
 	emb, err := r.e.llm.Embed(ctx, EmbedRequest{Tenant: r.ex.Tenant, Select: sel, Text: text})
 	if err != nil {
 		return result{usage: emb.Usage}, err

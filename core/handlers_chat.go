@@ -54,6 +54,9 @@ func runChatCompletion(ctx context.Context, r *stepRun, in Value) (result, error
 	if err != nil {
 		return result{}, err
 	}
+	if err := r.admitModel(ctx); err != nil {
+		return result{}, err
+	}
 	c, err := r.e.llm.Chat(ctx, ChatRequest{Tenant: r.ex.Tenant, Select: sel, Messages: hist.Messages, Tools: tools, Options: opts}, r.delta)
 	if err != nil {
 		return result{usage: c.Usage}, err

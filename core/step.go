@@ -74,6 +74,7 @@ func (e *Engine) step(ctx context.Context, ex *Execution, obs Observer) (*Step, 
 	st.Input = input
 	st.Duration = e.now().Sub(started)
 	st.TokensIn, st.TokensOut = res.usage.TokensIn, res.usage.TokensOut
+	st.CachedTokens, st.ReasoningTokens = res.usage.CachedIn, res.usage.Reasoning
 	st.Model, st.Backend = res.usage.Model, res.usage.Backend
 	ex.TokensIn += res.usage.TokensIn
 	ex.TokensOut += res.usage.TokensOut

@@ -68,7 +68,11 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	if err != nil {
 		return err
 	}
-	usage := meter.New(store, store, nil)
+	var keySource meter.KeySource // an untyped nil without keys
+	if keys != nil {
+		keySource = keys
+	}
+	usage := meter.New(store, store, keySource, nil)
 	cat := catalog.New(catalog.Config{Store: store, Sealer: box, Defaults: o.defaults, ProviderURLs: o.providerURLs})
 	if err := cat.Bootstrap(ctx, core.DefaultTenant, catalog.BootstrapConfig{OllamaURL: o.ollamaURL, OllamaName: o.ollamaName}); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -87,7 +91,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	work := newWorker(o, log)
 	engine := core.NewEngine(core.EngineConfig{
 		Store: store, LLM: fleets.LLM(), Tools: tools, Queue: work.queue,
-		LeaseTTL: o.leaseTTL, Failpoint: o.failpoint,
+		LeaseTTL: o.leaseTTL, Failpoint: o.failpoint, Meter: usage,
 	})
 	work.attach(engine, keys)
 	handler := api.New(api.Config{

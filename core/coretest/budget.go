@@ -28,7 +28,7 @@ type Store interface {
 func BudgetSuite(t *testing.T, newStore func(t *testing.T) Store) {
 	ctx := context.Background()
 	s := newStore(t)
-	m := meter.New(s, s, nil)
+	m := meter.New(s, s, nil, nil)
 	// One call: 100 tokens in, at most 100 out, at $10 and $30 per million
 	// tokens: 100×10 + 100×30 = 4000 micros. The budget holds ten.
 	if _, err := m.SetPrice(ctx, "acme", meter.Price{Model: "m:1", InputPerMTok: 10, OutputPerMTok: 30}); err != nil {

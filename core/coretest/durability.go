@@ -101,15 +101,43 @@ type deliverFixture struct {
 	clock  *testClock
 	llm    *EchoLLM
 	hook   *effectHook
+	meter  *stepMeter
+}
+
+// stepMeter is a core.StepMeter that counts the calls for each step index.
+type stepMeter struct {
+	mu      sync.Mutex
+	metered map[int]int
+}
+
+func (m *stepMeter) AdmitStep(context.Context, *core.Execution) error { return nil }
+
+func (m *stepMeter) MeterStep(_ context.Context, _ *core.Execution, st *core.Step) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.metered[st.Index]++
+	return nil
+}
+
+// counts returns the calls for steps 1 to n.
+func (m *stepMeter) counts(n int) []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = m.metered[i+1]
+	}
+	return out
 }
 
 func newDeliverFixture(t *testing.T, newStore func(t *testing.T) core.ExecutionStore, failpoint string, maxHops int) *deliverFixture {
 	t.Helper()
-	f := &deliverFixture{store: newStore(t), queue: &sentQueue{}, clock: &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, llm: &EchoLLM{}, hook: &effectHook{}}
+	f := &deliverFixture{store: newStore(t), queue: &sentQueue{}, clock: &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, llm: &EchoLLM{}, hook: &effectHook{},
+		meter: &stepMeter{metered: map[int]int{}}}
 	armed := failpoint != ""
 	var mu sync.Mutex
 	f.engine = core.NewEngine(core.EngineConfig{
-		Store: f.store, LLM: f.llm, Tools: f.hook, Queue: f.queue, Now: f.clock.now, MaxHops: maxHops,
+		Store: f.store, LLM: f.llm, Tools: f.hook, Queue: f.queue, Now: f.clock.now, MaxHops: maxHops, Meter: f.meter,
 		Failpoint: func(name string) {
 			mu.Lock()
 			fire := armed && name == failpoint
@@ -380,10 +408,14 @@ func crashCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
 		expire bool
 		// hookAt is the task (1-4) that calls the effect hook; 0 for none.
 		hookAt int
+		// metered is how often the meter was told of each step that used
+		// the model: a step run again is told again, under its index,
+		// which the meter counts once.
+		metered []int
 	}{
-		{"AfterTheStepBeforeItsCommit", core.FailAfterStepBeforeCommit, true, 0},
-		{"AfterTheCommitBeforeTheContinuation", core.FailAfterCommitBeforeEnqueue, false, 0},
-		{"AfterTheHookCallBeforeItsRecord", core.FailAfterHookBeforeRecord, true, 1},
+		{"AfterTheStepBeforeItsCommit", core.FailAfterStepBeforeCommit, true, 0, []int{2, 1, 1, 1}},
+		{"AfterTheCommitBeforeTheContinuation", core.FailAfterCommitBeforeEnqueue, false, 0, []int{1, 1, 1, 1}},
+		{"AfterTheHookCallBeforeItsRecord", core.FailAfterHookBeforeRecord, true, 1, []int{0, 1, 1, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,6 +459,9 @@ func crashCases(t *testing.T, newStore func(t *testing.T) core.ExecutionStore) {
 			}
 			if got := f.hook.seen(); !slices.Equal(got, wantKeys) {
 				t.Errorf("hook calls with keys %q, want %q", got, wantKeys)
+			}
+			if got := f.meter.counts(4); !slices.Equal(got, tt.metered) {
+				t.Errorf("steps metered %v times, want %v", got, tt.metered)
 			}
 		})
 	}

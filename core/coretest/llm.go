@@ -46,7 +46,9 @@ func (l *EchoLLM) answer(ctx context.Context, text string) (core.Completion, err
 		case <-time.After(l.Delay):
 		}
 	}
-	return core.Completion{Message: core.Message{Role: core.RoleAssistant, Content: "done: " + text}, FinishReason: "stop"}, nil
+	// A token each way, so that every call is metered.
+	return core.Completion{Message: core.Message{Role: core.RoleAssistant, Content: "done: " + text}, FinishReason: "stop",
+		Usage: core.Usage{TokensIn: 1, TokensOut: 1, Model: "echo"}}, nil
 }
 
 // Prompt implements core.LLM.

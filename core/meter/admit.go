@@ -77,39 +77,11 @@ func (m *Meter) Admit(ctx context.Context, c Call) (*Ticket, error) {
 	worstTokens := int64(c.TokensIn + maxOut)
 	worstCost := int64(t.price.cost(c.TokensIn, 0, maxOut))
 
-	tenantLimits, err := m.Limits(ctx, c.Tenant)
+	scopes, err := m.scopes(ctx, c.Tenant, c.Key)
 	if err != nil {
 		return nil, err
 	}
-	type scoped struct {
-		scope  string
-		limits *access.Limits
-	}
-	var all []scoped
-	if c.Key != nil && c.Key.Limits != nil {
-		all = append(all, scoped{"key:" + c.Key.ID, c.Key.Limits})
-	}
-	if tenantLimits != nil {
-		all = append(all, scoped{"tenant", tenantLimits})
-	}
-	minute := access.MustWindow("minute")
-	add := func(w access.Window, prefix, what string, amount, limit int64) {
-		start, end := w.Bounds(now)
-		id := prefix + "/" + w.Name() + "/" + strconv.FormatInt(start.Unix(), 10)
-		t.holds = append(t.holds, hold{add: core.CounterAdd{ID: id, Delta: amount, Limit: limit, Expires: end.Add(time.Hour)},
-			what: what, window: w.Name(), prefix: prefix, end: end})
-	}
-	for _, s := range all {
-		for _, sp := range s.limits.Spend {
-			add(access.MustWindow(sp.Window), "spend/"+s.scope, "spend", worstCost, int64(sp.USD*1e6))
-		}
-		if s.limits.RequestsPerMinute > 0 {
-			add(minute, "requests/"+s.scope, "requests", 1, s.limits.RequestsPerMinute)
-		}
-		if s.limits.TokensPerMinute > 0 {
-			add(minute, "tokens/"+s.scope, "tokens", worstTokens, s.limits.TokensPerMinute)
-		}
-	}
+	t.holds = holdsOf(scopes, now, worstCost, worstTokens, true)
 	if len(t.holds) == 0 {
 		return t, nil
 	}
@@ -124,13 +96,66 @@ func (m *Meter) Admit(ctx context.Context, c Call) (*Ticket, error) {
 		if !errors.As(err, &cl) {
 			return nil, err
 		}
-		h := t.holds[cl.Index]
-		return nil, &LimitError{
-			Err:        core.Errorf(core.ELIMIT, "%s limit of %s per %s reached (%s)", h.what, limitText(h.what, h.add.Limit), h.window, h.prefix),
-			RetryAfter: h.end.Sub(now),
-		}
+		return nil, t.holds[cl.Index].refusal(now)
 	}
 	return t, nil
+}
+
+// scope is the limits of a key or of its tenant, and the name their
+// counters go under.
+type scope struct {
+	name   string
+	limits *access.Limits
+}
+
+// scopes are the limits that bound a call of key (nil for none) in
+// tenant: the key's, then the tenant's.
+func (m *Meter) scopes(ctx context.Context, tenant string, key *access.Key) ([]scope, error) {
+	tenantLimits, err := m.Limits(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	var all []scope
+	if key != nil && key.Limits != nil {
+		all = append(all, scope{"key:" + key.ID, key.Limits})
+	}
+	if tenantLimits != nil {
+		all = append(all, scope{"tenant", tenantLimits})
+	}
+	return all, nil
+}
+
+// holdsOf are the adds that count cost and tokens (and a request, when
+// requests is set) on every counter of scopes whose window holds now.
+func holdsOf(scopes []scope, now time.Time, cost, tokens int64, requests bool) []hold {
+	var holds []hold
+	minute := access.MustWindow("minute")
+	add := func(w access.Window, prefix, what string, amount, limit int64) {
+		start, end := w.Bounds(now)
+		id := prefix + "/" + w.Name() + "/" + strconv.FormatInt(start.Unix(), 10)
+		holds = append(holds, hold{add: core.CounterAdd{ID: id, Delta: amount, Limit: limit, Expires: end.Add(time.Hour)},
+			what: what, window: w.Name(), prefix: prefix, end: end})
+	}
+	for _, s := range scopes {
+		for _, sp := range s.limits.Spend {
+			add(access.MustWindow(sp.Window), "spend/"+s.name, "spend", cost, int64(sp.USD*1e6))
+		}
+		if requests && s.limits.RequestsPerMinute > 0 {
+			add(minute, "requests/"+s.name, "requests", 1, s.limits.RequestsPerMinute)
+		}
+		if s.limits.TokensPerMinute > 0 {
+			add(minute, "tokens/"+s.name, "tokens", tokens, s.limits.TokensPerMinute)
+		}
+	}
+	return holds
+}
+
+// refusal is the *LimitError of h, refused at now.
+func (h hold) refusal(now time.Time) error {
+	return &LimitError{
+		Err:        core.Errorf(core.ELIMIT, "%s limit of %s per %s reached (%s)", h.what, limitText(h.what, h.add.Limit), h.window, h.prefix),
+		RetryAfter: h.end.Sub(now),
+	}
 }
 
 func limitText(what string, limit int64) string {
@@ -166,17 +191,13 @@ func (t *Ticket) Cancel(ctx context.Context) { t.release(context.WithoutCancel(c
 // Settle replaces the ticket's reservations by what the call used and
 // writes its record to the ledger, with its cost, key, model, time and
 // latency filled in. It is done even when ctx has ended: the call has
-// happened.
+// happened. A request that ran steps of an execution settles with their
+// execution's id and no tokens: the steps have records of their own
+// (MeterStep).
 func (t *Ticket) Settle(ctx context.Context, u Usage) (Usage, error) {
-	return t.settleAt(ctx, u, nil)
-}
-
-// settleAt is Settle with the cost given, or (nil) at the call's model's
-// price.
-func (t *Ticket) settleAt(ctx context.Context, u Usage, cost *Micros) (Usage, error) {
 	ctx = context.WithoutCancel(ctx)
 	now := t.m.now()
-	u.Kind, u.Route = "request", t.call.Route
+	u.Kind, u.Route = KindRequestUsage, t.call.Route
 	if u.Model == "" {
 		u.Model = t.call.Model
 	}
@@ -185,11 +206,7 @@ func (t *Ticket) settleAt(ctx context.Context, u Usage, cost *Micros) (Usage, er
 	}
 	u.At = now.UTC()
 	u.LatencyMS = now.Sub(t.start).Milliseconds()
-	if cost != nil {
-		u.CostMicros = *cost
-	} else {
-		u.CostMicros = t.price.cost(u.TokensIn, u.CachedTokens, u.TokensOut)
-	}
+	u.CostMicros = t.price.cost(u.TokensIn, u.CachedTokens, u.TokensOut)
 	if u.Status == "" {
 		u.Status = "ok"
 	}
@@ -199,36 +216,10 @@ func (t *Ticket) settleAt(ctx context.Context, u Usage, cost *Micros) (Usage, er
 		return u, err
 	}
 	u.ID = id
-	if err := t.m.record(ctx, t.call.Tenant, u); err != nil && first == nil {
+	if _, err := t.m.create(ctx, t.call.Tenant, u); err != nil && first == nil {
 		first = err
 	}
 	return u, first
-}
-
-// SettleSteps settles a call that ran steps of an execution (a
-// per-chain request): its tokens are the steps', its cost their models'
-// at the tenant's prices, and its model the last one that answered.
-func (t *Ticket) SettleSteps(ctx context.Context, u Usage, steps []*core.Step) (Usage, error) {
-	prices := map[string]*Price{}
-	u.TokensIn, u.TokensOut = 0, 0
-	var cost Micros
-	for _, st := range steps {
-		if st.TokensIn+st.TokensOut == 0 {
-			continue
-		}
-		u.TokensIn += st.TokensIn
-		u.TokensOut += st.TokensOut
-		u.Model, u.Backend = st.Model, st.Backend
-		p, ok := prices[st.Model]
-		if !ok {
-			if got, err := t.m.GetPrice(ctx, t.call.Tenant, st.Model); err == nil {
-				p = &got
-			}
-			prices[st.Model] = p
-		}
-		cost += p.cost(st.TokensIn, 0, st.TokensOut)
-	}
-	return t.settleAt(ctx, u, &cost)
 }
 
 // settle replaces the reservations by what u used. Settling always

@@ -13,7 +13,7 @@ import (
 func TestCacheIsBounded(t *testing.T) {
 	ctx := context.Background()
 	s := mem.New()
-	m := New(s, s, nil)
+	m := New(s, s, nil, nil)
 	for i := range 25_000 {
 		_, _ = m.GetPrice(ctx, "acme", fmt.Sprintf("made-up-%d", i))
 	}

@@ -12,18 +12,18 @@ import (
 // MaxSummaryDays bounds the days one Summarize reads.
 const MaxSummaryDays = 92
 
-// record writes u once: a second write of the same id (a retry) finds it
-// there and changes nothing.
-func (m *Meter) record(ctx context.Context, tenant string, u Usage) error {
+// create writes u once, and reports whether this call wrote it: a second
+// write of the same id (a retry) finds it there and changes nothing.
+func (m *Meter) create(ctx context.Context, tenant string, u Usage) (bool, error) {
 	body, err := json.Marshal(u)
 	if err != nil {
-		return core.WrapError(core.EINTERNAL, err, "encode usage %s", u.ID)
+		return false, core.WrapError(core.EINTERNAL, err, "encode usage %s", u.ID)
 	}
 	err = m.records.CreateRecord(ctx, tenant, &core.Record{Kind: KindUsage, ID: u.ID, Body: body, CreatedAt: u.At, UpdatedAt: u.At})
 	if core.ErrorCode(err) == core.ECONFLICT {
-		return nil
+		return false, nil
 	}
-	return err
+	return err == nil, err
 }
 
 // Query selects ledger records for Summarize.
@@ -36,10 +36,13 @@ type Query struct {
 
 // Group is the sum of the ledger records of one day, key and model.
 type Group struct {
-	Day             string `json:"day"`
-	Key             string `json:"key,omitempty"`
-	Model           string `json:"model,omitempty"`
+	Day   string `json:"day"`
+	Key   string `json:"key,omitempty"`
+	Model string `json:"model,omitempty"`
+	// Requests counts the API's requests; Steps the steps of executions
+	// that used a model. The tokens and the cost are both's.
 	Requests        int    `json:"requests"`
+	Steps           int    `json:"steps"`
 	TokensIn        int    `json:"tokensIn"`
 	TokensOut       int    `json:"tokensOut"`
 	CachedTokens    int    `json:"cachedTokens"`
@@ -117,7 +120,11 @@ func (m *Meter) Summarize(ctx context.Context, tenant string, q Query) (Summary,
 }
 
 func (g *Group) add(u Usage) {
-	g.Requests++
+	if u.Kind == KindStepUsage {
+		g.Steps++
+	} else {
+		g.Requests++
+	}
 	g.TokensIn += u.TokensIn
 	g.TokensOut += u.TokensOut
 	g.CachedTokens += u.CachedTokens

@@ -67,19 +67,30 @@ func (p *Price) cost(in, cached, out int) Micros {
 	return Micros(math.Ceil(c))
 }
 
-// Usage is one record of the ledger: a call, what it used and what it
-// cost. A per-chain request names its execution; its tokens are those of
-// the steps it ran.
+// Kinds of ledger records.
+const (
+	// KindRequestUsage: a request of the API. One that ran an execution
+	// names it; its steps have records of their own.
+	KindRequestUsage = "request"
+	// KindStepUsage: a step of an execution that used a model, wherever
+	// it ran (in a request, in a worker, after a resume).
+	KindStepUsage = "step"
+)
+
+// Usage is one record of the ledger: a request or a step, what it used and
+// what it cost.
 type Usage struct {
 	ID          string `json:"id"`
-	Kind        string `json:"kind"` // "request"
+	Kind        string `json:"kind"` // KindRequestUsage or KindStepUsage
 	Route       string `json:"route,omitempty"`
 	Key         string `json:"key,omitempty"`
 	Model       string `json:"model,omitempty"`
 	Backend     string `json:"backend,omitempty"`
 	ExecutionID string `json:"executionId,omitempty"`
-	TokensIn    int    `json:"tokensIn"`
-	TokensOut   int    `json:"tokensOut"`
+	// Step is a step record's index in its execution.
+	Step      int `json:"step,omitempty"`
+	TokensIn  int `json:"tokensIn"`
+	TokensOut int `json:"tokensOut"`
 	// CachedTokens and ReasoningTokens are what the backend reported of
 	// them; 0 when it reports none.
 	CachedTokens    int       `json:"cachedTokens,omitempty"`
@@ -103,6 +114,7 @@ const maxCached = 10_000
 type Meter struct {
 	records  core.RecordStore
 	counters core.Counters
+	keys     KeySource
 	now      func() time.Time
 
 	mu    sync.Mutex
@@ -117,12 +129,19 @@ type cachedRecord struct {
 	fetched time.Time
 }
 
-// New returns a Meter; now nil means time.Now.
-func New(records core.RecordStore, counters core.Counters, now func() time.Time) *Meter {
+// KeySource finds an API key by its id: the limits of the key that
+// started an execution bound its steps. *access.Keys is one.
+type KeySource interface {
+	Get(ctx context.Context, tenant, id string) (*access.Key, error)
+}
+
+// New returns a Meter. keys may be nil on a server without keys; now nil
+// means time.Now.
+func New(records core.RecordStore, counters core.Counters, keys KeySource, now func() time.Time) *Meter {
 	if now == nil {
 		now = time.Now
 	}
-	return &Meter{records: records, counters: counters, now: now, cache: map[cacheKey]cachedRecord{}}
+	return &Meter{records: records, counters: counters, keys: keys, now: now, cache: map[cacheKey]cachedRecord{}}
 }
 
 // SetPrice stores the price of p.Model for tenant.
@@ -228,20 +247,31 @@ func (m *Meter) put(ctx context.Context, tenant, kind, id string, v any) error {
 
 // get reads one record into v, from the cache while it is fresh.
 func (m *Meter) get(ctx context.Context, tenant, kind, id string, v any) error {
-	k := cacheKey{tenant, kind, id}
+	return m.cached(cacheKey{tenant, kind, id}, v, func() ([]byte, error) {
+		r, err := m.records.GetRecord(ctx, tenant, kind, id)
+		if err != nil {
+			return nil, err
+		}
+		return r.Body, nil
+	})
+}
+
+// cached decodes into v what load reads (ENOTFOUND: nothing), from the
+// cache while it is fresh.
+func (m *Meter) cached(k cacheKey, v any, load func() ([]byte, error)) error {
 	now := m.now()
 	m.mu.Lock()
 	c, ok := m.cache[k]
 	m.mu.Unlock()
 	if !ok || now.Sub(c.fetched) >= CacheTTL {
-		r, err := m.records.GetRecord(ctx, tenant, kind, id)
+		body, err := load()
 		switch {
 		case core.ErrorCode(err) == core.ENOTFOUND:
 			c = cachedRecord{fetched: now}
 		case err != nil:
 			return err
 		default:
-			c = cachedRecord{body: r.Body, fetched: now}
+			c = cachedRecord{body: body, fetched: now}
 		}
 		m.mu.Lock()
 		if len(m.cache) >= maxCached {
@@ -253,10 +283,10 @@ func (m *Meter) get(ctx context.Context, tenant, kind, id string, v any) error {
 		m.mu.Unlock()
 	}
 	if c.body == nil {
-		return core.Errorf(core.ENOTFOUND, "no %s %q", kind, id)
+		return core.Errorf(core.ENOTFOUND, "no %s %q", k.kind, k.id)
 	}
 	if err := json.Unmarshal(c.body, v); err != nil {
-		return core.WrapError(core.EINTERNAL, err, "decode %s %s", kind, id)
+		return core.WrapError(core.EINTERNAL, err, "decode %s %s", k.kind, k.id)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package meter_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ func newMeter(t *testing.T) (*meter.Meter, *time.Time) {
 	t.Helper()
 	now := at
 	s := mem.New()
-	return meter.New(s, s, func() time.Time { return now }), &now
+	return meter.New(s, s, nil, func() time.Time { return now }), &now
 }
 
 func keyWith(l access.Limits) *access.Key {
@@ -130,24 +131,79 @@ func TestSettleGivesBackTheUnused(t *testing.T) {
 	}
 }
 
-func TestSettleSteps(t *testing.T) {
+// keySource is a KeySource of one key.
+type keySource struct{ key *access.Key }
+
+func (k keySource) Get(_ context.Context, tenant, id string) (*access.Key, error) {
+	if k.key == nil || tenant != k.key.Tenant || id != k.key.ID {
+		return nil, core.Errorf(core.ENOTFOUND, "no key %q", id)
+	}
+	return k.key, nil
+}
+
+func TestMeterStep(t *testing.T) {
 	ctx := context.Background()
-	m, _ := newMeter(t)
+	now := at
+	s := mem.New()
+	// The key may spend $0.0005 a day; the tenant may use 1000 tokens a
+	// minute.
+	key := keyWith(access.Limits{Spend: []access.Spend{{Window: "day", USD: 0.0005}}})
+	m := meter.New(s, s, keySource{key}, func() time.Time { return now })
 	if _, err := m.SetPrice(ctx, "acme", meter.Price{Model: "m:1", InputPerMTok: 1, OutputPerMTok: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.SetPrice(ctx, "acme", meter.Price{Model: "m:2", InputPerMTok: 10, OutputPerMTok: 20}); err != nil {
+	if err := m.SetLimits(ctx, "acme", &access.Limits{TokensPerMinute: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	ticket, err := m.Admit(ctx, meter.Call{Tenant: "acme", Model: "demo-chain"})
-	if err != nil {
-		t.Fatal(err)
+	ex := &core.Execution{Tenant: "acme", ID: "ex1", Key: key.ID}
+	step := &core.Step{Index: 3, StartedAt: at, Duration: 1500 * time.Millisecond, TokensIn: 100, TokensOut: 50, CachedTokens: 20, Model: "m:1", Backend: "b1"}
+	if err := m.AdmitStep(ctx, ex); err != nil {
+		t.Fatalf("AdmitStep before any use: %v", err)
 	}
-	steps := []*core.Step{{TokensIn: 10, TokensOut: 2, Model: "m:1"}, {}, {TokensIn: 20, TokensOut: 10, Model: "m:2", Backend: "b"}}
-	u, err := ticket.SettleSteps(ctx, meter.Usage{ExecutionID: "ex1"}, steps)
-	// 10×1 + 2×2 + 20×10 + 10×20 = 414.
-	if err != nil || u.CostMicros != 414 || u.TokensIn != 30 || u.TokensOut != 12 || u.Model != "m:2" || u.Backend != "b" || u.ExecutionID != "ex1" {
-		t.Errorf("SettleSteps = %+v, %v", u, err)
+	// The same step metered twice (run again after a crash) counts once.
+	for range 2 {
+		if err := m.MeterStep(ctx, ex, step); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := m.Summarize(ctx, "acme", meter.Query{From: at, To: at})
+	// 100×1 + 50×2 = 200 micros.
+	if err != nil || sum.Total.Steps != 1 || sum.Total.Requests != 0 || sum.Total.TokensIn != 100 || sum.Total.TokensOut != 50 ||
+		sum.Total.CachedTokens != 20 || sum.Total.CostMicros != 200 || len(sum.Groups) != 1 || sum.Groups[0].Key != key.ID {
+		t.Fatalf("summary %+v, %v", sum, err)
+	}
+	for _, c := range []struct {
+		id   string
+		want int64
+	}{
+		{"spend/key:key_1/day/" + strconv.FormatInt(at.Truncate(24*time.Hour).Unix(), 10), 200},
+		{"tokens/tenant/minute/" + strconv.FormatInt(at.Truncate(time.Minute).Unix(), 10), 150},
+	} {
+		if got, err := s.GetCounter(ctx, "acme", c.id); err != nil || got != c.want {
+			t.Errorf("counter %s = %d, %v; want %d", c.id, got, err, c.want)
+		}
+	}
+	// Two more steps put the key at $0.0006 of its $0.0005: the next step
+	// is refused, until the next day.
+	for i := range 2 {
+		next := *step
+		next.Index = 4 + i
+		if err := m.MeterStep(ctx, ex, &next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = m.AdmitStep(ctx, ex)
+	var le *meter.LimitError
+	if !errors.As(err, &le) || core.ErrorCode(err) != core.ELIMIT || le.RetryAfter != 13*time.Hour+30*time.Minute {
+		t.Fatalf("AdmitStep over the key's budget: %v", err)
+	}
+	// An execution without a key is held to its tenant's limits alone.
+	if err := m.AdmitStep(ctx, &core.Execution{Tenant: "acme", ID: "ex2"}); err != nil {
+		t.Errorf("AdmitStep without a key: %v", err)
+	}
+	now = at.AddDate(0, 0, 1)
+	if err := m.AdmitStep(ctx, ex); err != nil {
+		t.Errorf("AdmitStep the next day: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
@@ -95,7 +96,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	ex, err := a.cfg.Engine.Start(r.Context(), core.StartRequest{
 		Tenant: webapi.Tenant(r.Context()), Chain: chain, Input: core.String(req.Prompt),
-		TemplateVars: withRequestID(r, nil),
+		TemplateVars: withRequestID(r, nil), Key: webapi.KeyID(r.Context()),
 	})
 	if err != nil {
 		webapi.Cancel(r, ticket)
@@ -103,7 +104,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run := a.runInline(r.Context(), ex)
-	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
+	defer webapi.Settle(w, r, ticket, meter.Usage{ExecutionID: ex.ID})
 	switch {
 	case run.Err != nil, run.Execution.Status.Final() && run.Execution.Status != core.StatusSucceeded:
 		writeExecutionError(w, r, run.Execution, run.Err, nil)

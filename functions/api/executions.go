@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
 
@@ -132,7 +133,7 @@ func (a *API) startExecution(w http.ResponseWriter, r *http.Request) {
 	}
 	// The steps run in the background, past this request: the call is
 	// counted against the rate limits, and its reservation given back.
-	defer webapi.SettleSteps(w, r, ticket, nil, ex.ID)
+	defer webapi.Settle(w, r, ticket, meter.Usage{ExecutionID: ex.ID})
 	if err := a.cfg.Engine.Enqueue(r.Context(), ex); err != nil {
 		writeExecutionError(w, r, ex, err, nil)
 		return

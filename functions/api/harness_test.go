@@ -153,11 +153,9 @@ func newEnv(t *testing.T, opts ...options) *env {
 
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
 	logs := &functest.Logs{}
-	engine := functest.StartWorkers(t, store, fleets.LLM(), tools)
 	cfg := api.Config{
 		Catalog:    cat,
 		Fleets:     func(tenant string) api.Fleet { return fleets.For(tenant) },
-		Engine:     engine,
 		Executions: store,
 		Hooks:      tools,
 		Version:    "test",
@@ -173,6 +171,7 @@ func newEnv(t *testing.T, opts ...options) *env {
 			wrap = o.wrap
 		}
 	}
+	cfg.Engine = functest.StartWorkers(t, core.EngineConfig{Store: store, LLM: fleets.LLM(), Tools: tools, Meter: functest.StepMeter(cfg.Meter)})
 	a := api.New(cfg)
 	var h http.Handler = a
 	if wrap != nil {

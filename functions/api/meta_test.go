@@ -22,7 +22,7 @@ func TestRoutesMatchDocument(t *testing.T) {
 	store := mem.New()
 	// With keys and a meter, so that /keys, /usage, /prices and /limits
 	// are served.
-	a := api.New(api.Config{Keys: access.New(access.Config{Store: store}), Meter: meter.New(store, store, nil)})
+	a := api.New(api.Config{Keys: access.New(access.Config{Store: store}), Meter: meter.New(store, store, nil, nil)})
 	tail := regexp.MustCompile(`\{(\w+)\.\.\.\}`)
 	served := map[string]bool{}
 	for _, r := range a.Routes() {

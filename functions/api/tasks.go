@@ -38,7 +38,7 @@ func (a *API) tasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run := a.runInline(r.Context(), ex)
-	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
+	defer webapi.Settle(w, r, ticket, meter.Usage{ExecutionID: ex.ID})
 	state := make([]stepState, len(run.Steps))
 	for i, s := range run.Steps {
 		state[i] = newStepState(req.chain, s)
@@ -82,6 +82,7 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request, stored bool) (ex 
 	}
 	ex, err = a.cfg.Engine.Start(r.Context(), core.StartRequest{
 		Tenant: webapi.Tenant(r.Context()), Chain: req.chain, Input: req.input, TemplateVars: withRequestID(r, req.vars),
+		Key: webapi.KeyID(r.Context()),
 	})
 	if err != nil {
 		webapi.Cancel(r, ticket)

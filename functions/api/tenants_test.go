@@ -27,7 +27,7 @@ func TestEveryRouteKeepsTenantsApart(t *testing.T) {
 	e := newEnv(t, options{cfg: func(c *api.Config) {
 		store := c.Executions.(*mem.Store)
 		keys = access.New(access.Config{Store: store})
-		c.Keys, c.Meter = keys, meter.New(store, store, nil)
+		c.Keys, c.Meter = keys, meter.New(store, store, keys, nil)
 	}})
 	_, root, err := keys.Create(t.Context(), "default", access.Spec{Name: "root", Scopes: []access.Scope{access.ScopeOperator, access.ScopeAdmin}})
 	if err != nil {

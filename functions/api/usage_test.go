@@ -3,10 +3,12 @@ package api_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/access"
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/api"
 	"github.com/stepwise-run/stepwise/infra/mem"
@@ -19,7 +21,7 @@ func meteredEnv(t *testing.T) (*env, *access.Keys, string) {
 	e := newEnv(t, options{cfg: func(c *api.Config) {
 		store := c.Executions.(*mem.Store)
 		keys = access.New(access.Config{Store: store})
-		c.Keys, c.Meter = keys, meter.New(store, store, nil)
+		c.Keys, c.Meter = keys, meter.New(store, store, keys, nil)
 	}})
 	_, root, err := keys.Create(t.Context(), core.DefaultTenant, access.Spec{Name: "root", Scopes: []access.Scope{access.ScopeOperator, access.ScopeAdmin}})
 	if err != nil {
@@ -114,4 +116,86 @@ func TestLimitsAndPrices(t *testing.T) {
 	if res := e.do(req{method: http.MethodGet, path: "/usage?from=2026-13-01", header: bearer(root)}); res.status != http.StatusBadRequest {
 		t.Errorf("a bad day = %d", res.status)
 	}
+}
+
+// TestBackgroundExecutionsAreMetered: the steps of an execution started by
+// POST /executions run in the queue's workers, past the request; the
+// ledger counts each of them once, against the key that started it, and
+// the key's budget stops the execution once it is spent.
+func TestBackgroundExecutionsAreMetered(t *testing.T) {
+	e, _, root := meteredEnv(t)
+	if res := e.do(req{method: http.MethodPost, path: "/backends", header: bearer(root),
+		body: map[string]any{"name": "local-ollama", "baseURL": e.llm.URL(), "type": "ollama"}}); res.status != http.StatusCreated {
+		t.Fatalf("POST /backends = %d %s", res.status, res.body)
+	}
+	// Every answer is 40,000 characters: 10,000 tokens, at $1 per million
+	// output tokens $0.01; the prompts cost nothing.
+	e.llm.Script(fakellm.Reply{Text: strings.Repeat("abcd", 10_000)})
+	if res := e.do(req{method: http.MethodPut, path: "/prices/" + taskModel, body: map[string]any{"outputPerMTok": 1}, header: bearer(root)}); res.status != http.StatusOK {
+		t.Fatalf("PUT /prices = %d %s", res.status, res.body)
+	}
+	newKey := func(name string, limits map[string]any) (id, secret string) {
+		var k struct{ ID, Secret string }
+		body := map[string]any{"name": name, "scopes": []string{"executions"}}
+		if limits != nil {
+			body["limits"] = limits
+		}
+		e.do(req{method: http.MethodPost, path: "/keys", header: bearer(root), body: body}).decode(t, &k)
+		return k.ID, k.Secret
+	}
+	chain := func(n int) map[string]any {
+		tasks := make([]map[string]any, n)
+		for i := range tasks {
+			// The prompt leaves the last answer out, which would not fit
+			// the model's context.
+			tasks[i] = map[string]any{"id": fmt.Sprintf("ask%d", i+1), "handler": "prompt_to_string", "prompt_template": "go on"}
+		}
+		return linear("asks", tasks...)
+	}
+	run := func(secret string, n int) execution {
+		res := e.do(req{method: http.MethodPost, path: "/executions", header: bearer(secret), body: map[string]any{"input": "go", "chain": chain(n)}})
+		if res.status != http.StatusAccepted {
+			t.Fatalf("POST /executions = %d %s", res.status, res.body)
+		}
+		var started acceptedBody
+		res.decode(t, &started)
+		var ex execution
+		eventually(t, func() string {
+			e.do(req{method: http.MethodGet, path: "/executions/" + started.ID, header: bearer(root)}).decode(t, &ex)
+			if ex.Status != "succeeded" && ex.Status != "failed" {
+				return "execution " + ex.ID + " is " + ex.Status
+			}
+			return ""
+		})
+		return ex
+	}
+	usage := func(key string) meter.Summary {
+		var sum meter.Summary
+		e.do(req{method: http.MethodGet, path: "/usage?key=" + key, header: bearer(root)}).decode(t, &sum)
+		return sum
+	}
+
+	t.Run("every step counted once", func(t *testing.T) {
+		id, secret := newKey("free", nil)
+		ex := run(secret, 4)
+		var full struct{ TokensIn, TokensOut int }
+		e.do(req{method: http.MethodGet, path: "/executions/" + ex.ID, header: bearer(root)}).decode(t, &full)
+		sum := usage(id)
+		if ex.Status != "succeeded" || sum.Total.Steps != 4 || sum.Total.Requests != 1 || sum.Total.TokensIn != full.TokensIn ||
+			sum.Total.TokensOut != 40_000 || full.TokensOut != 40_000 || sum.Total.CostMicros != 40_000 {
+			t.Errorf("execution %+v with %+v; usage %+v", ex, full, sum.Total)
+		}
+	})
+	t.Run("the key's budget ends the execution", func(t *testing.T) {
+		// $0.025 admits the request (its worst case, 4,096 tokens out, is
+		// $0.004) and three steps: the fourth finds the budget spent.
+		id, secret := newKey("capped", map[string]any{"spend": []any{map[string]any{"window": "day", "usd": 0.025}}})
+		ex := run(secret, 6)
+		if ex.Status != "failed" || ex.Error == nil || ex.Error.Code != core.ELIMIT || ex.Error.Task != "ask4" || !strings.Contains(ex.Error.Message, "spend limit") {
+			t.Errorf("execution %+v, error %+v; want it failed with %s at ask4", ex, ex.Error, core.ELIMIT)
+		}
+		if sum := usage(id); sum.Total.Steps != 3 || sum.Total.CostMicros != 30_000 {
+			t.Errorf("usage %+v, want three steps at $0.03", sum.Total)
+		}
+	})
 }

@@ -55,7 +55,7 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 	ex, err := h.resumeClientTools(ctx, tenant, chain.ID, &in)
 	if err == nil && ex == nil {
 		ex, err = h.cfg.Engine.Start(ctx, core.StartRequest{
-			Tenant: tenant, Chain: chain, Input: core.Value{Type: core.TypeOpenAIChat, Data: in},
+			Tenant: tenant, Chain: chain, Input: core.Value{Type: core.TypeOpenAIChat, Data: in}, Key: webapi.KeyID(ctx),
 			TemplateVars: map[string]string{"request_id": webapi.RequestID(ctx)},
 		})
 	}
@@ -71,7 +71,7 @@ func (h *Handler) chainChat(w http.ResponseWriter, r *http.Request) {
 	id := "chatcmpl-" + ex.ID
 	if !req.Stream {
 		run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, nil)
-		defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
+		defer webapi.Settle(w, r, ticket, meter.Usage{ExecutionID: ex.ID})
 		resp, err := h.chainAnswer(ctx, run.Execution, run.Err, id, model)
 		if err != nil {
 			writeError(w, r, err)
@@ -107,7 +107,7 @@ func (h *Handler) streamChain(w http.ResponseWriter, r *http.Request, ex *core.E
 	}()
 	run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, obs)
 	close(done)
-	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
+	defer webapi.Settle(w, r, ticket, meter.Usage{ExecutionID: ex.ID})
 
 	if broken := obs.brokenStep(); broken != nil {
 		// The answering step failed after its text began: the client's

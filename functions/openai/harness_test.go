@@ -105,9 +105,8 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 		t.Fatal(err)
 	}
 	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
-	engine := functest.StartWorkers(t, e.store, fleets.LLM(), tools)
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
-	cfg := openai.Config{Catalog: e.cat, Models: func(tenant string) openai.Models { return fleets.For(tenant) }, Engine: engine, Executions: e.store, Records: e.store, Logger: log}
+	cfg := openai.Config{Catalog: e.cat, Models: func(tenant string) openai.Models { return fleets.For(tenant) }, Executions: e.store, Records: e.store, Logger: log}
 	for _, o := range opts {
 		if o.chainTimeout > 0 {
 			cfg.ChainTimeout = o.chainTimeout
@@ -120,10 +119,16 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 			cfg.Keys = e.keys
 		}
 		if o.meter {
-			e.meter = meter.New(e.store, e.store, nil)
+			var keys meter.KeySource // an untyped nil without keys
+			if e.keys != nil {
+				keys = e.keys
+			}
+			e.meter = meter.New(e.store, e.store, keys, nil)
 			cfg.Meter = e.meter
 		}
 	}
+	engine := functest.StartWorkers(t, core.EngineConfig{Store: e.store, LLM: fleets.LLM(), Tools: tools, Meter: functest.StepMeter(e.meter)})
+	cfg.Engine = engine
 	oa := openai.New(cfg)
 	mgmt := api.New(api.Config{Catalog: e.cat, Fleets: func(tenant string) api.Fleet { return fleets.For(tenant) }, Engine: engine, Executions: e.store, Hooks: tools, Logger: log})
 	e.srv = httptest.NewServer(openai.Mount(oa, mgmt))

@@ -78,7 +78,7 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 	}
 	meta, _ := json.Marshal(req.Metadata)
 	ex, err := h.cfg.Engine.Start(ctx, core.StartRequest{
-		Tenant: tenant, ID: id, Chain: responsesChain(len(req.Tools) > 0),
+		Tenant: tenant, ID: id, Chain: responsesChain(len(req.Tools) > 0), Key: webapi.KeyID(ctx),
 		Input: core.Value{Type: core.TypeOpenAIChat, Data: chat},
 		TemplateVars: map[string]string{
 			varInstructions: req.Instructions, varPrevious: req.PreviousResponseID, varMetadata: string(meta), varModel: req.Model,
@@ -96,7 +96,7 @@ func (h *Handler) createResponse(w http.ResponseWriter, r *http.Request) {
 		obs = out
 	}
 	run := h.runner().Run(ctx, ex, h.cfg.ChainTimeout, obs)
-	defer webapi.SettleSteps(w, r, ticket, run.Steps, ex.ID)
+	defer webapi.Settle(w, r, ticket, meter.Usage{ExecutionID: ex.ID})
 	if run.Err != nil {
 		h.endResponse(w, r, out, base, nil, run.Err)
 		return

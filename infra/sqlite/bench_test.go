@@ -119,7 +119,7 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	m := meter.New(s, s, nil)
+	m := meter.New(s, s, nil, nil)
 	if _, err := m.SetPrice(ctx, "default", meter.Price{Model: "m:1", InputPerMTok: 0.15, OutputPerMTok: 0.6}); err != nil {
 		b.Fatal(err)
 	}

@@ -11,20 +11,22 @@ import (
 	"testing"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/infra/localq"
 )
 
-// StartWorkers returns an engine whose continuations go to an in-process
-// queue, and runs the queue's workers, which deliver them to the engine,
-// until the test ends.
-func StartWorkers(t testing.TB, store core.ExecutionStore, model core.LLM, tools core.Tools) *core.Engine {
+// StartWorkers returns an engine made of cfg whose continuations go to an
+// in-process queue, and runs the queue's workers, which deliver them to
+// the engine, until the test ends.
+func StartWorkers(t testing.TB, cfg core.EngineConfig) *core.Engine {
 	t.Helper()
 	var engine *core.Engine
 	q := localq.New(localq.Config{Handle: func(ctx context.Context, d core.Delivery) error {
 		_, err := engine.Deliver(ctx, d.Message, core.DeliverOptions{}, nil)
 		return err
 	}})
-	engine = core.NewEngine(core.EngineConfig{Store: store, LLM: model, Tools: tools, Queue: q})
+	cfg.Queue = q
+	engine = core.NewEngine(cfg)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()
@@ -35,6 +37,14 @@ func StartWorkers(t testing.TB, store core.ExecutionStore, model core.LLM, tools
 		}
 	})
 	return engine
+}
+
+// StepMeter is m as the engine's meter: none when m is nil.
+func StepMeter(m *meter.Meter) core.StepMeter {
+	if m == nil {
+		return nil
+	}
+	return m
 }
 
 // Logs is a log sink safe for a server's goroutines, read by the test.

@@ -133,7 +133,11 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	if e.Keys, err = setUpKeys(ctx, s, e.Store, log); err != nil {
 		return nil, err
 	}
-	e.Meter = meter.New(e.Store, e.Store, nil)
+	var keySource meter.KeySource // an untyped nil without keys
+	if e.Keys != nil {
+		keySource = e.Keys
+	}
+	e.Meter = meter.New(e.Store, e.Store, keySource, nil)
 	e.Queue = awssqs.New(sqs.NewFromConfig(cfg), s.QueueURL)
 	// An untyped nil publisher keeps the engine from publishing.
 	var publisher core.Publisher
@@ -166,7 +170,7 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 		return nil, err
 	}
 	e.Tools = hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
-	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher})
+	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher, Meter: e.Meter})
 	return e, nil
 }
 

@@ -35,6 +35,14 @@ func Key(ctx context.Context) *access.Key {
 	return k
 }
 
+// KeyID is the id of the request's key, "" without one.
+func KeyID(ctx context.Context) string {
+	if k := Key(ctx); k != nil {
+		return k.ID
+	}
+	return ""
+}
+
 // Authenticate puts key checks in front of h: need tells what each
 // request's route asks, fail answers a refusal in the function's error
 // envelope. A key comes as `Authorization: Bearer <secret>` (how the

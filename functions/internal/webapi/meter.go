@@ -41,7 +41,8 @@ func ShowCost(w http.ResponseWriter, t *meter.Ticket, u meter.Usage) {
 }
 
 // Settle settles t with u after the answer is written, logging a failure:
-// the call has happened, and its answer has gone. The answer is flushed
+// the call has happened, and its answer has gone. A request that ran an
+// execution settles with its id alone (see meter.Ticket.Settle). The answer is flushed
 // first, so that the client does not wait for the ledger.
 func Settle(w http.ResponseWriter, r *http.Request, t *meter.Ticket, u meter.Usage) {
 	if t == nil {
@@ -49,18 +50,6 @@ func Settle(w http.ResponseWriter, r *http.Request, t *meter.Ticket, u meter.Usa
 	}
 	_ = http.NewResponseController(w).Flush()
 	if _, err := t.Settle(r.Context(), u); err != nil {
-		Logger(r.Context()).Error("record the usage of a call", "error", err.Error())
-	}
-}
-
-// SettleSteps settles t with the steps a request ran of execution id,
-// after the answer is flushed.
-func SettleSteps(w http.ResponseWriter, r *http.Request, t *meter.Ticket, steps []*core.Step, id string) {
-	if t == nil {
-		return
-	}
-	_ = http.NewResponseController(w).Flush()
-	if _, err := t.SettleSteps(r.Context(), meter.Usage{ExecutionID: id}, steps); err != nil {
 		Logger(r.Context()).Error("record the usage of a call", "error", err.Error())
 	}
 }
