@@ -42,6 +42,9 @@ func TestWorkerContinuesFromSQS(t *testing.T) {
 			d := deploy(t, map[string]string{"STEPWISE_SYNC_TIMEOUT": "500ms", "STEPWISE_DELIVERY_MARGIN": "2s"})
 			d.llm.Script(fakellm.Reply{Match: "step", Text: "done", Latency: stepLatency})
 			chain := prompts("slow", chainSteps)
+			// $1 per million tokens each way: a step costs its tokens in
+			// micros.
+			wantStatus(t, "PUT /prices", d.call(http.MethodPut, "/prices/"+taskModel, map[string]any{"inputPerMTok": 1, "outputPerMTok": 1}, false), http.StatusOK)
 
 			res := d.call(http.MethodPost, tt.path, map[string]any{"input": "go", "chain": chain}, false)
 			wantStatus(t, "POST "+tt.path, res, http.StatusAccepted)
@@ -101,6 +104,20 @@ func TestWorkerContinuesFromSQS(t *testing.T) {
 			}
 			if calls < chainSteps || calls > chainSteps+tt.cut {
 				t.Errorf("%d model calls, want one per step (%d) and at most %d cut off", calls, chainSteps, tt.cut)
+			}
+			// The ledger in the table counts each step once, whichever
+			// invocation ran it, and a call cut off not at all.
+			var ex struct{ TokensIn, TokensOut int }
+			d.call(http.MethodGet, "/executions/"+accepted.ID, nil, false).decode(t, &ex)
+			var usage struct {
+				Total struct{ Requests, Steps, TokensIn, TokensOut, CostMicros int }
+			}
+			res = d.call(http.MethodGet, "/usage", nil, false)
+			wantStatus(t, "GET /usage", res, http.StatusOK)
+			res.decode(t, &usage)
+			if u := usage.Total; u.Requests != 1 || u.Steps != chainSteps || u.TokensIn != ex.TokensIn || u.TokensOut != ex.TokensOut ||
+				ex.TokensOut == 0 || u.CostMicros != ex.TokensIn+ex.TokensOut {
+				t.Errorf("usage %+v; the execution used %+v", u, ex)
 			}
 		})
 	}
