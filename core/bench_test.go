@@ -61,7 +61,7 @@ func BenchmarkEngineStep(b *testing.B) {
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
 			chain := mustChain(b, chainOf(steps, bc.handler, bc.extra))
-			engine := core.NewEngine(core.EngineConfig{Store: mem.New(), LLM: instantLLM{}, Tools: hooks.NewRegistry()})
+			engine := core.NewEngine(core.EngineConfig{Store: mem.New(), LLM: instantLLM{}, Tools: hooks.NewRegistry(nil)})
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -96,7 +96,7 @@ func TestMaxDuration(t *testing.T) {
 			ctx := context.Background()
 			clk := &clock{t: time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)}
 			store := mem.New()
-			engine := core.NewEngine(core.EngineConfig{Store: store, Now: clk.now, Tools: hooks.NewRegistry(hooks.Echo())})
+			engine := core.NewEngine(core.EngineConfig{Store: store, Now: clk.now, Tools: hooks.NewRegistry(nil, hooks.Echo())})
 			ex, err := engine.Execute(ctx, core.StartRequest{Chain: mustChain(t, doc), Input: core.String("ok?")}, nil)
 			if err != nil || ex.Status != core.StatusWaiting {
 				t.Fatalf("Execute = %v, %v; want waiting", ex, err)

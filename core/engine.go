@@ -106,12 +106,12 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Execution, error
 	if err := Validate(req.Chain); err != nil {
 		return nil, err
 	}
-	if err := e.checkHooks(ctx, req.Chain); err != nil {
-		return nil, err
-	}
 	tenant := req.Tenant
 	if tenant == "" {
 		tenant = DefaultTenant
+	}
+	if err := e.checkHooks(ctx, tenant, req.Chain); err != nil {
+		return nil, err
 	}
 	id := req.ID
 	if id == "" {
@@ -142,8 +142,9 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Execution, error
 	return ex, nil
 }
 
-// checkHooks reports every hook the chain names that is not available.
-func (e *Engine) checkHooks(ctx context.Context, c *Chain) error {
+// checkHooks reports every hook the chain names that is not available to
+// tenant.
+func (e *Engine) checkHooks(ctx context.Context, tenant string, c *Chain) error {
 	type ref struct{ task, path, hook string }
 	var refs []ref
 	for i, t := range c.Tasks {
@@ -162,7 +163,7 @@ func (e *Engine) checkHooks(ctx context.Context, c *Chain) error {
 	var available []string
 	if e.tools != nil {
 		var err error
-		if available, err = e.tools.Hooks(ctx); err != nil {
+		if available, err = e.tools.Hooks(ctx, tenant); err != nil {
 			return err
 		}
 	}

@@ -363,7 +363,7 @@ func TestStartRejectsInvalidChain(t *testing.T) {
 }
 
 func TestNoLLMConfigured(t *testing.T) {
-	e := core.NewEngine(core.EngineConfig{Store: mem.New(), Tools: hooks.NewRegistry()})
+	e := core.NewEngine(core.EngineConfig{Store: mem.New(), Tools: hooks.NewRegistry(nil)})
 	ex, err := e.Execute(context.Background(), core.StartRequest{Chain: mustChain(t, oneTask("prompt_to_string", "")), Input: core.String("q")}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -397,7 +397,7 @@ func TestRacingEnginesCommitEachStepOnce(t *testing.T) {
 			for round := range 20 {
 				store := &racingStore{Store: mem.New(), arrived: make(chan struct{}, 2), gate: make(chan struct{})}
 				newEngine := func() *core.Engine {
-					return core.NewEngine(core.EngineConfig{Store: store, LLM: newLLM(), Tools: hooks.NewRegistry()})
+					return core.NewEngine(core.EngineConfig{Store: store, LLM: newLLM(), Tools: hooks.NewRegistry(nil)})
 				}
 				ex, err := newEngine().Start(context.Background(), core.StartRequest{Chain: mustChain(t, doc), Input: core.String("x")})
 				if err != nil {
@@ -469,7 +469,7 @@ func (panicHook) Call(context.Context, core.HookCall) (core.Value, error) {
 }
 
 func TestHandlerPanicFailsTheStepNotTheProcess(t *testing.T) {
-	e := core.NewEngine(core.EngineConfig{Store: mem.New(), LLM: newLLM(), Tools: hooks.NewRegistry(panicHook{})})
+	e := core.NewEngine(core.EngineConfig{Store: mem.New(), LLM: newLLM(), Tools: hooks.NewRegistry(nil, panicHook{})})
 	doc := `{"id":"c","tasks":[{"id":"a","handler":"hook","hook":{"name":"crash"},"transition":{"on_failure":"b"}},{"id":"b","handler":"noop"}]}`
 	ex, err := e.Execute(context.Background(), core.StartRequest{Chain: mustChain(t, doc), Input: core.String("x")}, nil)
 	if err != nil {

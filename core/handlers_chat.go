@@ -146,7 +146,7 @@ func (r *stepRun) hookTools(ctx context.Context, hooks []string) ([]hookTool, er
 	var out []hookTool
 	seen := map[string]string{}
 	for _, h := range hooks {
-		tools, err := r.e.tools.ToolsOf(ctx, h)
+		tools, err := r.e.tools.ToolsOf(ctx, r.ex.Tenant, h)
 		if err != nil {
 			return nil, err
 		}
@@ -373,7 +373,7 @@ func (r *stepRun) callTool(ctx context.Context, ht hookTool, call ToolCall, args
 		input.Data = v
 	}
 	out, err := r.e.tools.Call(ctx, HookCall{
-		Hook: ht.hook, Tool: ht.tool, Input: input, Args: args,
+		Tenant: r.ex.Tenant, Hook: ht.hook, Tool: ht.tool, Input: input, Args: args,
 		IdempotencyKey: r.idempotencyKey(n),
 	})
 	r.e.failpoint(FailAfterHookBeforeRecord)
@@ -428,7 +428,7 @@ func runHook(ctx context.Context, r *stepRun, in Value) (result, error) {
 		return result{}, Errorf(EUNAVAILABLE, "task %q calls hook %q, and no hooks are configured", r.task.ID, r.task.Hook.Name)
 	}
 	out, err := r.e.tools.Call(ctx, HookCall{
-		Hook: r.task.Hook.Name, Tool: r.task.Hook.ToolName, Input: in, Args: r.task.Hook.Args,
+		Tenant: r.ex.Tenant, Hook: r.task.Hook.Name, Tool: r.task.Hook.ToolName, Input: in, Args: r.task.Hook.Args,
 		IdempotencyKey: r.idempotencyKey(1),
 	})
 	r.e.failpoint(FailAfterHookBeforeRecord)

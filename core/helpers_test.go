@@ -113,7 +113,7 @@ type harness struct {
 func newHarness(llm *scriptLLM) *harness {
 	store := mem.New()
 	return &harness{
-		engine: core.NewEngine(core.EngineConfig{Store: store, LLM: llm, Tools: hooks.NewRegistry(hooks.Echo(), hooks.Print())}),
+		engine: core.NewEngine(core.EngineConfig{Store: store, LLM: llm, Tools: hooks.NewRegistry(nil, hooks.Echo(), hooks.Print())}),
 		store:  store,
 		llm:    llm,
 	}

@@ -54,7 +54,7 @@ func (e *Engine) Resume(ctx context.Context, tenant, id string, input Value) (*E
 		Attempt: max(ex.Cursor.Attempt, 1), Input: input, Output: Nil, StartedAt: now.UTC(),
 	}
 	r := &stepRun{e: e, ex: next, task: task, index: index, obs: ObserverFunc(func(Event) {}), macros: macroEnv{
-		vars: next.TemplateVars, now: next.CreatedAt, chain: next.Chain.ID, tools: e.tools,
+		tenant: next.Tenant, vars: next.TemplateVars, now: next.CreatedAt, chain: next.Chain.ID, tools: e.tools,
 	}}
 	if res, err = r.applyOutputTemplate(ctx, res); err == nil {
 		err = e.advance(ctx, r, res, st)

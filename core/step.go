@@ -68,7 +68,7 @@ func (e *Engine) step(ctx context.Context, ex *Execution, obs Observer) (*Step, 
 	obs.Observe(Event{Kind: EventStepStarted, ExecutionID: ex.ID, StepIndex: index, TaskID: task.ID, Handler: task.Handler, Attempt: attempt, At: started})
 
 	r := &stepRun{e: e, ex: ex, task: task, index: index, obs: obs, macros: macroEnv{
-		vars: ex.TemplateVars, now: ex.CreatedAt, chain: ex.Chain.ID, tools: e.tools,
+		tenant: ex.Tenant, vars: ex.TemplateVars, now: ex.CreatedAt, chain: ex.Chain.ID, tools: e.tools,
 	}}
 	res, input, err := e.attempt(ctx, r)
 	st.Input = input

@@ -20,7 +20,8 @@ var macroPattern = regexp.MustCompile(`\{\{\s*(var|now|chain|hookservice)(?::([^
 
 // macroEnv is what macros expand from.
 type macroEnv struct {
-	vars  map[string]string
+	tenant string
+	vars   map[string]string
 	now   time.Time
 	chain string
 	tools Tools
@@ -80,13 +81,13 @@ func (m macroEnv) hookservice(ctx context.Context, payload string) (string, erro
 	var v any
 	switch verb {
 	case "list":
-		names, err := m.tools.Hooks(ctx)
+		names, err := m.tools.Hooks(ctx, m.tenant)
 		if err != nil {
 			return "", err
 		}
 		all := map[string][]string{}
 		for _, h := range names {
-			tools, err := m.tools.ToolsOf(ctx, h)
+			tools, err := m.tools.ToolsOf(ctx, m.tenant, h)
 			if err != nil {
 				continue // a broken hook is left out of the listing
 			}
@@ -94,13 +95,13 @@ func (m macroEnv) hookservice(ctx context.Context, payload string) (string, erro
 		}
 		v = all
 	case "hooks":
-		names, err := m.tools.Hooks(ctx)
+		names, err := m.tools.Hooks(ctx, m.tenant)
 		if err != nil {
 			return "", err
 		}
 		v = names
 	case "tools":
-		tools, err := m.tools.ToolsOf(ctx, arg)
+		tools, err := m.tools.ToolsOf(ctx, m.tenant, arg)
 		if err != nil {
 			return "", err
 		}

@@ -3,20 +3,23 @@ package core
 import "context"
 
 // Tools is the port through which tasks reach hooks: named providers of one
-// or more tools (built-in ones such as echo and print, and later remote
-// hooks described by OpenAPI documents).
+// or more tools (built-in ones such as echo and print, and a tenant's
+// remote hooks described by OpenAPI documents).
 type Tools interface {
-	// Hooks returns the names of every available hook, sorted.
-	Hooks(ctx context.Context) ([]string, error)
-	// ToolsOf returns the tools hook offers. ENOTFOUND if there is no such
-	// hook.
-	ToolsOf(ctx context.Context, hook string) ([]Tool, error)
+	// Hooks returns the names of every hook available to tenant, sorted.
+	Hooks(ctx context.Context, tenant string) ([]string, error)
+	// ToolsOf returns the tools a hook of tenant offers. ENOTFOUND if there
+	// is no such hook.
+	ToolsOf(ctx context.Context, tenant, hook string) ([]Tool, error)
 	// Call runs one tool of a hook. ENOTFOUND for an unknown hook or tool.
 	Call(ctx context.Context, call HookCall) (Value, error)
 }
 
 // HookCall is one call of a hook's tool.
 type HookCall struct {
+	// Tenant owns the execution making the call: its hooks are the ones
+	// found.
+	Tenant string
 	// Hook and Tool name what to call; an empty Tool means the hook's
 	// only (or first) tool.
 	Hook string

@@ -207,7 +207,7 @@ func run(ctx context.Context, o *runOptions, e env) (int, error) {
 	engine := core.NewEngine(core.EngineConfig{
 		Store: store,
 		LLM:   router,
-		Tools: hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{})),
+		Tools: hooks.NewRegistry(nil, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{})),
 	})
 	vars := map[string]string{"model": o.model, "provider": providerName(o), "chain": chain.ID}
 	for k, v := range file.vars {

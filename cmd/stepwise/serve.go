@@ -87,7 +87,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	if err := fleets.For(core.DefaultTenant).Reload(ctx); err != nil {
 		return fmt.Errorf("load backends: %w", err)
 	}
-	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{AllowPrivate: o.webhookAllowPrivate}))
+	tools := hooks.NewRegistry(nil, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{AllowPrivate: o.webhookAllowPrivate}))
 	work := newWorker(o, log)
 	engine := core.NewEngine(core.EngineConfig{
 		Store: store, LLM: fleets.LLM(), Tools: tools, Queue: work.queue,

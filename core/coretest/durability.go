@@ -66,9 +66,9 @@ type effectHook struct {
 	keys []string
 }
 
-func (h *effectHook) Hooks(context.Context) ([]string, error) { return []string{"effect"}, nil }
+func (h *effectHook) Hooks(context.Context, string) ([]string, error) { return []string{"effect"}, nil }
 
-func (h *effectHook) ToolsOf(_ context.Context, hook string) ([]core.Tool, error) {
+func (h *effectHook) ToolsOf(_ context.Context, _, hook string) ([]core.Tool, error) {
 	if hook != "effect" {
 		return nil, core.Errorf(core.ENOTFOUND, "no hook %q", hook)
 	}

@@ -1,12 +1,13 @@
 // Package hooks is stepwise's tool registry: it implements core.Tools over
 // a set of named hooks, and provides the built-in local hooks echo, print
 // and webhook (outbound HTTP through core/egress, with the call's
-// idempotency key). Remote hooks described by OpenAPI documents join the
-// registry in a later release.
+// idempotency key). A tenant's remote hooks, described by OpenAPI
+// documents, join the registry through a Source (package hooks/remote).
 package hooks
 
 import (
 	"context"
+	"slices"
 	"sort"
 
 	"github.com/stepwise-run/stepwise/core"
@@ -23,36 +24,65 @@ type Hook interface {
 	Call(ctx context.Context, call core.HookCall) (core.Value, error)
 }
 
-// Registry serves a fixed set of hooks through the core.Tools port.
+// Source provides the hooks a tenant has of its own (remote hooks), beside
+// the built-in ones every tenant has.
+type Source interface {
+	// HookNames returns the names of tenant's hooks.
+	HookNames(ctx context.Context, tenant string) ([]string, error)
+	// Hook returns tenant's hook of that name; ENOTFOUND if it has none.
+	Hook(ctx context.Context, tenant, name string) (Hook, error)
+}
+
+// Registry serves a fixed set of built-in hooks and, per tenant, the hooks
+// of its sources through the core.Tools port. A built-in hook's name
+// hides a source's hook of the same name.
 type Registry struct {
-	hooks map[string]Hook
+	hooks   map[string]Hook
+	sources []Source
 }
 
 var _ core.Tools = (*Registry)(nil)
 
-// NewRegistry returns a registry of the given hooks; a later hook with the
-// same name as an earlier one replaces it.
-func NewRegistry(hooks ...Hook) *Registry {
-	r := &Registry{hooks: make(map[string]Hook, len(hooks))}
+// NewRegistry returns a registry of the given built-in hooks and sources;
+// a later hook with the same name as an earlier one replaces it.
+func NewRegistry(sources []Source, hooks ...Hook) *Registry {
+	r := &Registry{hooks: make(map[string]Hook, len(hooks)), sources: sources}
 	for _, h := range hooks {
 		r.hooks[h.Name()] = h
 	}
 	return r
 }
 
+// Builtin reports whether name is a built-in hook's.
+func (r *Registry) Builtin(name string) bool {
+	_, ok := r.hooks[name]
+	return ok
+}
+
 // Hooks implements core.Tools.
-func (r *Registry) Hooks(context.Context) ([]string, error) {
+func (r *Registry) Hooks(ctx context.Context, tenant string) ([]string, error) {
 	names := make([]string, 0, len(r.hooks))
 	for n := range r.hooks {
 		names = append(names, n)
 	}
+	for _, s := range r.sources {
+		more, err := s.HookNames(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range more {
+			if !r.Builtin(n) {
+				names = append(names, n)
+			}
+		}
+	}
 	sort.Strings(names)
-	return names, nil
+	return slices.Compact(names), nil
 }
 
 // ToolsOf implements core.Tools.
-func (r *Registry) ToolsOf(ctx context.Context, hook string) ([]core.Tool, error) {
-	h, err := r.hook(hook)
+func (r *Registry) ToolsOf(ctx context.Context, tenant, hook string) ([]core.Tool, error) {
+	h, err := r.hook(ctx, tenant, hook)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +91,7 @@ func (r *Registry) ToolsOf(ctx context.Context, hook string) ([]core.Tool, error
 
 // Call implements core.Tools.
 func (r *Registry) Call(ctx context.Context, call core.HookCall) (core.Value, error) {
-	h, err := r.hook(call.Hook)
+	h, err := r.hook(ctx, call.Tenant, call.Hook)
 	if err != nil {
 		return core.Value{}, err
 	}
@@ -81,10 +111,16 @@ func (r *Registry) Call(ctx context.Context, call core.HookCall) (core.Value, er
 	return h.Call(ctx, call)
 }
 
-func (r *Registry) hook(name string) (Hook, error) {
-	h, ok := r.hooks[name]
-	if !ok {
-		return nil, core.Errorf(core.ENOTFOUND, "no hook named %q", name)
+func (r *Registry) hook(ctx context.Context, tenant, name string) (Hook, error) {
+	if h, ok := r.hooks[name]; ok {
+		return h, nil
 	}
-	return h, nil
+	for _, s := range r.sources {
+		h, err := s.Hook(ctx, tenant, name)
+		if core.ErrorCode(err) == core.ENOTFOUND {
+			continue
+		}
+		return h, err
+	}
+	return nil, core.Errorf(core.ENOTFOUND, "no hook named %q", name)
 }

@@ -11,12 +11,12 @@ import (
 
 func TestRegistry(t *testing.T) {
 	ctx := context.Background()
-	r := hooks.NewRegistry(hooks.Print(), hooks.Echo())
-	names, err := r.Hooks(ctx)
+	r := hooks.NewRegistry(nil, hooks.Print(), hooks.Echo())
+	names, err := r.Hooks(ctx, core.DefaultTenant)
 	if err != nil || !reflect.DeepEqual(names, []string{"echo", "print"}) {
 		t.Errorf("Hooks = %v, %v; want [echo print]", names, err)
 	}
-	tools, err := r.ToolsOf(ctx, "echo")
+	tools, err := r.ToolsOf(ctx, core.DefaultTenant, "echo")
 	if err != nil || len(tools) != 1 || tools[0].Function.Name != "echo" || tools[0].Function.Parameters["type"] != "object" {
 		t.Errorf("ToolsOf(echo) = %+v, %v", tools, err)
 	}
@@ -24,7 +24,7 @@ func TestRegistry(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"ToolsOfUnknownHook", func() error { _, err := r.ToolsOf(ctx, "nope"); return err }},
+		{"ToolsOfUnknownHook", func() error { _, err := r.ToolsOf(ctx, core.DefaultTenant, "nope"); return err }},
 		{"CallUnknownHook", func() error { _, err := r.Call(ctx, core.HookCall{Hook: "nope"}); return err }},
 		{"CallUnknownTool", func() error { _, err := r.Call(ctx, core.HookCall{Hook: "echo", Tool: "shout"}); return err }},
 	}
@@ -54,7 +54,7 @@ func TestBuiltinHooks(t *testing.T) {
 		{"PrintHistory", core.HookCall{Hook: "print", Args: map[string]string{"message": "note"}, Input: hist}, core.Value{Type: core.TypeChatHistory, Data: core.ChatHistory{Messages: []core.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: "yo"}, {Role: "system", Content: "note"}}}}, ""},
 		{"PrintNeedsMessage", core.HookCall{Hook: "print", Input: core.String("x")}, core.Value{}, "print needs a message"},
 	}
-	r := hooks.NewRegistry(hooks.Echo(), hooks.Print())
+	r := hooks.NewRegistry(nil, hooks.Echo(), hooks.Print())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := r.Call(context.Background(), tt.call)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/egress"
+	"github.com/stepwise-run/stepwise/core/hooks/internal/reply"
 )
 
 // Limits of the webhook hook.
@@ -141,7 +142,7 @@ func (w *webhook) Call(ctx context.Context, call core.HookCall) (core.Value, err
 		return core.Value{}, transportError(ctx, callCtx, r, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	data, truncated, err := readCapped(resp.Body, webhookMaxReply)
+	data, truncated, err := reply.ReadCapped(resp.Body, webhookMaxReply)
 	if err != nil {
 		return core.Value{}, transportError(ctx, callCtx, r, err)
 	}
@@ -194,7 +195,7 @@ func parseWebhookCall(call core.HookCall) (*webhookRequest, error) {
 			return nil, core.Errorf(core.EINVALID, "args.headers: must be a JSON object of strings")
 		}
 		for k, v := range r.headers {
-			if !validHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
+			if !reply.ValidHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
 				return nil, core.Errorf(core.EINVALID, "args.headers: %q is not a valid header name and value", k)
 			}
 		}
@@ -250,18 +251,4 @@ func parseTimeout(s string) (time.Duration, error) {
 		return 0, core.Errorf(core.EINVALID, "args.timeout: %s is not between 0 and %s", d, webhookMaxTimeout)
 	}
 	return d, nil
-}
-
-// validHeaderName reports whether s is an HTTP token (RFC 9110 §5.6.2).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-		if !ok {
-			return false
-		}
-	}
-	return true
 }

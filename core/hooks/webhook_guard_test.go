@@ -47,7 +47,7 @@ func TestWebhookEgressGuard(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(rec.requests())
-			r := hooks.NewRegistry(hooks.Webhook(tt.cfg))
+			r := hooks.NewRegistry(nil, hooks.Webhook(tt.cfg))
 			got, err := r.Call(context.Background(), core.HookCall{Hook: "webhook", Input: core.String("{}"), Args: map[string]string{"url": tt.url}, IdempotencyKey: "e/1/1"})
 			reached := len(rec.requests()) - before
 			if tt.reaches {

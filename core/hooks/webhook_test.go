@@ -64,7 +64,7 @@ func reply(status int, contentType, body string) http.HandlerFunc {
 
 // localWebhook is the webhook hook allowed to reach the test servers.
 func localWebhook() core.Tools {
-	return hooks.NewRegistry(hooks.Webhook(hooks.WebhookConfig{AllowPrivate: true}))
+	return hooks.NewRegistry(nil, hooks.Webhook(hooks.WebhookConfig{AllowPrivate: true}))
 }
 
 func TestWebhookRequest(t *testing.T) {
@@ -255,7 +255,7 @@ func TestWebhookInvalidArgs(t *testing.T) {
 }
 
 func TestWebhookTool(t *testing.T) {
-	tools, err := localWebhook().ToolsOf(context.Background(), "webhook")
+	tools, err := localWebhook().ToolsOf(context.Background(), core.DefaultTenant, "webhook")
 	if err != nil || len(tools) != 1 {
 		t.Fatalf("ToolsOf = %v, %v", tools, err)
 	}

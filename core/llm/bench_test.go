@@ -65,7 +65,7 @@ func BenchmarkPromptOverHTTP(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					engine := core.NewEngine(core.EngineConfig{Store: mem.New(), LLM: router, Tools: hooks.NewRegistry()})
+					engine := core.NewEngine(core.EngineConfig{Store: mem.New(), LLM: router, Tools: hooks.NewRegistry(nil)})
 					obs := core.ObserverFunc(func(core.Event) {})
 					b.ReportAllocs()
 					for b.Loop() {

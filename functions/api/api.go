@@ -69,7 +69,7 @@ type Fleet interface {
 
 // HookLister names the hooks chains can call; hooks.Registry implements it.
 type HookLister interface {
-	Hooks(ctx context.Context) ([]string, error)
+	Hooks(ctx context.Context, tenant string) ([]string, error)
 }
 
 // Config holds the API's dependencies.

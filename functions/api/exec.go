@@ -228,7 +228,7 @@ func (a *API) defaultModel(w http.ResponseWriter, r *http.Request) {
 
 // supported lists the hooks chains can call.
 func (a *API) supported(w http.ResponseWriter, r *http.Request) {
-	names, err := a.cfg.Hooks.Hooks(r.Context())
+	names, err := a.cfg.Hooks.Hooks(r.Context(), webapi.Tenant(r.Context()))
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -151,7 +151,7 @@ func newEnv(t *testing.T, opts ...options) *env {
 	go func() { defer close(done); fleets.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
 
-	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
+	tools := hooks.NewRegistry(nil, hooks.Echo(), hooks.Print())
 	logs := &functest.Logs{}
 	cfg := api.Config{
 		Catalog:    cat,

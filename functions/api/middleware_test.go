@@ -73,7 +73,7 @@ func TestLogs(t *testing.T) {
 // panicky is a hook lister that panics, to drive the recovery.
 type panicky struct{}
 
-func (panicky) Hooks(context.Context) ([]string, error) { panic("hook registry exploded") }
+func (panicky) Hooks(context.Context, string) ([]string, error) { panic("hook registry exploded") }
 
 func TestPanicRecovery(t *testing.T) {
 	e := newEnv(t, options{cfg: func(c *api.Config) { c.Hooks = panicky{} }})

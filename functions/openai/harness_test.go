@@ -104,7 +104,7 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 	if err := fleets.For(core.DefaultTenant).Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tools := hooks.NewRegistry(hooks.Echo(), hooks.Print())
+	tools := hooks.NewRegistry(nil, hooks.Echo(), hooks.Print())
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
 	cfg := openai.Config{Catalog: e.cat, Models: func(tenant string) openai.Models { return fleets.For(tenant) }, Executions: e.store, Records: e.store, Logger: log}
 	for _, o := range opts {

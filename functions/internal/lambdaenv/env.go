@@ -169,7 +169,7 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	if err := e.Refresh(ctx); err != nil {
 		return nil, err
 	}
-	e.Tools = hooks.NewRegistry(hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
+	e.Tools = hooks.NewRegistry(nil, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
 	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher, Meter: e.Meter})
 	return e, nil
 }
