@@ -22,9 +22,9 @@ var macroPattern = regexp.MustCompile(`\{\{\s*(var|now|chain|hookservice)(?::([^
 type macroEnv struct {
 	tenant string
 	vars   map[string]string
-	now   time.Time
-	chain string
-	tools Tools
+	now    time.Time
+	chain  string
+	tools  Tools
 }
 
 // expandMacros replaces the macros in text. In a Go template (quote true)
