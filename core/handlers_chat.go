@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"slices"
@@ -130,7 +132,10 @@ func exposedName(hook, tool string) string {
 	}
 	name = invalidToolName.ReplaceAllString(name, "_")
 	if len(name) > 64 {
-		name = name[:64]
+		// A hash of the whole name ends the cut one, so that two long
+		// names sharing their first 55 characters stay apart.
+		sum := sha256.Sum256([]byte(name))
+		name = name[:55] + "_" + hex.EncodeToString(sum[:4])
 	}
 	return name
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
+	"github.com/stepwise-run/stepwise/core/hooks/remote"
 	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
@@ -87,7 +88,8 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	if err := fleets.For(core.DefaultTenant).Reload(ctx); err != nil {
 		return fmt.Errorf("load backends: %w", err)
 	}
-	tools := hooks.NewRegistry(nil, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{AllowPrivate: o.webhookAllowPrivate}))
+	tools, remoteHooks := remote.NewRegistry(remote.SourceConfig{Store: store, Sealer: box},
+		hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{AllowPrivate: o.webhookAllowPrivate}))
 	work := newWorker(o, log)
 	engine := core.NewEngine(core.EngineConfig{
 		Store: store, LLM: fleets.LLM(), Tools: tools, Queue: work.queue,
@@ -101,6 +103,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		Executions:   store,
 		SyncTimeout:  o.syncTimeout,
 		Hooks:        tools,
+		Remote:       remoteHooks,
 		Version:      version,
 		NodeID:       uuid.NewString(),
 		Logger:       log,

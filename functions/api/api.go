@@ -34,6 +34,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
+	"github.com/stepwise-run/stepwise/core/hooks/remote"
 	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
@@ -67,9 +68,13 @@ type Fleet interface {
 	Subscribe(ctx context.Context) <-chan fleet.Progress
 }
 
-// HookLister names the hooks chains can call; hooks.Registry implements it.
+// HookLister names the hooks chains can call and their tools;
+// hooks.Registry implements it.
 type HookLister interface {
 	Hooks(ctx context.Context, tenant string) ([]string, error)
+	ToolsOf(ctx context.Context, tenant, hook string) ([]core.Tool, error)
+	// Builtin reports whether a hook is built in rather than a tenant's.
+	Builtin(name string) bool
 }
 
 // Config holds the API's dependencies.
@@ -90,8 +95,11 @@ type Config struct {
 	// request before they answer 202 with its id and leave the rest to the
 	// queue's workers (default DefaultSyncTimeout).
 	SyncTimeout time.Duration
-	// Hooks lists the hooks for /supported. Required.
+	// Hooks lists the hooks for /supported and /hooks/local. Required.
 	Hooks HookLister
+	// Remote serves the tenants' remote hooks (/hooks/remote); nil
+	// answers those routes 503.
+	Remote *remote.Source
 	// Version and NodeID are reported by /version.
 	Version string
 	NodeID  string
@@ -204,6 +212,7 @@ func (a *API) register() {
 	a.providerRoutes()
 	a.keyRoutes()
 	a.usageRoutes()
+	a.hookRoutes()
 }
 
 // fleet is the Fleet of the tenant ctx's request acts for.

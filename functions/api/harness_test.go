@@ -26,6 +26,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
+	"github.com/stepwise-run/stepwise/core/hooks/remote"
 	"github.com/stepwise-run/stepwise/core/llm"
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/core/llm/ollama"
@@ -151,13 +152,14 @@ func newEnv(t *testing.T, opts ...options) *env {
 	go func() { defer close(done); fleets.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
 
-	tools := hooks.NewRegistry(nil, hooks.Echo(), hooks.Print())
+	tools, remoteHooks := remote.NewRegistry(remote.SourceConfig{Store: store, Sealer: box}, hooks.Echo(), hooks.Print())
 	logs := &functest.Logs{}
 	cfg := api.Config{
 		Catalog:    cat,
 		Fleets:     func(tenant string) api.Fleet { return fleets.For(tenant) },
 		Executions: store,
 		Hooks:      tools,
+		Remote:     remoteHooks,
 		Version:    "test",
 		NodeID:     "node-1",
 		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/functions/api"
 )
 
@@ -70,13 +71,13 @@ func TestLogs(t *testing.T) {
 	}
 }
 
-// panicky is a hook lister that panics, to drive the recovery.
-type panicky struct{}
+// panicky is a hook lister whose listing panics, to drive the recovery.
+type panicky struct{ *hooks.Registry }
 
 func (panicky) Hooks(context.Context, string) ([]string, error) { panic("hook registry exploded") }
 
 func TestPanicRecovery(t *testing.T) {
-	e := newEnv(t, options{cfg: func(c *api.Config) { c.Hooks = panicky{} }})
+	e := newEnv(t, options{cfg: func(c *api.Config) { c.Hooks = panicky{hooks.NewRegistry(nil)} }})
 	res := e.do(req{method: "GET", path: "/supported", header: map[string]string{"X-Request-ID": "panic-1"}})
 	got := res.wantError(t, http.StatusInternalServerError, "")
 	if got.Error.Code != "internal" || got.Error.Type != "api_error" || strings.Contains(got.Error.Message, "exploded") {

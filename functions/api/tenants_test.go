@@ -45,7 +45,7 @@ func TestEveryRouteKeepsTenantsApart(t *testing.T) {
 		}
 	}
 	// The default tenant's records, one of each kind a path names.
-	var backend, group, key, execution struct{ ID string }
+	var backend, group, key, execution, hook struct{ ID string }
 	made("POST", "/backends", map[string]any{"name": "mine", "baseUrl": e.llm.URL(), "type": "ollama"}, http.StatusCreated, &backend)
 	made("POST", "/groups", map[string]any{"name": "secret-group", "purposeType": "secret-purpose"}, http.StatusCreated, &group)
 	made("POST", "/models", map[string]any{"model": "secret/model:1b", "contextLength": 2048, "canChat": true}, http.StatusCreated, nil)
@@ -56,7 +56,9 @@ func TestEveryRouteKeepsTenantsApart(t *testing.T) {
 	made("POST", "/keys", map[string]any{"name": "default's", "scopes": []string{"chat"}}, http.StatusCreated, &key)
 	made("PUT", "/prices/secret/model:1b", map[string]any{"inputPerMTok": 1, "outputPerMTok": 2}, http.StatusOK, nil)
 	made("POST", "/providers/openai/configure", map[string]any{"apiKey": "sk-default-provider-key"}, http.StatusOK, nil)
-	secrets := []string{backend.ID, group.ID, "secret-group", "secret-purpose", "secret/model:1b", "secret-chain", execution.ID, key.ID}
+	made("POST", "/hooks/remote", map[string]any{"name": "secret-hook", "endpointUrl": "https://hooks.example.com",
+		"headers": map[string]string{"X-Api-Key": "sk-hook-secret"}}, http.StatusCreated, &hook)
+	secrets := []string{backend.ID, group.ID, "secret-group", "secret-purpose", "secret/model:1b", "secret-chain", execution.ID, key.ID, hook.ID, "secret-hook"}
 
 	var other struct{ Secret string }
 	made("POST", "/keys", map[string]any{"name": "globex admin", "scopes": []string{"admin", "executions"}, "tenant": "globex"}, http.StatusCreated, &other)
@@ -68,7 +70,7 @@ func TestEveryRouteKeepsTenantsApart(t *testing.T) {
 	}
 	idFor := map[string]string{
 		"/backends/": backend.ID, "/groups/": group.ID, "/models/": "secret/model:1b", "/taskchains/": "secret-chain",
-		"/executions/": execution.ID, "/keys/": key.ID, "/prices/": "secret/model:1b",
+		"/executions/": execution.ID, "/keys/": key.ID, "/prices/": "secret/model:1b", "/hooks/remote/": hook.ID,
 	}
 	param := regexp.MustCompile(`\{(\w+)\}`)
 	checked := 0

@@ -163,6 +163,7 @@ type fixture struct {
 	reg   *hooks.Registry
 	store *mem.Store
 	clock *clock
+	box   *seal.Box
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -172,10 +173,9 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{store: mem.New(), clock: &clock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}}
-	builtins := hooks.NewRegistry(nil, hooks.Echo())
-	f.hooks = remote.NewHooks(f.store, box, builtins.Builtin, f.clock.now)
-	f.src = remote.NewSource(remote.SourceConfig{Hooks: f.hooks, Now: f.clock.now})
-	f.reg = hooks.NewRegistry([]hooks.Source{f.src}, hooks.Echo())
+	f.box = box
+	f.reg, f.src = remote.NewRegistry(remote.SourceConfig{Store: f.store, Sealer: box, Now: f.clock.now}, hooks.Echo())
+	f.hooks = f.src.Definitions()
 	return f
 }
 
@@ -413,7 +413,7 @@ func TestEgress(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
 	addrs := map[string]string{"metadata.test": "169.254.169.254", "loopback.test": "127.0.0.1", "mapped.test": "::ffff:127.0.0.1", "v6.test": "::1"}
-	f.src = remote.NewSource(remote.SourceConfig{Hooks: f.hooks, Now: f.clock.now, Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+	f.src = remote.NewSource(remote.SourceConfig{Store: f.store, Sealer: f.box, Now: f.clock.now, Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
 		if a, ok := addrs[host]; ok {
 			return []netip.Addr{netip.MustParseAddr(a)}, nil
 		}

@@ -24,8 +24,14 @@ const maxCachedSpecs = 1000
 
 // SourceConfig holds a Source's dependencies.
 type SourceConfig struct {
-	// Hooks keeps the definitions. Required.
-	Hooks *Hooks
+	// Store keeps the definitions. Required.
+	Store core.RecordStore
+	// Sealer seals the injected values; without it a hook cannot have
+	// any.
+	Sealer Sealer
+	// Reserved reports the names a remote hook cannot take (the built-in
+	// hooks'); NewRegistry sets it.
+	Reserved func(name string) bool
 	// Resolve replaces the system resolver of the egress guard (tests).
 	Resolve egress.Resolver
 	// Now is the clock (default time.Now).
@@ -67,8 +73,22 @@ func NewSource(cfg SourceConfig) *Source {
 	if now == nil {
 		now = time.Now
 	}
-	return &Source{hooks: cfg.Hooks, resolve: cfg.Resolve, now: now, specs: map[specKey]*cachedSpec{}}
+	return &Source{hooks: NewHooks(cfg.Store, cfg.Sealer, cfg.Reserved, now), resolve: cfg.Resolve, now: now, specs: map[specKey]*cachedSpec{}}
 }
+
+// NewRegistry returns the hook registry of the built-in hooks and of every
+// tenant's remote hooks, and the Source of the latter. A remote hook may
+// not take a built-in's name.
+func NewRegistry(cfg SourceConfig, builtins ...hooks.Hook) (*hooks.Registry, *Source) {
+	var reg *hooks.Registry
+	cfg.Reserved = func(name string) bool { return reg.Builtin(name) }
+	src := NewSource(cfg)
+	reg = hooks.NewRegistry([]hooks.Source{src}, builtins...)
+	return reg, src
+}
+
+// Definitions is the store of the hooks' definitions.
+func (s *Source) Definitions() *Hooks { return s.hooks }
 
 // HookNames implements hooks.Source.
 func (s *Source) HookNames(ctx context.Context, tenant string) ([]string, error) {

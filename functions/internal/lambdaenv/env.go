@@ -41,6 +41,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/catalog"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
+	"github.com/stepwise-run/stepwise/core/hooks/remote"
 	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
@@ -81,6 +82,8 @@ type Env struct {
 	Fleets *fleet.Tenants
 	// Tools are the hooks chains can call (local_exec never on Lambda).
 	Tools *hooks.Registry
+	// Remote serves the tenants' remote hooks, part of Tools.
+	Remote *remote.Source
 	// Engine runs executions, committing to Store and continuing on Queue.
 	Engine *core.Engine
 	// Keys check the API key of every request; nil leaves the routes
@@ -169,7 +172,7 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	if err := e.Refresh(ctx); err != nil {
 		return nil, err
 	}
-	e.Tools = hooks.NewRegistry(nil, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
+	e.Tools, e.Remote = remote.NewRegistry(remote.SourceConfig{Store: e.Store, Sealer: sealer}, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
 	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher, Meter: e.Meter})
 	return e, nil
 }
@@ -211,6 +214,7 @@ func API(e *Env) http.Handler {
 		Executions:  e.Store,
 		SyncTimeout: e.Settings.SyncTimeout,
 		Hooks:       e.Tools,
+		Remote:      e.Remote,
 		Version:     Version,
 		NodeID:      uuid.NewString(),
 		Logger:      e.Logger,

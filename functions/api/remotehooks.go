@@ -1,0 +1,288 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/access"
+	"github.com/stepwise-run/stepwise/core/hooks/remote"
+	"github.com/stepwise-run/stepwise/functions/internal/webapi"
+)
+
+// hookListWait bounds how long a listing of hooks waits for the documents
+// of remote hooks: one unreachable service must not hold the listing.
+const hookListWait = 10 * time.Second
+
+func (a *API) hookRoutes() {
+	a.handle(http.MethodPost, "/hooks/remote", a.createRemoteHook)
+	a.handle(http.MethodGet, "/hooks/remote", a.listRemoteHooks)
+	a.handle(http.MethodGet, "/hooks/remote/{id}", a.getRemoteHook)
+	a.handle(http.MethodGet, "/hooks/remote/by-name/{name}", a.remoteHookByName)
+	a.handle(http.MethodPut, "/hooks/remote/{id}", a.putRemoteHook)
+	a.handle(http.MethodDelete, "/hooks/remote/{id}", a.deleteRemoteHook)
+	a.handle(http.MethodPost, "/hooks/remote/{id}/refresh", a.refreshRemoteHook)
+	a.handle(http.MethodGet, "/hooks/local", a.listHooks)
+	a.handle(http.MethodGet, "/hooks/schemas", a.hookSchemas)
+}
+
+// hookBody is a remote hook as POST and PUT take it. properties is one
+// property (the reference's shape) or a list of them; id and the times
+// are accepted, so that what GET answered can be sent back, and ignored.
+type hookBody struct {
+	ID           string            `json:"id"`
+	Name         string            `json:"name"`
+	EndpointURL  string            `json:"endpointUrl"`
+	SpecURL      string            `json:"specUrl"`
+	TimeoutMs    int64             `json:"timeoutMs"`
+	Headers      map[string]string `json:"headers"`
+	Properties   json.RawMessage   `json:"properties"`
+	AllowPrivate bool              `json:"allowPrivate"`
+	CreatedAt    *time.Time        `json:"createdAt"`
+	UpdatedAt    *time.Time        `json:"updatedAt"`
+}
+
+func hookAliases() map[string]string {
+	return map[string]string{"endpoint_url": "endpointUrl", "spec_url": "specUrl", "timeout_ms": "timeoutMs", "allow_private": "allowPrivate"}
+}
+
+// decodeHook reads a remote hook's body. Only an operator may let a hook
+// reach private addresses where keys are required.
+func (a *API) decodeHook(r *http.Request) (remote.Hook, error) {
+	var b hookBody
+	if err := decodeInto(r, &b, hookAliases()); err != nil {
+		return remote.Hook{}, err
+	}
+	h := remote.Hook{Name: b.Name, EndpointURL: b.EndpointURL, SpecURL: b.SpecURL, TimeoutMs: b.TimeoutMs, Headers: b.Headers, AllowPrivate: b.AllowPrivate}
+	if raw := bytes.TrimSpace(b.Properties); len(raw) > 0 && string(raw) != "null" {
+		var err error
+		if raw[0] == '[' {
+			err = json.Unmarshal(raw, &h.Properties)
+		} else {
+			var p remote.Property
+			err = json.Unmarshal(raw, &p)
+			h.Properties = []remote.Property{p}
+		}
+		if err != nil {
+			return remote.Hook{}, invalid("properties", "properties: want {name, value, in} or a list of them")
+		}
+	}
+	if h.AllowPrivate && a.cfg.Keys != nil {
+		if k := webapi.Key(r.Context()); k == nil || !k.Has(access.ScopeOperator) {
+			return remote.Hook{}, &requestError{status: http.StatusForbidden, code: core.EFORBIDDEN, param: "allowPrivate",
+				msg: "allowPrivate: only an operator key may let a hook reach private addresses"}
+		}
+	}
+	return h, nil
+}
+
+// remoteHooks is the store of definitions, or an error when the API has
+// no remote hooks.
+func (a *API) remoteHooks() (*remote.Hooks, error) {
+	if a.cfg.Remote == nil {
+		return nil, core.Errorf(core.EUNAVAILABLE, "remote hooks are not configured on this server")
+	}
+	return a.cfg.Remote.Definitions(), nil
+}
+
+func (a *API) createRemoteHook(w http.ResponseWriter, r *http.Request) {
+	defs, err := a.remoteHooks()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h, err := a.decodeHook(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	created, err := defs.Create(r.Context(), webapi.Tenant(r.Context()), h)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	webapi.WriteJSON(w, http.StatusCreated, created.Shown())
+}
+
+func (a *API) listRemoteHooks(w http.ResponseWriter, r *http.Request) {
+	defs, err := a.remoteHooks()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q, err := listQuery(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	list, next, err := defs.List(r.Context(), webapi.Tenant(r.Context()), q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	shown := make([]*remote.Hook, len(list))
+	for i, h := range list {
+		shown[i] = h.Shown()
+	}
+	writeList(w, shown, next)
+}
+
+func (a *API) getRemoteHook(w http.ResponseWriter, r *http.Request) {
+	a.showRemoteHook(w, r, func(ctx context.Context, defs *remote.Hooks, tenant string) (*remote.Hook, error) {
+		return defs.Get(ctx, tenant, r.PathValue("id"))
+	})
+}
+
+func (a *API) remoteHookByName(w http.ResponseWriter, r *http.Request) {
+	a.showRemoteHook(w, r, func(ctx context.Context, defs *remote.Hooks, tenant string) (*remote.Hook, error) {
+		return defs.ByName(ctx, tenant, r.PathValue("name"))
+	})
+}
+
+func (a *API) showRemoteHook(w http.ResponseWriter, r *http.Request, find func(context.Context, *remote.Hooks, string) (*remote.Hook, error)) {
+	defs, err := a.remoteHooks()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h, err := find(r.Context(), defs, webapi.Tenant(r.Context()))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	webapi.WriteJSON(w, http.StatusOK, h.Shown())
+}
+
+func (a *API) putRemoteHook(w http.ResponseWriter, r *http.Request) {
+	defs, err := a.remoteHooks()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h, err := a.decodeHook(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	updated, err := defs.Update(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"), h)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	webapi.WriteJSON(w, http.StatusOK, updated.Shown())
+}
+
+func (a *API) deleteRemoteHook(w http.ResponseWriter, r *http.Request) {
+	defs, err := a.remoteHooks()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := defs.Delete(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id")); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	webapi.WriteJSON(w, http.StatusOK, "deleted")
+}
+
+// refreshRemoteHook fetches the hook's document now and answers the tools
+// made of it.
+func (a *API) refreshRemoteHook(w http.ResponseWriter, r *http.Request) {
+	defs, err := a.remoteHooks()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	tenant := webapi.Tenant(r.Context())
+	h, err := defs.Get(r.Context(), tenant, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	tools, err := a.cfg.Remote.Tools(r.Context(), tenant, h, true)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	webapi.WriteJSON(w, http.StatusOK, hookView{Name: h.Name, Type: "remote", Tools: nonNil(tools)})
+}
+
+// hookView is one hook as GET /hooks/local lists it.
+type hookView struct {
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Type        string      `json:"type"` // "local" or "remote"
+	Tools       []core.Tool `json:"tools"`
+	// Error says why a remote hook's tools could not be listed.
+	Error string `json:"error,omitempty"`
+}
+
+func nonNil(t []core.Tool) []core.Tool {
+	if t == nil {
+		return []core.Tool{}
+	}
+	return t
+}
+
+// listHooks lists every hook the tenant's chains can call with its tools:
+// the built-in ones, labelled local, and its remote ones. A remote hook
+// whose tools cannot be listed is shown with the error, not left out and
+// not failing the rest.
+func (a *API) listHooks(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), hookListWait)
+	defer cancel()
+	tenant := webapi.Tenant(r.Context())
+	names, err := a.cfg.Hooks.Hooks(ctx, tenant)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := make([]hookView, 0, len(names))
+	for _, name := range names {
+		v := hookView{Name: name, Type: "local", Description: "built-in hook " + name}
+		if !a.cfg.Hooks.Builtin(name) {
+			v.Type, v.Description = "remote", "remote hook "+name
+		}
+		tools, err := a.cfg.Hooks.ToolsOf(ctx, tenant, name)
+		if err != nil {
+			v.Error = err.Error()
+		}
+		v.Tools = nonNil(tools)
+		out = append(out, v)
+	}
+	webapi.WriteJSON(w, http.StatusOK, out)
+}
+
+// hookSchemas answers the OpenAPI document of every remote hook of the
+// tenant, by name; documents that cannot be fetched are left out.
+func (a *API) hookSchemas(w http.ResponseWriter, r *http.Request) {
+	out := map[string]json.RawMessage{}
+	if a.cfg.Remote == nil {
+		webapi.WriteJSON(w, http.StatusOK, out)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), hookListWait)
+	defer cancel()
+	tenant := webapi.Tenant(r.Context())
+	q := core.ListQuery{Limit: core.MaxPageSize}
+	for {
+		list, next, err := a.cfg.Remote.Definitions().List(ctx, tenant, q)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		for _, h := range list {
+			if doc, err := a.cfg.Remote.Document(ctx, tenant, h); err == nil {
+				out[h.Name] = doc
+			}
+		}
+		if next == "" {
+			break
+		}
+		q.Cursor = next
+	}
+	webapi.WriteJSON(w, http.StatusOK, out)
+}
