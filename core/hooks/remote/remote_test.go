@@ -166,7 +166,7 @@ type fixture struct {
 	box   *seal.Box
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	box, err := seal.New(seal.GenerateKey())
 	if err != nil {

@@ -19,8 +19,12 @@ import (
 // again (with its ETag, so an unchanged one is not sent again).
 const SpecTTL = 5 * time.Minute
 
-// maxCachedSpecs bounds the documents a Source keeps.
-const maxCachedSpecs = 1000
+// Bounds of the documents a Source keeps: past either, the cache starts
+// again empty.
+const (
+	maxCachedSpecs     = 1000
+	maxCachedSpecBytes = 256 << 20
+)
 
 // SourceConfig holds a Source's dependencies.
 type SourceConfig struct {
@@ -49,6 +53,8 @@ type Source struct {
 
 	mu    sync.Mutex
 	specs map[specKey]*cachedSpec
+	// bytes is the size of the documents the cache holds.
+	bytes int
 }
 
 var _ hooks.Source = (*Source)(nil)
@@ -137,8 +143,9 @@ func (s *Source) spec(ctx context.Context, tenant string, h *Hook, refresh bool)
 	s.mu.Lock()
 	c := s.specs[k]
 	if c == nil || !c.version.Equal(h.UpdatedAt) {
-		if len(s.specs) >= maxCachedSpecs {
+		if len(s.specs) >= maxCachedSpecs || s.bytes > maxCachedSpecBytes {
 			clear(s.specs)
+			s.bytes = 0
 		}
 		c = &cachedSpec{version: h.UpdatedAt}
 		s.specs[k] = c
@@ -211,12 +218,25 @@ func (s *Source) fetch(ctx context.Context, tenant string, h *Hook, c *cachedSpe
 	if err != nil {
 		return core.WrapError(core.EINVALID, err, "remote hook %s", h.Name)
 	}
-	raw, err := json.Marshal(sp.doc)
-	if err != nil {
-		return core.WrapError(core.EINTERNAL, err, "remote hook %s: encode its document", h.Name)
+	// The document is kept as it came (YAML as JSON), for
+	// /hooks/schemas; the parsed tree is let go, the tools are enough.
+	raw := json.RawMessage(data)
+	if !json.Valid(data) {
+		if raw, err = json.Marshal(sp.doc); err != nil {
+			return core.WrapError(core.EINTERNAL, err, "remote hook %s: encode its document", h.Name)
+		}
 	}
+	sp.doc = nil
+	s.account(len(raw) - len(c.raw))
 	c.spec, c.raw, c.etag = sp, raw, resp.Header.Get("ETag")
 	return nil
+}
+
+// account adds n bytes to the size of the cached documents.
+func (s *Source) account(n int) {
+	s.mu.Lock()
+	s.bytes += n
+	s.mu.Unlock()
 }
 
 // hidden are the parameters the hook injects, as in/name.
