@@ -47,9 +47,12 @@ type SourceConfig struct {
 // made of it for SpecTTL, revalidates it with its ETag after that, and
 // serves the last good one while its service is unreachable.
 type Source struct {
-	hooks   *Hooks
-	resolve egress.Resolver
-	now     func() time.Time
+	hooks *Hooks
+	now   func() time.Time
+	// clients are the guarded HTTP clients, one for hooks kept to public
+	// addresses and one for hooks allowed private ones, shared so that
+	// calls reuse their connections.
+	public, private *http.Client
 
 	mu    sync.Mutex
 	specs map[specKey]*cachedSpec
@@ -79,7 +82,9 @@ func NewSource(cfg SourceConfig) *Source {
 	if now == nil {
 		now = time.Now
 	}
-	return &Source{hooks: NewHooks(cfg.Store, cfg.Sealer, cfg.Reserved, now), resolve: cfg.Resolve, now: now, specs: map[specKey]*cachedSpec{}}
+	return &Source{hooks: NewHooks(cfg.Store, cfg.Sealer, cfg.Reserved, now), now: now, specs: map[specKey]*cachedSpec{},
+		public:  egress.NewClient(egress.Policy{Resolve: cfg.Resolve}),
+		private: egress.NewClient(egress.Policy{AllowPrivate: true, Resolve: cfg.Resolve})}
 }
 
 // NewRegistry returns the hook registry of the built-in hooks and of every
@@ -134,7 +139,11 @@ func (s *Source) Document(ctx context.Context, tenant string, h *Hook) (json.Raw
 }
 
 func (s *Source) client(tenant string, h *Hook) *hookClient {
-	return &hookClient{src: s, tenant: tenant, hook: h, client: egress.NewClient(egress.Policy{AllowPrivate: h.AllowPrivate, Resolve: s.resolve})}
+	client := s.public
+	if h.AllowPrivate {
+		client = s.private
+	}
+	return &hookClient{src: s, tenant: tenant, hook: h, client: client}
 }
 
 // spec returns the hook's document, from the cache while it is fresh.
