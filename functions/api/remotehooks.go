@@ -89,6 +89,14 @@ func (a *API) remoteHooks() (*remote.Hooks, error) {
 }
 
 func (a *API) createRemoteHook(w http.ResponseWriter, r *http.Request) {
+	a.saveRemoteHook(w, r, http.StatusCreated, func(ctx context.Context, defs *remote.Hooks, tenant string, h remote.Hook) (*remote.Hook, error) {
+		return defs.Create(ctx, tenant, h)
+	})
+}
+
+// saveRemoteHook decodes a hook's body, stores it with save and answers
+// what was stored with status.
+func (a *API) saveRemoteHook(w http.ResponseWriter, r *http.Request, status int, save func(context.Context, *remote.Hooks, string, remote.Hook) (*remote.Hook, error)) {
 	defs, err := a.remoteHooks()
 	if err != nil {
 		writeError(w, r, err)
@@ -99,12 +107,12 @@ func (a *API) createRemoteHook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	created, err := defs.Create(r.Context(), webapi.Tenant(r.Context()), h)
+	saved, err := save(r.Context(), defs, webapi.Tenant(r.Context()), h)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	webapi.WriteJSON(w, http.StatusCreated, created.Shown())
+	webapi.WriteJSON(w, status, saved.Shown())
 }
 
 func (a *API) listRemoteHooks(w http.ResponseWriter, r *http.Request) {
@@ -157,22 +165,9 @@ func (a *API) showRemoteHook(w http.ResponseWriter, r *http.Request, find func(c
 }
 
 func (a *API) putRemoteHook(w http.ResponseWriter, r *http.Request) {
-	defs, err := a.remoteHooks()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	h, err := a.decodeHook(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	updated, err := defs.Update(r.Context(), webapi.Tenant(r.Context()), r.PathValue("id"), h)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	webapi.WriteJSON(w, http.StatusOK, updated.Shown())
+	a.saveRemoteHook(w, r, http.StatusOK, func(ctx context.Context, defs *remote.Hooks, tenant string, h remote.Hook) (*remote.Hook, error) {
+		return defs.Update(ctx, tenant, r.PathValue("id"), h)
+	})
 }
 
 func (a *API) deleteRemoteHook(w http.ResponseWriter, r *http.Request) {
