@@ -183,7 +183,7 @@ func (c *hookClient) do(req *http.Request, target string) (core.Value, error) {
 	if err != nil {
 		return core.Value{}, core.WrapError(core.EUNAVAILABLE, err, "remote hook %s: %s: reading the answer", c.hook.Name, target)
 	}
-	text := c.scrub(string(data))
+	text := scrub(c.hook, string(data))
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 	case code >= 300 && code < 400:
@@ -205,8 +205,8 @@ func (c *hookClient) do(req *http.Request, target string) (core.Value, error) {
 }
 
 // scrub replaces the hook's injected values in text.
-func (c *hookClient) scrub(text string) string {
-	for _, s := range c.hook.secrets() {
+func scrub(h *Hook, text string) string {
+	for _, s := range h.secrets() {
 		if len(s) >= 4 {
 			text = strings.ReplaceAll(text, s, SealedValue)
 			text = strings.ReplaceAll(text, url.QueryEscape(s), SealedValue)

@@ -24,8 +24,20 @@ import (
 	"github.com/stepwise-run/stepwise/core/hooks/internal/reply"
 )
 
-// KindHook is the record kind of a remote hook.
-const KindHook = "remote_hook"
+// Record kinds of the two sorts of remote hook.
+const (
+	// KindHook is the record kind of a hook described by an OpenAPI
+	// document.
+	KindHook = "remote_hook"
+	// KindMCPServer is the record kind of an MCP server.
+	KindMCPServer = "mcp_server"
+)
+
+// Protocols a remote hook is spoken to in.
+const (
+	ProtocolOpenAPI = "openapi"
+	ProtocolMCP     = "mcp"
+)
 
 // Limits of a hook's definition.
 const (
@@ -75,9 +87,16 @@ type Hook struct {
 	Properties []Property `json:"properties,omitempty"`
 	// AllowPrivate lets the hook reach loopback and private addresses;
 	// only an operator may set it. Link-local addresses stay refused.
-	AllowPrivate bool      `json:"allowPrivate,omitempty"`
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
+	AllowPrivate bool `json:"allowPrivate,omitempty"`
+	// Command is the program and arguments of an MCP server spoken to
+	// over its standard input and output (stdio): only the CLI, whose
+	// user owns the machine, may define one.
+	Command   []string  `json:"command,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// Protocol is ProtocolOpenAPI or ProtocolMCP; the store it is kept in
+	// decides it.
+	Protocol string `json:"-"`
 }
 
 // Timeout is the hook's timeout.
@@ -124,6 +143,12 @@ func (h *Hook) check() error {
 	if !nameRule.MatchString(h.Name) {
 		return core.Errorf(core.EINVALID, "name: %q must be 1 to 40 letters, digits, _ or -", h.Name)
 	}
+	if h.Protocol == ProtocolMCP {
+		return h.checkMCP()
+	}
+	if len(h.Command) > 0 {
+		return core.Errorf(core.EINVALID, "command: only an MCP server runs a command")
+	}
 	if err := checkURL("endpointUrl", h.EndpointURL, true); err != nil {
 		return err
 	}
@@ -132,16 +157,8 @@ func (h *Hook) check() error {
 			return err
 		}
 	}
-	if h.TimeoutMs < 0 || time.Duration(h.TimeoutMs)*time.Millisecond > MaxTimeout {
-		return core.Errorf(core.EINVALID, "timeoutMs: %d is not between 1 and %d", h.TimeoutMs, MaxTimeout.Milliseconds())
-	}
-	if len(h.Headers)+len(h.Properties) > maxInjected {
-		return core.Errorf(core.EINVALID, "headers: at most %d headers and properties together", maxInjected)
-	}
-	for k, v := range h.Headers {
-		if !reply.ValidHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
-			return core.Errorf(core.EINVALID, "headers.%s: not a valid header name and value", k)
-		}
+	if err := h.checkCommon(); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, p := range h.Properties {
@@ -164,6 +181,44 @@ func (h *Hook) check() error {
 			return core.Errorf(core.EINVALID, "properties[%d]: %s %q is injected twice", i, in, p.Name)
 		}
 		seen[in+"/"+p.Name] = true
+	}
+	return nil
+}
+
+// checkMCP validates an MCP server's definition: a URL speaking
+// streamable HTTP, or a command (stdio).
+func (h *Hook) checkMCP() error {
+	switch {
+	case h.SpecURL != "":
+		return core.Errorf(core.EINVALID, "specUrl: an MCP server lists its own tools")
+	case len(h.Properties) > 0:
+		return core.Errorf(core.EINVALID, "properties: an MCP server takes injected headers only")
+	case len(h.Command) > 0 && h.EndpointURL != "":
+		return core.Errorf(core.EINVALID, "command: give a url or a command, not both")
+	case len(h.Command) > 0 && strings.TrimSpace(h.Command[0]) == "":
+		return core.Errorf(core.EINVALID, "command: the first item is the program and cannot be empty")
+	case len(h.Command) > 0 && len(h.Headers) > 0:
+		return core.Errorf(core.EINVALID, "headers: a stdio MCP server takes no headers")
+	case len(h.Command) == 0:
+		if err := checkURL("url", h.EndpointURL, false); err != nil {
+			return err
+		}
+	}
+	return h.checkCommon()
+}
+
+// checkCommon validates what every sort of hook has: timeout and headers.
+func (h *Hook) checkCommon() error {
+	if h.TimeoutMs < 0 || time.Duration(h.TimeoutMs)*time.Millisecond > MaxTimeout {
+		return core.Errorf(core.EINVALID, "timeoutMs: %d is not between 1 and %d", h.TimeoutMs, MaxTimeout.Milliseconds())
+	}
+	if len(h.Headers)+len(h.Properties) > maxInjected {
+		return core.Errorf(core.EINVALID, "headers: at most %d headers and properties together", maxInjected)
+	}
+	for k, v := range h.Headers {
+		if !reply.ValidHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
+			return core.Errorf(core.EINVALID, "headers.%s: not a valid header name and value", k)
+		}
 	}
 	return nil
 }
@@ -199,25 +254,25 @@ type stored struct {
 	SealedProperties []string          `json:"sealedProperties,omitempty"`
 }
 
-// Hooks keeps the remote hooks of every tenant in a RecordStore.
+// Hooks keeps one sort of remote hook (OpenAPI services or MCP servers)
+// of every tenant in a RecordStore.
 type Hooks struct {
 	store  core.RecordStore
 	sealer Sealer
 	now    func() time.Time
-	// reserved names cannot be taken (the built-in hooks').
-	reserved func(name string) bool
+	// kind and protocol are the sort kept; noun names it in messages.
+	kind, protocol, noun string
+	// reserved names cannot be taken (the built-in hooks' and the other
+	// sort's, since chains name hooks of every sort alike).
+	reserved func(ctx context.Context, tenant, name string) bool
+	// allowStdio lets an MCP server run a command (the CLI).
+	allowStdio bool
 }
 
-// NewHooks returns the hook definitions of store. reserved, if not nil,
-// reports the names a remote hook cannot take; now nil means time.Now.
-func NewHooks(store core.RecordStore, sealer Sealer, reserved func(string) bool, now func() time.Time) *Hooks {
-	if now == nil {
-		now = time.Now
-	}
-	if reserved == nil {
-		reserved = func(string) bool { return false }
-	}
-	return &Hooks{store: store, sealer: sealer, now: now, reserved: reserved}
+// has reports whether the tenant has a hook of that name in s.
+func (s *Hooks) has(ctx context.Context, tenant, name string) bool {
+	_, err := s.store.FindRecord(ctx, tenant, s.kind, nameKey(name))
+	return err == nil
 }
 
 // nameKey is the record key that keeps a tenant's hook names unique.
@@ -228,38 +283,42 @@ func (s *Hooks) Create(ctx context.Context, tenant string, h Hook) (*Hook, error
 	h.ID = uuid.Must(uuid.NewV7()).String()
 	h.CreatedAt = s.now().UTC()
 	h.UpdatedAt = h.CreatedAt
-	if err := s.checkNew(&h); err != nil {
+	h.Protocol = s.protocol
+	if err := s.checkNew(ctx, tenant, &h); err != nil {
 		return nil, err
 	}
 	body, err := s.seal(tenant, &h)
 	if err != nil {
 		return nil, err
 	}
-	r := &core.Record{Kind: KindHook, ID: h.ID, Keys: []string{nameKey(h.Name)}, Body: body, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt}
+	r := &core.Record{Kind: s.kind, ID: h.ID, Keys: []string{nameKey(h.Name)}, Body: body, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt}
 	if err := s.store.CreateRecord(ctx, tenant, r); err != nil {
 		if core.ErrorCode(err) == core.ECONFLICT {
-			return nil, core.Errorf(core.ECONFLICT, "name: a remote hook named %q exists", h.Name)
+			return nil, core.Errorf(core.ECONFLICT, "name: a %s named %q exists", s.noun, h.Name)
 		}
 		return nil, err
 	}
 	return &h, nil
 }
 
-func (s *Hooks) checkNew(h *Hook) error {
+func (s *Hooks) checkNew(ctx context.Context, tenant string, h *Hook) error {
 	if err := h.check(); err != nil {
 		return err
 	}
-	if s.reserved(h.Name) {
-		return core.Errorf(core.EINVALID, "name: %q is a built-in hook's", h.Name)
+	if len(h.Command) > 0 && !s.allowStdio {
+		return core.Errorf(core.EINVALID, "command: an MCP server that runs a command (stdio) is for the CLI only (stepwise run); give the url of one that speaks streamable HTTP")
+	}
+	if s.reserved(ctx, tenant, h.Name) {
+		return core.Errorf(core.ECONFLICT, "name: %q is taken by a built-in hook or another remote hook", h.Name)
 	}
 	return nil
 }
 
 // Get returns a hook by id, its injected values open.
 func (s *Hooks) Get(ctx context.Context, tenant, id string) (*Hook, error) {
-	r, err := s.store.GetRecord(ctx, tenant, KindHook, id)
+	r, err := s.store.GetRecord(ctx, tenant, s.kind, id)
 	if core.ErrorCode(err) == core.ENOTFOUND {
-		return nil, core.Errorf(core.ENOTFOUND, "no remote hook %q", id)
+		return nil, core.Errorf(core.ENOTFOUND, "no %s %q", s.noun, id)
 	}
 	if err != nil {
 		return nil, err
@@ -269,9 +328,9 @@ func (s *Hooks) Get(ctx context.Context, tenant, id string) (*Hook, error) {
 
 // ByName returns a hook by name.
 func (s *Hooks) ByName(ctx context.Context, tenant, name string) (*Hook, error) {
-	r, err := s.store.FindRecord(ctx, tenant, KindHook, nameKey(name))
+	r, err := s.store.FindRecord(ctx, tenant, s.kind, nameKey(name))
 	if core.ErrorCode(err) == core.ENOTFOUND {
-		return nil, core.Errorf(core.ENOTFOUND, "no remote hook named %q", name)
+		return nil, core.Errorf(core.ENOTFOUND, "no %s named %q", s.noun, name)
 	}
 	if err != nil {
 		return nil, err
@@ -281,7 +340,7 @@ func (s *Hooks) ByName(ctx context.Context, tenant, name string) (*Hook, error) 
 
 // List returns a page of the tenant's hooks.
 func (s *Hooks) List(ctx context.Context, tenant string, q core.ListQuery) ([]*Hook, string, error) {
-	page, err := s.store.ListRecords(ctx, tenant, KindHook, q)
+	page, err := s.store.ListRecords(ctx, tenant, s.kind, q)
 	if err != nil {
 		return nil, "", err
 	}
@@ -300,14 +359,14 @@ func (s *Hooks) List(ctx context.Context, tenant string, q core.ListQuery) ([]*H
 func (s *Hooks) Names(ctx context.Context, tenant string) ([]string, error) {
 	var names []string
 	for cursor := ""; ; {
-		page, err := s.store.ListRecords(ctx, tenant, KindHook, core.ListQuery{Cursor: cursor, Limit: core.MaxPageSize})
+		page, err := s.store.ListRecords(ctx, tenant, s.kind, core.ListQuery{Cursor: cursor, Limit: core.MaxPageSize})
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range page.Records {
 			var st stored
 			if err := json.Unmarshal(r.Body, &st); err != nil {
-				return nil, core.WrapError(core.EINTERNAL, err, "decode remote hook %s", r.ID)
+				return nil, core.WrapError(core.EINTERNAL, err, "decode %s %s", s.noun, r.ID)
 			}
 			names = append(names, st.Name)
 		}
@@ -323,9 +382,9 @@ func (s *Hooks) Names(ctx context.Context, tenant string) ([]string, error) {
 // SealedValue keeps the stored one.
 func (s *Hooks) Update(ctx context.Context, tenant, id string, h Hook) (*Hook, error) {
 	for attempt := 0; ; attempt++ {
-		r, err := s.store.GetRecord(ctx, tenant, KindHook, id)
+		r, err := s.store.GetRecord(ctx, tenant, s.kind, id)
 		if core.ErrorCode(err) == core.ENOTFOUND {
-			return nil, core.Errorf(core.ENOTFOUND, "no remote hook %q", id)
+			return nil, core.Errorf(core.ENOTFOUND, "no %s %q", s.noun, id)
 		}
 		if err != nil {
 			return nil, err
@@ -335,9 +394,13 @@ func (s *Hooks) Update(ctx context.Context, tenant, id string, h Hook) (*Hook, e
 			return nil, err
 		}
 		next := h
-		next.ID, next.CreatedAt, next.UpdatedAt = id, old.CreatedAt, s.now().UTC()
+		next.ID, next.CreatedAt, next.UpdatedAt, next.Protocol = id, old.CreatedAt, s.now().UTC(), s.protocol
 		keepSealed(&next, old)
-		if err := s.checkNew(&next); err != nil {
+		if next.Name == old.Name {
+			if err := next.check(); err != nil {
+				return nil, err
+			}
+		} else if err := s.checkNew(ctx, tenant, &next); err != nil {
 			return nil, err
 		}
 		if r.Body, err = s.seal(tenant, &next); err != nil {
@@ -346,8 +409,8 @@ func (s *Hooks) Update(ctx context.Context, tenant, id string, h Hook) (*Hook, e
 		r.Keys, r.UpdatedAt = []string{nameKey(next.Name)}, next.UpdatedAt
 		err = s.store.UpdateRecord(ctx, tenant, r)
 		if core.ErrorCode(err) == core.ECONFLICT {
-			if _, ferr := s.store.FindRecord(ctx, tenant, KindHook, nameKey(next.Name)); ferr == nil && next.Name != old.Name {
-				return nil, core.Errorf(core.ECONFLICT, "name: a remote hook named %q exists", next.Name)
+			if _, ferr := s.store.FindRecord(ctx, tenant, s.kind, nameKey(next.Name)); ferr == nil && next.Name != old.Name {
+				return nil, core.Errorf(core.ECONFLICT, "name: a %s named %q exists", s.noun, next.Name)
 			}
 			if attempt < 5 {
 				continue
@@ -381,9 +444,9 @@ func keepSealed(h, old *Hook) {
 
 // Delete removes a hook.
 func (s *Hooks) Delete(ctx context.Context, tenant, id string) error {
-	err := s.store.DeleteRecord(ctx, tenant, KindHook, id)
+	err := s.store.DeleteRecord(ctx, tenant, s.kind, id)
 	if core.ErrorCode(err) == core.ENOTFOUND {
-		return core.Errorf(core.ENOTFOUND, "no remote hook %q", id)
+		return core.Errorf(core.ENOTFOUND, "no %s %q", s.noun, id)
 	}
 	return err
 }
@@ -433,7 +496,7 @@ func (s *Hooks) open(tenant string, r *core.Record) (*Hook, error) {
 		return nil, core.WrapError(core.EINTERNAL, err, "decode remote hook %s", r.ID)
 	}
 	h := st.Hook
-	h.ID = r.ID
+	h.ID, h.Protocol = r.ID, s.protocol
 	if len(st.SealedHeaders)+len(st.SealedProperties) > 0 && s.sealer == nil {
 		return nil, core.Errorf(core.EUNAVAILABLE, "remote hook %s has sealed values and no secret key is configured", h.Name)
 	}

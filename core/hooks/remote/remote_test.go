@@ -384,7 +384,7 @@ func TestDefinitions(t *testing.T) {
 		msg  string
 	}{
 		{"a taken name", remote.Hook{Name: "pets", EndpointURL: "https://example.com"}, core.ECONFLICT, "name"},
-		{"a built-in's name", remote.Hook{Name: "echo", EndpointURL: "https://example.com"}, core.EINVALID, "name"},
+		{"a built-in's name", remote.Hook{Name: "echo", EndpointURL: "https://example.com"}, core.ECONFLICT, "name"},
 		{"a bad name", remote.Hook{Name: "a.b", EndpointURL: "https://example.com"}, core.EINVALID, "name"},
 		{"no endpoint", remote.Hook{Name: "x"}, core.EINVALID, "endpointUrl"},
 		{"credentials in the URL", remote.Hook{Name: "x", EndpointURL: "https://u:p@example.com"}, core.EINVALID, "endpointUrl"},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,8 @@ type SourceConfig struct {
 	// Reserved reports the names a remote hook cannot take (the built-in
 	// hooks'); NewRegistry sets it.
 	Reserved func(name string) bool
+	// AllowStdio lets MCP servers run a local command (the CLI only).
+	AllowStdio bool
 	// Resolve replaces the system resolver of the egress guard (tests).
 	Resolve egress.Resolver
 	// Now is the clock (default time.Now).
@@ -47,8 +50,8 @@ type SourceConfig struct {
 // made of it for SpecTTL, revalidates it with its ETag after that, and
 // serves the last good one while its service is unreachable.
 type Source struct {
-	hooks *Hooks
-	now   func() time.Time
+	hooks, servers *Hooks
+	now            func() time.Time
 	// clients are the guarded HTTP clients, one for hooks kept to public
 	// addresses and one for hooks allowed private ones, shared so that
 	// calls reuse their connections.
@@ -58,6 +61,8 @@ type Source struct {
 	specs map[specKey]*cachedSpec
 	// bytes is the size of the documents the cache holds.
 	bytes int
+	// sessions are the MCP servers' open sessions and tool lists.
+	sessions map[specKey]*mcpSession
 }
 
 var _ hooks.Source = (*Source)(nil)
@@ -82,9 +87,23 @@ func NewSource(cfg SourceConfig) *Source {
 	if now == nil {
 		now = time.Now
 	}
-	return &Source{hooks: NewHooks(cfg.Store, cfg.Sealer, cfg.Reserved, now), now: now, specs: map[specKey]*cachedSpec{},
+	reserved := cfg.Reserved
+	if reserved == nil {
+		reserved = func(string) bool { return false }
+	}
+	s := &Source{now: now, specs: map[specKey]*cachedSpec{}, sessions: map[specKey]*mcpSession{},
 		public:  egress.NewClient(egress.Policy{Resolve: cfg.Resolve}),
 		private: egress.NewClient(egress.Policy{AllowPrivate: true, Resolve: cfg.Resolve})}
+	s.hooks = &Hooks{store: cfg.Store, sealer: cfg.Sealer, now: now, kind: KindHook, protocol: ProtocolOpenAPI, noun: "remote hook",
+		reserved: func(ctx context.Context, tenant, name string) bool {
+			return reserved(name) || s.servers.has(ctx, tenant, name)
+		}}
+	s.servers = &Hooks{store: cfg.Store, sealer: cfg.Sealer, now: now, kind: KindMCPServer, protocol: ProtocolMCP, noun: "MCP server",
+		allowStdio: cfg.AllowStdio,
+		reserved: func(ctx context.Context, tenant, name string) bool {
+			return reserved(name) || s.hooks.has(ctx, tenant, name)
+		}}
+	return s
 }
 
 // NewRegistry returns the hook registry of the built-in hooks and of every
@@ -98,26 +117,55 @@ func NewRegistry(cfg SourceConfig, builtins ...hooks.Hook) (*hooks.Registry, *So
 	return reg, src
 }
 
-// Definitions is the store of the hooks' definitions.
+// Definitions is the store of the OpenAPI hooks' definitions.
 func (s *Source) Definitions() *Hooks { return s.hooks }
+
+// MCPServers is the store of the MCP servers' definitions.
+func (s *Source) MCPServers() *Hooks { return s.servers }
 
 // HookNames implements hooks.Source.
 func (s *Source) HookNames(ctx context.Context, tenant string) ([]string, error) {
-	return s.hooks.Names(ctx, tenant)
+	names, err := s.hooks.Names(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	more, err := s.servers.Names(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, more...)
+	slices.Sort(names)
+	return names, nil
 }
 
 // Hook implements hooks.Source.
 func (s *Source) Hook(ctx context.Context, tenant, name string) (hooks.Hook, error) {
 	h, err := s.hooks.ByName(ctx, tenant, name)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		h, err = s.servers.ByName(ctx, tenant, name)
+	}
 	if err != nil {
+		if core.ErrorCode(err) == core.ENOTFOUND {
+			return nil, core.Errorf(core.ENOTFOUND, "no remote hook or MCP server named %q", name)
+		}
 		return nil, err
+	}
+	if h.Protocol == ProtocolMCP {
+		return &mcpHook{src: s, tenant: tenant, hook: h}, nil
 	}
 	return s.client(tenant, h), nil
 }
 
-// Tools returns the tools of a hook, fetching its document if need be;
-// refresh fetches it now whatever the cache holds.
+// Tools returns the tools of a hook, fetching its document or listing its
+// server's tools if need be; refresh does so now whatever the cache holds.
 func (s *Source) Tools(ctx context.Context, tenant string, h *Hook, refresh bool) ([]core.Tool, error) {
+	if h.Protocol == ProtocolMCP {
+		ms, err := s.mcpTools(ctx, tenant, h, refresh)
+		if err != nil {
+			return nil, err
+		}
+		return ms.tools, nil
+	}
 	sp, err := s.spec(ctx, tenant, h, refresh)
 	if err != nil {
 		return nil, err
@@ -297,6 +345,20 @@ func (c *hookClient) Call(ctx context.Context, call core.HookCall) (core.Value, 
 	if op == nil {
 		return core.Value{}, core.Errorf(core.ENOTFOUND, "remote hook %s has no tool %q", c.hook.Name, tool)
 	}
+	args := callArgs(call)
+	ctx, cancel := context.WithTimeout(ctx, c.hook.Timeout())
+	defer cancel()
+	req, err := c.request(ctx, op, args, call.IdempotencyKey)
+	if err != nil {
+		return core.Value{}, core.WrapError(core.ErrorCode(err), err, "remote hook %s, tool %s", c.hook.Name, tool)
+	}
+	return c.do(req, op.method+" "+op.path)
+}
+
+// callArgs are a call's arguments: a model's tool call passes its own;
+// a hook task passes {"input": the task's input}; the task's static args
+// fill in what neither sets.
+func callArgs(call core.HookCall) map[string]any {
 	args := map[string]any{}
 	if m, ok := call.Input.Data.(map[string]any); ok && call.Input.Type == core.TypeJSON {
 		args = m
@@ -308,13 +370,7 @@ func (c *hookClient) Call(ctx context.Context, call core.HookCall) (core.Value, 
 			args[k] = v
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.hook.Timeout())
-	defer cancel()
-	req, err := c.request(ctx, op, args, call.IdempotencyKey)
-	if err != nil {
-		return core.Value{}, core.WrapError(core.ErrorCode(err), err, "remote hook %s, tool %s", c.hook.Name, tool)
-	}
-	return c.do(req, op.method+" "+op.path)
+	return args
 }
 
 func sameOrigin(a, b string) bool {

@@ -124,9 +124,15 @@ func toolName(path, method string, op *openapi3.Operation) string {
 	if name == "" {
 		name = strings.ToLower(method) + "_" + path
 	}
+	return safeName(name, strings.ToLower(method))
+}
+
+// safeName is name kept to ^[a-zA-Z0-9_-]{1,64}$, or fallback if nothing
+// of it is left.
+func safeName(name, fallback string) string {
 	name = strings.Trim(repeatedUnderscore.ReplaceAllString(unsafeName.ReplaceAllString(name, "_"), "_"), "_")
 	if name == "" {
-		name = strings.ToLower(method)
+		name = fallback
 	}
 	return shorten(name, maxToolName)
 }

@@ -62,11 +62,19 @@ func Brief(data []byte, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return Cut(s, n) + "…"
+}
+
+// Cut returns the longest start of s of at most n bytes that does not
+// split a character.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s[:cut] + "…"
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // ValidHeaderName reports whether s is an HTTP token (RFC 9110 §5.6.2).
