@@ -90,6 +90,8 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	}
 	tools, remoteHooks := remote.NewRegistry(remote.SourceConfig{Store: store, Sealer: box},
 		hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{AllowPrivate: o.webhookAllowPrivate}))
+	// Open MCP sessions end with the server.
+	defer func() { _ = remoteHooks.Close() }()
 	work := newWorker(o, log)
 	engine := core.NewEngine(core.EngineConfig{
 		Store: store, LLM: fleets.LLM(), Tools: tools, Queue: work.queue,

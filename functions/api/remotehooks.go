@@ -18,15 +18,38 @@ import (
 const hookListWait = 10 * time.Second
 
 func (a *API) hookRoutes() {
-	a.handle(http.MethodPost, "/hooks/remote", a.createRemoteHook)
-	a.handle(http.MethodGet, "/hooks/remote", a.listRemoteHooks)
-	a.handle(http.MethodGet, "/hooks/remote/{id}", a.getRemoteHook)
-	a.handle(http.MethodGet, "/hooks/remote/by-name/{name}", a.remoteHookByName)
-	a.handle(http.MethodPut, "/hooks/remote/{id}", a.putRemoteHook)
-	a.handle(http.MethodDelete, "/hooks/remote/{id}", a.deleteRemoteHook)
-	a.handle(http.MethodPost, "/hooks/remote/{id}/refresh", a.refreshRemoteHook)
+	for _, k := range []hookKind{openAPIHooks(a), mcpServers(a)} {
+		a.handle(http.MethodPost, k.path, k.create)
+		a.handle(http.MethodGet, k.path, k.list)
+		a.handle(http.MethodGet, k.path+"/{id}", k.get)
+		a.handle(http.MethodGet, k.path+"/by-name/{name}", k.byName)
+		a.handle(http.MethodPut, k.path+"/{id}", k.put)
+		a.handle(http.MethodDelete, k.path+"/{id}", k.delete)
+		a.handle(http.MethodPost, k.path+"/{id}/refresh", k.refresh)
+	}
 	a.handle(http.MethodGet, "/hooks/local", a.listHooks)
 	a.handle(http.MethodGet, "/hooks/schemas", a.hookSchemas)
+}
+
+// hookKind is the routes of one sort of remote hook: OpenAPI services
+// under /hooks/remote, MCP servers under /mcp-servers. Both are kept
+// alike; they differ in their payloads.
+type hookKind struct {
+	a    *API
+	path string
+	// defs is the sort's store.
+	defs func(*remote.Source) *remote.Hooks
+	// decode reads a definition from a request body.
+	decode func(*http.Request) (remote.Hook, error)
+	// show is a definition as answers show it, its secrets sealed.
+	show func(*remote.Hook) any
+	// viewType is the type GET /hooks/local and refresh give its hooks.
+	viewType string
+}
+
+func openAPIHooks(a *API) hookKind {
+	return hookKind{a: a, path: "/hooks/remote", defs: (*remote.Source).Definitions, decode: a.decodeHook, viewType: "remote",
+		show: func(h *remote.Hook) any { return h.Shown() }}
 }
 
 // hookBody is a remote hook as POST and PUT take it. properties is one
@@ -49,8 +72,7 @@ func hookAliases() map[string]string {
 	return map[string]string{"endpoint_url": "endpointUrl", "spec_url": "specUrl", "timeout_ms": "timeoutMs", "allow_private": "allowPrivate"}
 }
 
-// decodeHook reads a remote hook's body. Only an operator may let a hook
-// reach private addresses where keys are required.
+// decodeHook reads a remote hook's body.
 func (a *API) decodeHook(r *http.Request) (remote.Hook, error) {
 	var b hookBody
 	if err := decodeInto(r, &b, hookAliases()); err != nil {
@@ -70,53 +92,65 @@ func (a *API) decodeHook(r *http.Request) (remote.Hook, error) {
 			return remote.Hook{}, invalid("properties", "properties: want {name, value, in} or a list of them")
 		}
 	}
+	return h, a.mayAllowPrivate(r, h)
+}
+
+// mayAllowPrivate refuses allowPrivate to any but an operator key where
+// keys are required.
+func (a *API) mayAllowPrivate(r *http.Request, h remote.Hook) error {
 	if h.AllowPrivate && a.cfg.Keys != nil {
 		if k := webapi.Key(r.Context()); k == nil || !k.Has(access.ScopeOperator) {
-			return remote.Hook{}, &requestError{status: http.StatusForbidden, code: core.EFORBIDDEN, param: "allowPrivate",
+			return &requestError{status: http.StatusForbidden, code: core.EFORBIDDEN, param: "allowPrivate",
 				msg: "allowPrivate: only an operator key may let a hook reach private addresses"}
 		}
 	}
-	return h, nil
+	return nil
 }
 
-// remoteHooks is the store of definitions, or an error when the API has
-// no remote hooks.
-func (a *API) remoteHooks() (*remote.Hooks, error) {
-	if a.cfg.Remote == nil {
-		return nil, core.Errorf(core.EUNAVAILABLE, "remote hooks are not configured on this server")
+// store is the sort's store, or an error when the API has no remote
+// hooks.
+func (k hookKind) store() (*remote.Hooks, error) {
+	if k.a.cfg.Remote == nil {
+		return nil, core.Errorf(core.EUNAVAILABLE, "remote hooks and MCP servers are not configured on this server")
 	}
-	return a.cfg.Remote.Definitions(), nil
+	return k.defs(k.a.cfg.Remote), nil
 }
 
-func (a *API) createRemoteHook(w http.ResponseWriter, r *http.Request) {
-	a.saveRemoteHook(w, r, http.StatusCreated, func(ctx context.Context, defs *remote.Hooks, tenant string, h remote.Hook) (*remote.Hook, error) {
+func (k hookKind) create(w http.ResponseWriter, r *http.Request) {
+	k.save(w, r, http.StatusCreated, func(ctx context.Context, defs *remote.Hooks, tenant string, h remote.Hook) (*remote.Hook, error) {
 		return defs.Create(ctx, tenant, h)
 	})
 }
 
-// saveRemoteHook decodes a hook's body, stores it with save and answers
-// what was stored with status.
-func (a *API) saveRemoteHook(w http.ResponseWriter, r *http.Request, status int, save func(context.Context, *remote.Hooks, string, remote.Hook) (*remote.Hook, error)) {
-	defs, err := a.remoteHooks()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	h, err := a.decodeHook(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	saved, err := save(r.Context(), defs, webapi.Tenant(r.Context()), h)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	webapi.WriteJSON(w, status, saved.Shown())
+func (k hookKind) put(w http.ResponseWriter, r *http.Request) {
+	k.save(w, r, http.StatusOK, func(ctx context.Context, defs *remote.Hooks, tenant string, h remote.Hook) (*remote.Hook, error) {
+		return defs.Update(ctx, tenant, r.PathValue("id"), h)
+	})
 }
 
-func (a *API) listRemoteHooks(w http.ResponseWriter, r *http.Request) {
-	defs, err := a.remoteHooks()
+// save decodes a definition, stores it with store and answers what was
+// stored with status.
+func (k hookKind) save(w http.ResponseWriter, r *http.Request, status int, store func(context.Context, *remote.Hooks, string, remote.Hook) (*remote.Hook, error)) {
+	defs, err := k.store()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h, err := k.decode(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	saved, err := store(r.Context(), defs, webapi.Tenant(r.Context()), h)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	webapi.WriteJSON(w, status, k.show(saved))
+}
+
+func (k hookKind) list(w http.ResponseWriter, r *http.Request) {
+	defs, err := k.store()
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -131,27 +165,27 @@ func (a *API) listRemoteHooks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	shown := make([]*remote.Hook, len(list))
+	shown := make([]any, len(list))
 	for i, h := range list {
-		shown[i] = h.Shown()
+		shown[i] = k.show(h)
 	}
 	writeList(w, shown, next)
 }
 
-func (a *API) getRemoteHook(w http.ResponseWriter, r *http.Request) {
-	a.showRemoteHook(w, r, func(ctx context.Context, defs *remote.Hooks, tenant string) (*remote.Hook, error) {
+func (k hookKind) get(w http.ResponseWriter, r *http.Request) {
+	k.answer(w, r, func(ctx context.Context, defs *remote.Hooks, tenant string) (*remote.Hook, error) {
 		return defs.Get(ctx, tenant, r.PathValue("id"))
 	})
 }
 
-func (a *API) remoteHookByName(w http.ResponseWriter, r *http.Request) {
-	a.showRemoteHook(w, r, func(ctx context.Context, defs *remote.Hooks, tenant string) (*remote.Hook, error) {
+func (k hookKind) byName(w http.ResponseWriter, r *http.Request) {
+	k.answer(w, r, func(ctx context.Context, defs *remote.Hooks, tenant string) (*remote.Hook, error) {
 		return defs.ByName(ctx, tenant, r.PathValue("name"))
 	})
 }
 
-func (a *API) showRemoteHook(w http.ResponseWriter, r *http.Request, find func(context.Context, *remote.Hooks, string) (*remote.Hook, error)) {
-	defs, err := a.remoteHooks()
+func (k hookKind) answer(w http.ResponseWriter, r *http.Request, find func(context.Context, *remote.Hooks, string) (*remote.Hook, error)) {
+	defs, err := k.store()
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -161,17 +195,11 @@ func (a *API) showRemoteHook(w http.ResponseWriter, r *http.Request, find func(c
 		writeError(w, r, err)
 		return
 	}
-	webapi.WriteJSON(w, http.StatusOK, h.Shown())
+	webapi.WriteJSON(w, http.StatusOK, k.show(h))
 }
 
-func (a *API) putRemoteHook(w http.ResponseWriter, r *http.Request) {
-	a.saveRemoteHook(w, r, http.StatusOK, func(ctx context.Context, defs *remote.Hooks, tenant string, h remote.Hook) (*remote.Hook, error) {
-		return defs.Update(ctx, tenant, r.PathValue("id"), h)
-	})
-}
-
-func (a *API) deleteRemoteHook(w http.ResponseWriter, r *http.Request) {
-	defs, err := a.remoteHooks()
+func (k hookKind) delete(w http.ResponseWriter, r *http.Request) {
+	defs, err := k.store()
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -183,10 +211,10 @@ func (a *API) deleteRemoteHook(w http.ResponseWriter, r *http.Request) {
 	webapi.WriteJSON(w, http.StatusOK, "deleted")
 }
 
-// refreshRemoteHook fetches the hook's document now and answers the tools
-// made of it.
-func (a *API) refreshRemoteHook(w http.ResponseWriter, r *http.Request) {
-	defs, err := a.remoteHooks()
+// refresh fetches the hook's document (lists the server's tools) now and
+// answers the tools.
+func (k hookKind) refresh(w http.ResponseWriter, r *http.Request) {
+	defs, err := k.store()
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -197,19 +225,19 @@ func (a *API) refreshRemoteHook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	tools, err := a.cfg.Remote.Tools(r.Context(), tenant, h, true)
+	tools, err := k.a.cfg.Remote.Tools(r.Context(), tenant, h, true)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	webapi.WriteJSON(w, http.StatusOK, hookView{Name: h.Name, Type: "remote", Tools: nonNil(tools)})
+	webapi.WriteJSON(w, http.StatusOK, hookView{Name: h.Name, Type: k.viewType, Tools: nonNil(tools)})
 }
 
 // hookView is one hook as GET /hooks/local lists it.
 type hookView struct {
 	Name        string      `json:"name"`
 	Description string      `json:"description"`
-	Type        string      `json:"type"` // "local" or "remote"
+	Type        string      `json:"type"` // "local", "remote" or "mcp"
 	Tools       []core.Tool `json:"tools"`
 	// Error says why a remote hook's tools could not be listed.
 	Error string `json:"error,omitempty"`
@@ -238,7 +266,11 @@ func (a *API) listHooks(w http.ResponseWriter, r *http.Request) {
 	out := make([]hookView, 0, len(names))
 	for _, name := range names {
 		v := hookView{Name: name, Type: "local", Description: "built-in hook " + name}
-		if !a.cfg.Hooks.Builtin(name) {
+		switch {
+		case a.cfg.Hooks.Builtin(name):
+		case a.isMCPServer(ctx, tenant, name):
+			v.Type, v.Description = "mcp", "MCP server "+name
+		default:
 			v.Type, v.Description = "remote", "remote hook "+name
 		}
 		tools, err := a.cfg.Hooks.ToolsOf(ctx, tenant, name)
@@ -249,6 +281,14 @@ func (a *API) listHooks(w http.ResponseWriter, r *http.Request) {
 		out = append(out, v)
 	}
 	webapi.WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *API) isMCPServer(ctx context.Context, tenant, name string) bool {
+	if a.cfg.Remote == nil {
+		return false
+	}
+	_, err := a.cfg.Remote.MCPServers().ByName(ctx, tenant, name)
+	return err == nil
 }
 
 // hookSchemas answers the OpenAPI document of every remote hook of the
