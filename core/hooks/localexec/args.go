@@ -1,0 +1,61 @@
+package localexec
+
+import (
+	"fmt"
+	"strings"
+)
+
+// argRule is how an allowed program can be made to run another one
+// through its arguments (CWE-88).
+type argRule struct {
+	// long are options refused as a whole argument or as "option=value".
+	long []string
+	// short are one-letter options refused alone or inside a bundle such
+	// as -xI.
+	short string
+}
+
+// argRules are the known ways, by program name (GTFOBins, reliability.md
+// §3.5).
+var argRules = map[string]argRule{
+	"find":       {long: []string{"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}},
+	"git":        {long: []string{"--config-env", "--upload-pack", "--receive-pack", "--exec", "--exec-path", "--output", "--ext-diff", "--textconv", "--open-files-in-pager", "--paginate", "--template", "--separate-git-dir"}, short: "cpO"},
+	"rg":         {long: []string{"--pre"}},
+	"fd":         {long: []string{"--exec", "--exec-batch"}, short: "xX"},
+	"fdfind":     {long: []string{"--exec", "--exec-batch"}, short: "xX"},
+	"tar":        {long: []string{"--to-command", "--checkpoint-action", "--use-compress-program", "--info-script", "--new-volume-script", "--rmt-command", "--rsh-command"}, short: "IF"},
+	"zip":        {long: []string{"--unzip-command"}, short: "T"},
+	"sort":       {long: []string{"--compress-program"}},
+	"man":        {long: []string{"--pager", "--html"}, short: "PH"},
+	"less":       {long: []string{"--lesskey-file"}},
+	"split":      {long: []string{"--filter"}},
+	"ssh-keygen": {short: "D"},
+	"curl":       {long: []string{"--config"}, short: "K"},
+	"wget":       {long: []string{"--execute", "--config", "--use-askpass"}, short: "e"},
+}
+
+// checkArgs refuses the arguments that make prog run another program.
+func checkArgs(prog string, args []string) error {
+	rule, ok := argRules[prog]
+	if !ok {
+		return nil
+	}
+	for i, a := range args {
+		if a == "--" && prog != "find" {
+			return nil
+		}
+		for _, l := range rule.long {
+			if a == l || strings.HasPrefix(a, l+"=") {
+				return fmt.Errorf("args[%d]: %s %s runs other programs or writes where it is told, and is refused", i, prog, l)
+			}
+		}
+		if rule.short != "" && len(a) > 1 && a[0] == '-' && a[1] != '-' {
+			for _, r := range a[1:] {
+				if strings.ContainsRune(rule.short, r) {
+					return fmt.Errorf("args[%d]: %s -%c runs other programs or reads their configuration, and is refused", i, prog, r)
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+// Package jsfunc runs user JavaScript in goja with the in-process limits
+// of DESIGN.md "User JavaScript is isolated": a fresh runtime per run,
+// strict mode, frozen built-ins, a bounded call stack, an interrupt at the
+// deadline, a heap watchdog, size caps on the built-ins that amplify
+// memory, and a bounded walk over what leaves the script. These bound
+// well-meant and most hostile code; they are not a boundary between
+// tenants (a native built-in can still run past an interrupt), which is
+// why the server runs other users' functions in a child process.
+package jsfunc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dop251/goja"
+)
+
+// Limits bound one run. Zero fields take the defaults.
+type Limits struct {
+	// Timeout is the run's wall-clock budget (default 1s, at most
+	// MaxTimeout).
+	Timeout time.Duration
+	// MaxHeapGrowth interrupts a run whose heap grows past it (default
+	// 128 MiB).
+	MaxHeapGrowth uint64
+	// MaxCallStack is the deepest JS call stack (default 512).
+	MaxCallStack int
+}
+
+// Bounds of sources, runs and their results.
+const (
+	DefaultTimeout       = time.Second
+	MaxTimeout           = 10 * time.Second
+	MaxSource            = 64 << 10
+	defaultHeapGrowth    = 128 << 20
+	defaultCallStack     = 512
+	maxCompile           = 500 * time.Millisecond
+	maxResultBytes       = 256 << 10
+	maxResultNodes       = 10_000
+	maxResultDepth       = 64
+	maxLogLines          = 200
+	maxLogBytes          = 64 << 10
+	maxBuiltLength       = 1 << 24 // characters a repeat or pad may make
+	maxArrayLength       = 1 << 20 // elements Array(n), fill and join may touch
+	watchdogInterval     = 5 * time.Millisecond
+	resultTruncatedLabel = "[truncated]"
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultTimeout
+	}
+	l.Timeout = min(l.Timeout, MaxTimeout)
+	if l.MaxHeapGrowth == 0 {
+		l.MaxHeapGrowth = defaultHeapGrowth
+	}
+	if l.MaxCallStack <= 0 {
+		l.MaxCallStack = defaultCallStack
+	}
+	return l
+}
+
+// Program is a compiled script.
+type Program struct {
+	name string
+	prog *goja.Program
+}
+
+// Compile checks and compiles a script: at most MaxSource bytes, valid
+// strict-mode JavaScript, compiled within 500 ms.
+func Compile(name, src string) (*Program, error) {
+	if len(src) > MaxSource {
+		return nil, fmt.Errorf("%s: the script is %d bytes, more than %d", name, len(src), MaxSource)
+	}
+	if !utf8.ValidString(src) {
+		return nil, fmt.Errorf("%s: the script is not valid UTF-8", name)
+	}
+	start := time.Now()
+	// The directive goes on the script's first line, so that line numbers
+	// in errors stay the user's.
+	prog, err := goja.Compile(name, `"use strict";`+src, true)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if d := time.Since(start); d > maxCompile {
+		return nil, fmt.Errorf("%s: the script took %s to compile, more than %s", name, d.Round(time.Millisecond), maxCompile)
+	}
+	return &Program{name: name, prog: prog}, nil
+}
+
+// Outcome is one run's result.
+type Outcome struct {
+	// Result is the global result if the script set one, else the value
+	// of its last statement, as JSON-like Go values.
+	Result any
+	// Logs are console.log's lines.
+	Logs []string
+	// Err is the script's error (a thrown exception, an interrupt at
+	// the deadline or the heap limit).
+	Err      error
+	Started  time.Time
+	Duration time.Duration
+}
+
+// ErrInterrupted is the error of a run stopped at its deadline or heap
+// limit.
+var ErrInterrupted = errors.New("interrupted")
+
+// Run runs p once in a fresh runtime, with globals (JSON-like values)
+// defined before it.
+func Run(ctx context.Context, p *Program, globals map[string]any, limits Limits) Outcome {
+	limits = limits.withDefaults()
+	out := Outcome{Started: time.Now()}
+	vm := goja.New()
+	vm.SetMaxCallStackSize(limits.MaxCallStack)
+	var logs logSink
+	if err := setup(vm, globals, &logs); err != nil {
+		out.Err = err
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		vm.Interrupt(fmt.Errorf("%w: ran past its %s budget", ErrInterrupted, limits.Timeout))
+	})
+	defer stop()
+	stopWatch := watchHeap(vm, limits.MaxHeapGrowth)
+	defer stopWatch()
+
+	v, err := runSafely(vm, p.prog)
+	out.Duration = time.Since(out.Started)
+	out.Logs = logs.lines
+	if err != nil {
+		out.Err = scriptError(err)
+		return out
+	}
+	if r := vm.Get("result"); r != nil && !goja.IsUndefined(r) {
+		v = r
+	}
+	out.Result = export(vm, v)
+	return out
+}
+
+// runSafely runs the program, turning a Go panic escaping a built-in into
+// an error.
+func runSafely(vm *goja.Runtime, prog *goja.Program) (v goja.Value, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the script crashed a built-in: %v", r)
+		}
+	}()
+	return vm.RunProgram(prog)
+}
+
+// scriptError is a run's error as the user should read it.
+func scriptError(err error) error {
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		if e, ok := ie.Value().(error); ok {
+			return e
+		}
+		return ErrInterrupted
+	}
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		return errors.New("the call stack is too deep")
+	}
+	var ex *goja.Exception
+	if errors.As(err, &ex) {
+		return errors.New(ex.Error())
+	}
+	return err
+}
+
+// watchHeap interrupts vm when the process's heap grows by more than
+// limit while it runs: a backstop for memory built up in JS.
+func watchHeap(vm *goja.Runtime, limit uint64) (stop func()) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			return sample[0].Value.Uint64()
+		}
+		return 0
+	}
+	base := read()
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(watchdogInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if now := read(); now > base+limit {
+					vm.Interrupt(fmt.Errorf("%w: the script used more than %d MiB", ErrInterrupted, limit>>20))
+					return
+				}
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// logSink is console.log's capped output.
+type logSink struct {
+	lines []string
+	bytes int
+}
+
+func (l *logSink) add(s string) {
+	switch {
+	case len(l.lines) >= maxLogLines || l.bytes >= maxLogBytes:
+		return
+	case l.bytes+len(s) > maxLogBytes:
+		s = s[:maxLogBytes-l.bytes] + " " + resultTruncatedLabel
+	}
+	l.bytes += len(s)
+	l.lines = append(l.lines, strings.ToValidUTF8(s, "\uFFFD"))
+}

@@ -1,0 +1,138 @@
+package jsfunc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepwise-run/stepwise/core/jsfunc"
+)
+
+func run(t *testing.T, src string, limits jsfunc.Limits) jsfunc.Outcome {
+	t.Helper()
+	p, err := jsfunc.Compile("test.js", src)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return jsfunc.Run(context.Background(), p, map[string]any{"input": map[string]any{"n": 3, "name": "ada"}}, limits)
+}
+
+func TestResults(t *testing.T) {
+	for _, tt := range []struct {
+		name, src string
+		want      string // the result, printed with %v
+	}{
+		{"the last statement's value", "1 + 1", "2"},
+		{"the global result", "result = {sum: input.n * 2}; 0", "map[sum:6]"},
+		{"input is plain JS", "Object.keys(input).sort().join(',')", "n,name"},
+		{"a cycle is cut", "var o = {a: 1}; o.self = o; o", "map[a:1 self:[truncated]]"},
+		{"functions are left out", "({f: function () {}, x: 1})", "map[x:1]"},
+		{"NaN is null", "NaN", "<nil>"},
+		{"a date is its text", "typeof new Date(0).toISOString()", "string"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := run(t, tt.src, jsfunc.Limits{})
+			if out.Err != nil {
+				t.Fatal(out.Err)
+			}
+			if got := sprint(out.Result); got != tt.want {
+				t.Errorf("result %s, want %s", got, tt.want)
+			}
+		})
+	}
+	t.Run("console.log is captured", func(t *testing.T) {
+		out := run(t, `console.log("hi", {a: [1, 2]}); console.error(3)`, jsfunc.Limits{})
+		if out.Err != nil || len(out.Logs) != 2 || out.Logs[0] != `hi {"a":[1,2]}` || out.Logs[1] != "3" {
+			t.Errorf("logs %q, error %v", out.Logs, out.Err)
+		}
+	})
+	t.Run("a deep value is cut", func(t *testing.T) {
+		out := run(t, `var o = {}; var c = o; for (var i = 0; i < 200; i++) { c.n = {}; c = c.n } o`, jsfunc.Limits{})
+		if out.Err != nil || !strings.Contains(sprint(out.Result), "[truncated]") {
+			t.Errorf("result %v, %v", out.Result, out.Err)
+		}
+	})
+	t.Run("a large value is cut", func(t *testing.T) {
+		out := run(t, `var a = []; for (var i = 0; i < 100000; i++) a.push(i); a`, jsfunc.Limits{})
+		list, _ := out.Result.([]any)
+		if out.Err != nil || len(list) > 10_001 || list[len(list)-1] != "[truncated]" {
+			t.Errorf("%d items, %v", len(list), out.Err)
+		}
+	})
+}
+
+func sprint(v any) string { return fmt.Sprintf("%v", v) }
+
+// TestAbuse runs the cases of reliability.md §2.2 that used to crash or
+// hang the process: each now ends with an error, quickly.
+func TestAbuse(t *testing.T) {
+	for _, tt := range []struct {
+		name, src string
+		limits    jsfunc.Limits
+		want      string
+	}{
+		{"an endless loop", "for (;;) {}", jsfunc.Limits{Timeout: 100 * time.Millisecond}, "budget"},
+		{"a loop that catches", "for (;;) { try { for (;;) {} } catch (e) {} }", jsfunc.Limits{Timeout: 100 * time.Millisecond}, "budget"},
+		{"finally that loops", "try { for (;;) {} } finally { for (;;) {} }", jsfunc.Limits{Timeout: 100 * time.Millisecond}, "budget"},
+		{"endless recursion", "function f() { return f() } f()", jsfunc.Limits{}, "call stack"},
+		{"endless promises", "function f() { Promise.resolve().then(f) } f()", jsfunc.Limits{Timeout: 200 * time.Millisecond}, "budget"},
+		{"a terabyte repeat", "'x'.repeat(Math.pow(1024, 4))", jsfunc.Limits{}, "RangeError"},
+		{"a 256 MiB repeat", "'x'.repeat(256 * 1024 * 1024)", jsfunc.Limits{}, "RangeError"},
+		{"a huge pad", "''.padStart(1e9, 'x')", jsfunc.Limits{}, "RangeError"},
+		{"a huge array filled", "new Array(2e8).fill(0)", jsfunc.Limits{}, "RangeError"},
+		{"a huge array made by a call", "Array(2e8)", jsfunc.Limits{}, "RangeError"},
+		{"a huge array through its constructor", "[].constructor(2e8)", jsfunc.Limits{}, "RangeError"},
+		{"a huge array joined", "var a = []; a.length = 1e7; a.join('xxxxxxxxxx')", jsfunc.Limits{}, "RangeError"},
+		{"a huge Array.from", "Array.from({length: 1e9})", jsfunc.Limits{}, "RangeError"},
+		{"a gigabyte buffer", "new Uint8Array(1 << 30)", jsfunc.Limits{}, "ReferenceError"},
+		{"an ArrayBuffer", "new ArrayBuffer(1 << 30)", jsfunc.Limits{}, "ReferenceError"},
+		{"polluting a prototype", "Object.prototype.isAdmin = true", jsfunc.Limits{}, "TypeError"},
+		{"replacing a guard", "String.prototype.repeat = function () { return 'x' }", jsfunc.Limits{}, "TypeError"},
+		{"swapping Array back", "Array = function () {}", jsfunc.Limits{}, ""},
+		{"growing the heap", "var a = []; for (;;) a.push('y'.repeat(1024) + a.length)", jsfunc.Limits{Timeout: 10 * time.Second, MaxHeapGrowth: 32 << 20}, "MiB"},
+		{"a circular JSON.stringify", "var o = {}; o.o = o; JSON.stringify(o)", jsfunc.Limits{}, "TypeError"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := run(t, tt.src, tt.limits)
+			if tt.want == "" {
+				// Assigning the global is allowed; the guard stays.
+				if out.Err != nil {
+					t.Fatal(out.Err)
+				}
+				return
+			}
+			if out.Err == nil || !strings.Contains(out.Err.Error(), tt.want) {
+				t.Errorf("error %v, want one about %q", out.Err, tt.want)
+			}
+			if strings.Contains(tt.want, "budget") || strings.Contains(tt.want, "MiB") {
+				if !errors.Is(out.Err, jsfunc.ErrInterrupted) {
+					t.Errorf("error %v is not ErrInterrupted", out.Err)
+				}
+			}
+		})
+	}
+	t.Run("a fresh runtime per run", func(t *testing.T) {
+		_ = run(t, "globalThis.leak = 1", jsfunc.Limits{})
+		if out := run(t, "typeof leak", jsfunc.Limits{}); out.Result != "undefined" {
+			t.Errorf("typeof leak = %v", out.Result)
+		}
+	})
+}
+
+func TestCompile(t *testing.T) {
+	for _, tt := range []struct{ name, src, want string }{
+		{"a syntax error", "function (", "test.js"},
+		{"too large", strings.Repeat(" ", jsfunc.MaxSource+1), "bytes"},
+		{"sloppy-only code", "with (Math) { max(1, 2) }", "test.js"},
+		{"not UTF-8", "'\xff'", "UTF-8"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := jsfunc.Compile("test.js", tt.src); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Compile: %v, want an error about %s", err, tt.want)
+			}
+		})
+	}
+}
