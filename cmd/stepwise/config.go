@@ -34,6 +34,15 @@ type fileConfig struct {
 	Tracing             bool         `yaml:"tracing"` // the reference CLI's name for trace
 	Raw                 bool         `yaml:"raw"`
 	Timeout             string       `yaml:"timeout"`
+	// local_exec, with the reference CLI's keys.
+	EnableLocalExec          bool    `yaml:"enable_local_exec"`
+	LocalExecAllowedDir      string  `yaml:"local_exec_allowed_dir"`
+	LocalExecAllowedCommands csvList `yaml:"local_exec_allowed_commands"`
+	LocalExecDeniedCommands  csvList `yaml:"local_exec_denied_commands"`
+	LocalExecAllowShell      bool    `yaml:"local_exec_allow_shell"`
+	LocalExecTimeout         string  `yaml:"local_exec_timeout"`
+	// MCPServers are tool sources for the run's chains.
+	MCPServers []mcpServerConfig `yaml:"mcp_servers"`
 
 	// dir is the .stepwise folder the file was found in ("" for none).
 	dir string
@@ -41,8 +50,9 @@ type fileConfig struct {
 
 // configKeys are the keys config.yaml may hold.
 var configKeys = []string{
-	"context", "default_chain", "extra_models", "model", "ollama", "openai_base_url",
-	"raw", "steps", "template_vars_from_env", "timeout", "trace", "tracing",
+	"context", "default_chain", "enable_local_exec", "extra_models", "local_exec_allow_shell", "local_exec_allowed_commands",
+	"local_exec_allowed_dir", "local_exec_denied_commands", "local_exec_timeout", "mcp_servers", "model", "ollama",
+	"openai_base_url", "raw", "steps", "template_vars_from_env", "timeout", "trace", "tracing",
 }
 
 // extraModel declares a model besides -model, with its context length and

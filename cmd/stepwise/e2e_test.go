@@ -20,6 +20,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	serveMCPIfAsked()
 	dir, err := os.MkdirTemp("", "stepwise-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
-	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/core/llm"
 	"github.com/stepwise-run/stepwise/core/llm/ollama"
 	"github.com/stepwise-run/stepwise/core/llm/openai"
@@ -41,6 +40,8 @@ type runOptions struct {
 	extraModels   []extraModel
 	varsFromEnv   []string
 	useOllama     bool
+	localExec     localExecOptions
+	mcpServers    []mcpServerConfig
 }
 
 // defaultOllama is where a local Ollama listens.
@@ -84,6 +85,7 @@ func parseRunFlags(args []string, e env) (*runOptions, error) {
 	fs.BoolVar(&o.raw, "raw", false, "print the whole output as JSON instead of its text")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "stop the execution after this long")
 	fs.Var(varFlag(o.vars), "var", "template variable NAME=VALUE for {{var:NAME}} (repeatable)")
+	addLocalExecFlags(fs, &o.localExec)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -138,6 +140,10 @@ func parseRunFlags(args []string, e env) (*runOptions, error) {
 	}
 	o.extraModels = cfg.ExtraModels
 	o.varsFromEnv = cfg.TemplateVarsFromEnv
+	o.mcpServers = cfg.MCPServers
+	if err := mergeLocalExec(&o.localExec, cfg, set); err != nil {
+		return nil, err
+	}
 	// An OpenAI-compatible base URL replaces the default Ollama backend
 	// unless Ollama was asked for too.
 	o.useOllama = o.openAIBaseURL == "" || set["ollama"] || cfg.Ollama != ""
@@ -203,12 +209,16 @@ func run(ctx context.Context, o *runOptions, e env) (int, error) {
 	if err != nil {
 		return exitUsage, err
 	}
+	tools, closeTools, err := runTools(ctx, o, e)
+	if err != nil {
+		return exitUsage, err
+	}
+	defer closeTools()
+	if line := describeLocalExec(o.localExec); line != "" && o.steps {
+		fmt.Fprintln(e.stderr, line)
+	}
 	store := mem.New()
-	engine := core.NewEngine(core.EngineConfig{
-		Store: store,
-		LLM:   router,
-		Tools: hooks.NewRegistry(nil, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{})),
-	})
+	engine := core.NewEngine(core.EngineConfig{Store: store, LLM: router, Tools: tools})
 	vars := map[string]string{"model": o.model, "provider": providerName(o), "chain": chain.ID}
 	for k, v := range file.vars {
 		vars[k] = v
