@@ -170,6 +170,18 @@ func TestMCPServerRoutes(t *testing.T) {
 			t.Errorf("refresh = %d %s", res.status, res.body)
 		}
 	})
+	t.Run("hide_tools hides its tools", func(t *testing.T) {
+		e.addOllama("local-ollama")
+		e.llm.Script(fakellm.Reply{Match: "hidden tools", Text: "none"})
+		res := e.do(req{method: http.MethodPost, path: "/tasks", body: map[string]any{"input": "hidden tools?", "inputType": "string",
+			"chain": map[string]any{"id": "hide", "tasks": []any{map[string]any{"id": "chat", "handler": "chat_completion",
+				"execute_config": map[string]any{"hooks": []string{"pets"}, "hide_tools": []string{"pets_get_pet"}},
+				"transition":     map[string]any{"branches": []any{map[string]any{"operator": "default", "goto": "end"}}}}}}}})
+		reqs := e.llm.Requests()
+		if res.status != http.StatusOK || len(reqs) == 0 || len(reqs[len(reqs)-1].Tools) != 0 {
+			t.Errorf("POST /tasks = %d %s; the model was offered %v", res.status, res.body, reqs[len(reqs)-1].Tools)
+		}
+	})
 	t.Run("a PUT of what GET showed keeps the secret", func(t *testing.T) {
 		var shown map[string]any
 		e.do(req{method: http.MethodGet, path: "/mcp-servers/" + id}).decode(t, &shown)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -307,20 +308,54 @@ func TestMCPDefinitions(t *testing.T) {
 	}
 }
 
+// TestMCPEgress tries the SSRF table of TestEgress on MCP servers, and a
+// redirect from an allowed server to the metadata address.
 func TestMCPEgress(t *testing.T) {
 	f := newFixture(t)
 	s := newMCPService(t)
 	ctx := context.Background()
-	if _, err := f.src.MCPServers().Create(ctx, "acme", remote.Hook{Name: "local", EndpointURL: s.srv.URL}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := f.reg.ToolsOf(ctx, "acme", "local")
-	if core.ErrorCode(err) != core.EFORBIDDEN {
-		t.Errorf("an MCP server on loopback without allowPrivate: %v, want EFORBIDDEN", err)
+	addrs := map[string]string{"metadata.test": "169.254.169.254", "loopback.test": "127.0.0.1", "mapped.test": "::ffff:127.0.0.1", "v6.test": "::1"}
+	reg, src := remote.NewRegistry(remote.SourceConfig{Store: f.store, Sealer: f.box, Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+		if a, ok := addrs[host]; ok {
+			return []netip.Addr{netip.MustParseAddr(a)}, nil
+		}
+		return nil, core.Errorf(core.ENOTFOUND, "no such host %s", host)
+	}})
+	port := s.srv.URL[strings.LastIndex(s.srv.URL, ":"):]
+	for i, endpoint := range []string{
+		"http://169.254.169.254/mcp", "http://127.0.0.1" + port, "http://[::1]" + port, "http://[::ffff:127.0.0.1]" + port,
+		"http://2130706433" + port, "http://0x7f000001" + port,
+		"http://metadata.test/mcp", "http://loopback.test" + port, "http://mapped.test" + port, "http://v6.test" + port,
+	} {
+		t.Run(endpoint, func(t *testing.T) {
+			name := fmt.Sprintf("m%d", i)
+			if _, err := src.MCPServers().Create(ctx, "acme", remote.Hook{Name: name, EndpointURL: endpoint, TimeoutMs: 2000}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := reg.ToolsOf(ctx, "acme", name)
+			if code := core.ErrorCode(err); code != core.EFORBIDDEN && code != core.EUNAVAILABLE || err == nil {
+				t.Errorf("ToolsOf: %v, want the connection refused", err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "egress") && !strings.Contains(err.Error(), "no such host") && !strings.Contains(err.Error(), "refused") {
+				t.Errorf("ToolsOf: %v, want the egress guard's refusal", err)
+			}
+		})
 	}
 	if n := s.count("initialize"); n != 0 {
 		t.Errorf("the server was reached %d times", n)
 	}
+	t.Run("a redirect is not followed", func(t *testing.T) {
+		moved := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusTemporaryRedirect)
+		}))
+		t.Cleanup(moved.Close)
+		if _, err := src.MCPServers().Create(ctx, "acme", remote.Hook{Name: "moved", EndpointURL: moved.URL, TimeoutMs: 2000, AllowPrivate: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.ToolsOf(ctx, "acme", "moved"); core.ErrorCode(err) != core.EUNAVAILABLE {
+			t.Errorf("ToolsOf: %v, want a failure", err)
+		}
+	})
 }
 
 // TestMCPStdio runs this test binary as an MCP server over its standard
@@ -348,4 +383,42 @@ func TestMCPStdio(t *testing.T) {
 	if m, _ := out.Data.(map[string]any); m["name"] != "Rex" {
 		t.Errorf("answer %v, want Rex", out.Data)
 	}
+}
+
+// BenchmarkMCPCall compares a tool call through the registry (lookup,
+// cached tool list, shared session, result conversion) with the same
+// call on a session of the SDK's own client.
+func BenchmarkMCPCall(b *testing.B) {
+	s := &mcpService{methods: map[string]int{}}
+	s.server = newMCPServer(nil)
+	s.restart()
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handler.Load().ServeHTTP(w, r) }))
+	b.Cleanup(s.srv.Close)
+	ctx := context.Background()
+	args := map[string]any{"id": "p-1"}
+	b.Run("direct", func(b *testing.B) {
+		sess, err := sdk.NewClient(&sdk.Implementation{Name: "bench"}, nil).Connect(ctx, &sdk.StreamableClientTransport{Endpoint: s.srv.URL, DisableStandaloneSSE: true}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = sess.Close() }()
+		for b.Loop() {
+			if _, err := sess.CallTool(ctx, &sdk.CallToolParams{Name: "lookup.pet", Arguments: args}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("registry", func(b *testing.B) {
+		f := newFixture(b)
+		if _, err := f.src.MCPServers().Create(ctx, "acme", remote.Hook{Name: "petsmcp", EndpointURL: s.srv.URL, AllowPrivate: true}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = f.src.Close() })
+		call := core.HookCall{Tenant: "acme", Hook: "petsmcp", Tool: "lookup_pet", Input: jsonInput(args), IdempotencyKey: "ex/1/1"}
+		for b.Loop() {
+			if _, err := f.reg.Call(ctx, call); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
