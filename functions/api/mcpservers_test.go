@@ -74,58 +74,18 @@ func TestMCPServerAgentLoop(t *testing.T) {
 		t.Errorf("the created server shows %+v", server)
 	}
 
-	e.llm.Script(
-		fakellm.Reply{Match: "which pet is 42", ToolCalls: []fakellm.Call{{ID: "call_1", Name: "pets_get_pet", Arguments: map[string]any{"id": "42"}}}},
-		fakellm.Reply{Match: "Rex the dog", Text: "Pet 42 is Rex, a dog."},
-	)
-	chain := map[string]any{"id": "agent", "tasks": []any{
-		map[string]any{"id": "chat", "handler": "chat_completion", "execute_config": map[string]any{"hooks": []string{"pets"}},
-			"transition": map[string]any{"branches": []any{
-				map[string]any{"operator": "equals", "when": "tool-call", "goto": "run"},
-				map[string]any{"operator": "default", "goto": "end"}}}},
-		map[string]any{"id": "run", "handler": "execute_tool_calls",
-			"transition": map[string]any{"branches": []any{map[string]any{"operator": "default", "goto": "chat"}}}},
-	}}
-	res = e.do(req{method: http.MethodPost, path: "/tasks", body: map[string]any{"input": "which pet is 42?", "inputType": "string", "chain": chain}})
-	if res.status != http.StatusOK {
-		t.Fatalf("POST /tasks = %d %s", res.status, res.body)
-	}
-	var run struct{ ID string }
-	res.decode(t, &run)
+	res, runID, toolResult := e.askForPet(t, "pets_get_pet")
 	svc.mu.Lock()
 	calls := append([]mcpSeen(nil), svc.calls...)
 	svc.mu.Unlock()
 	if len(calls) != 1 {
 		t.Fatalf("the server saw %d calls, want 1", len(calls))
 	}
-	if c := calls[0]; c.id != "42" || c.apiKey != toolSecret || !strings.HasPrefix(c.idemHeader, run.ID+"/") || c.idemMeta != c.idemHeader {
+	if c := calls[0]; c.id != "42" || c.apiKey != toolSecret || !strings.HasPrefix(c.idemHeader, runID+"/") || c.idemMeta != c.idemHeader {
 		t.Errorf("the server got %+v", c)
 	}
-	var toolResult string
-	for _, r := range e.llm.Requests() {
-		for _, m := range r.Messages {
-			if m.Role == "tool" {
-				toolResult = m.Content
-			}
-		}
-	}
-	if !strings.Contains(toolResult, "Rex the dog") || !strings.Contains(string(res.body), "Pet 42 is Rex") {
-		t.Errorf("the model was given %q; answer %s", toolResult, res.body)
-	}
-	shown := []string{string(res.body), toolResult, e.logs.String()}
-	for _, path := range []string{"/executions/" + run.ID, "/executions/" + run.ID + "/steps", "/mcp-servers", "/mcp-servers/" + server.ID,
-		"/mcp-servers/by-name/pets", "/hooks/local"} {
-		res := e.do(req{method: http.MethodGet, path: path})
-		if res.status != http.StatusOK {
-			t.Errorf("GET %s = %d %s", path, res.status, res.body)
-		}
-		shown = append(shown, string(res.body))
-	}
-	for i, s := range shown {
-		if strings.Contains(s, toolSecret) {
-			t.Errorf("answer %d shows the secret: %.300s", i, s)
-		}
-	}
+	e.noSecrets(t, []string{string(res.body), toolResult}, []string{"/mcp-servers", "/mcp-servers/" + server.ID,
+		"/mcp-servers/by-name/pets", "/hooks/local"}, runID, toolSecret)
 }
 
 func TestMCPServerRoutes(t *testing.T) {

@@ -73,8 +73,28 @@ func TestRemoteHookAgentLoop(t *testing.T) {
 		t.Errorf("the created hook shows headers %v", hook.Headers)
 	}
 
+	res, runID, toolResult := e.askForPet(t, "pets_getPet")
+	svc.mu.Lock()
+	if len(svc.seen) != 1 {
+		t.Fatalf("the service saw %d calls, want 1", len(svc.seen))
+	}
+	got := svc.seen[0]
+	svc.mu.Unlock()
+	if got.URL.Path != "/pets/42" || got.URL.Query().Get("account") != "acct-9" || got.Header.Get("X-Api-Key") != toolSecret ||
+		!strings.HasPrefix(got.Header.Get("Idempotency-Key"), runID+"/") {
+		t.Errorf("the service got %s ?%s with headers %v", got.URL.Path, got.URL.RawQuery, got.Header)
+	}
+	e.noSecrets(t, []string{string(res.body), toolResult}, []string{"/hooks/remote", "/hooks/remote/" + hook.ID,
+		"/hooks/remote/by-name/pets", "/hooks/local", "/hooks/schemas"}, runID, toolSecret, "acct-9")
+}
+
+// askForPet runs an agent loop over the hook pets whose model calls tool
+// with {"id": "42"}, reads the answer and replies; it returns the
+// answer, the execution's id and the tool result the model was given.
+func (e *env) askForPet(t *testing.T, tool string) (res *response, runID, toolResult string) {
+	t.Helper()
 	e.llm.Script(
-		fakellm.Reply{Match: "which pet is 42", ToolCalls: []fakellm.Call{{ID: "call_1", Name: "pets_getPet", Arguments: map[string]any{"id": "42"}}}},
+		fakellm.Reply{Match: "which pet is 42", ToolCalls: []fakellm.Call{{ID: "call_1", Name: tool, Arguments: map[string]any{"id": "42"}}}},
 		fakellm.Reply{Match: "Rex the dog", Text: "Pet 42 is Rex, a dog."},
 	)
 	chain := map[string]any{"id": "agent", "tasks": []any{
@@ -89,23 +109,8 @@ func TestRemoteHookAgentLoop(t *testing.T) {
 	if res.status != http.StatusOK {
 		t.Fatalf("POST /tasks = %d %s", res.status, res.body)
 	}
-	var run struct {
-		ID     string
-		Output any
-	}
+	var run struct{ ID string }
 	res.decode(t, &run)
-
-	svc.mu.Lock()
-	if len(svc.seen) != 1 {
-		t.Fatalf("the service saw %d calls, want 1", len(svc.seen))
-	}
-	got := svc.seen[0]
-	svc.mu.Unlock()
-	if got.URL.Path != "/pets/42" || got.URL.Query().Get("account") != "acct-9" || got.Header.Get("X-Api-Key") != toolSecret ||
-		!strings.HasPrefix(got.Header.Get("Idempotency-Key"), run.ID+"/") {
-		t.Errorf("the service got %s ?%s with headers %v", got.URL.Path, got.URL.RawQuery, got.Header)
-	}
-	var toolResult string
 	for _, r := range e.llm.Requests() {
 		for _, m := range r.Messages {
 			if m.Role == "tool" {
@@ -113,17 +118,18 @@ func TestRemoteHookAgentLoop(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(toolResult, "Rex the dog") {
-		t.Errorf("the model was given %q as the tool's result", toolResult)
+	if !strings.Contains(toolResult, "Rex the dog") || !strings.Contains(string(res.body), "Pet 42 is Rex") {
+		t.Errorf("the model was given %q as the tool's result; answer %s", toolResult, res.body)
 	}
-	if !strings.Contains(string(res.body), "Pet 42 is Rex") {
-		t.Errorf("answer %s", res.body)
-	}
+	return res, run.ID, toolResult
+}
 
-	// The secret is nowhere the API shows or keeps what happened.
-	shown := []string{string(res.body), toolResult, e.logs.String()}
-	for _, path := range []string{"/executions/" + run.ID, "/executions/" + run.ID + "/steps", "/hooks/remote", "/hooks/remote/" + hook.ID,
-		"/hooks/remote/by-name/pets", "/hooks/local", "/hooks/schemas"} {
+// noSecrets checks that no secret shows in the texts, the logs, the
+// execution's record and steps, or the answers of GET paths.
+func (e *env) noSecrets(t *testing.T, texts, paths []string, runID string, secrets ...string) {
+	t.Helper()
+	shown := append(texts, e.logs.String())
+	for _, path := range append([]string{"/executions/" + runID, "/executions/" + runID + "/steps"}, paths...) {
 		res := e.do(req{method: http.MethodGet, path: path})
 		if res.status != http.StatusOK {
 			t.Errorf("GET %s = %d %s", path, res.status, res.body)
@@ -131,8 +137,10 @@ func TestRemoteHookAgentLoop(t *testing.T) {
 		shown = append(shown, string(res.body))
 	}
 	for i, s := range shown {
-		if strings.Contains(s, toolSecret) || strings.Contains(s, "acct-9") {
-			t.Errorf("answer %d shows an injected value: %.300s", i, s)
+		for _, secret := range secrets {
+			if strings.Contains(s, secret) {
+				t.Errorf("answer %d shows %q: %.300s", i, secret, s)
+			}
 		}
 	}
 }

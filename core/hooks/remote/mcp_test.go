@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -314,19 +313,8 @@ func TestMCPEgress(t *testing.T) {
 	f := newFixture(t)
 	s := newMCPService(t)
 	ctx := context.Background()
-	addrs := map[string]string{"metadata.test": "169.254.169.254", "loopback.test": "127.0.0.1", "mapped.test": "::ffff:127.0.0.1", "v6.test": "::1"}
-	reg, src := remote.NewRegistry(remote.SourceConfig{Store: f.store, Sealer: f.box, Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
-		if a, ok := addrs[host]; ok {
-			return []netip.Addr{netip.MustParseAddr(a)}, nil
-		}
-		return nil, core.Errorf(core.ENOTFOUND, "no such host %s", host)
-	}})
-	port := s.srv.URL[strings.LastIndex(s.srv.URL, ":"):]
-	for i, endpoint := range []string{
-		"http://169.254.169.254/mcp", "http://127.0.0.1" + port, "http://[::1]" + port, "http://[::ffff:127.0.0.1]" + port,
-		"http://2130706433" + port, "http://0x7f000001" + port,
-		"http://metadata.test/mcp", "http://loopback.test" + port, "http://mapped.test" + port, "http://v6.test" + port,
-	} {
+	reg, src := remote.NewRegistry(remote.SourceConfig{Store: f.store, Sealer: f.box, Resolve: ssrfResolver})
+	for i, endpoint := range ssrfTargets(s.srv.URL, "/mcp") {
 		t.Run(endpoint, func(t *testing.T) {
 			name := fmt.Sprintf("m%d", i)
 			if _, err := src.MCPServers().Create(ctx, "acme", remote.Hook{Name: name, EndpointURL: endpoint, TimeoutMs: 2000}); err != nil {

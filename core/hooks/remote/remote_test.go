@@ -408,23 +408,37 @@ func TestDefinitions(t *testing.T) {
 
 // TestEgress: a hook not allowed private addresses reaches none of the
 // places an attacker would point it at, however the address is spelled.
-func TestEgress(t *testing.T) {
-	f := newFixture(t)
-	s := newService(t)
-	ctx := context.Background()
+// ssrfResolver points the test names of ssrfTargets at forbidden
+// addresses.
+func ssrfResolver(_ context.Context, host string) ([]netip.Addr, error) {
 	addrs := map[string]string{"metadata.test": "169.254.169.254", "loopback.test": "127.0.0.1", "mapped.test": "::ffff:127.0.0.1", "v6.test": "::1"}
-	f.src = remote.NewSource(remote.SourceConfig{Store: f.store, Sealer: f.box, Now: f.clock.now, Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
-		if a, ok := addrs[host]; ok {
-			return []netip.Addr{netip.MustParseAddr(a)}, nil
-		}
-		return nil, core.Errorf(core.ENOTFOUND, "no such host %s", host)
-	}})
-	port := s.srv.URL[strings.LastIndex(s.srv.URL, ":"):]
-	for i, endpoint := range []string{
+	if a, ok := addrs[host]; ok {
+		return []netip.Addr{netip.MustParseAddr(a)}, nil
+	}
+	return nil, core.Errorf(core.ENOTFOUND, "no such host %s", host)
+}
+
+// ssrfTargets are the ways to name a forbidden address, those on
+// loopback at the port of serverURL, each followed by path.
+func ssrfTargets(serverURL, path string) []string {
+	port := serverURL[strings.LastIndex(serverURL, ":"):]
+	var out []string
+	for _, u := range []string{
 		"http://169.254.169.254", "http://127.0.0.1" + port, "http://[::1]" + port, "http://[::ffff:127.0.0.1]" + port,
 		"http://2130706433" + port, "http://0x7f000001" + port,
 		"http://metadata.test", "http://loopback.test" + port, "http://mapped.test" + port, "http://v6.test" + port,
 	} {
+		out = append(out, u+path)
+	}
+	return out
+}
+
+func TestEgress(t *testing.T) {
+	f := newFixture(t)
+	s := newService(t)
+	ctx := context.Background()
+	f.src = remote.NewSource(remote.SourceConfig{Store: f.store, Sealer: f.box, Now: f.clock.now, Resolve: ssrfResolver})
+	for i, endpoint := range ssrfTargets(s.srv.URL, "") {
 		t.Run(endpoint, func(t *testing.T) {
 			h, err := f.hooks.Create(ctx, "acme", remote.Hook{Name: "h" + string(rune('a'+i)), EndpointURL: endpoint, TimeoutMs: 2000})
 			if err != nil {
