@@ -114,7 +114,7 @@ func mergeLocalExec(o *localExecOptions, cfg *fileConfig, set map[string]bool) e
 // js_sandbox always, local_exec when enabled, and the config's MCP
 // servers. close ends the MCP servers' sessions and processes.
 func runTools(ctx context.Context, o *runOptions, e env) (tools core.Tools, close func(), err error) {
-	builtins := []hooks.Hook{hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}), hooks.JS(jsfunc.Limits{})}
+	builtins := []hooks.Hook{hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}), hooks.JS(jsfunc.New(), jsfunc.Limits{})}
 	if o.localExec.enabled {
 		dir := o.localExec.allowedDir
 		if dir != "" && !filepath.IsAbs(dir) {

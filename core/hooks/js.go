@@ -29,7 +29,7 @@ const (
 // It runs inside the calling process: for the CLI, whose user owns
 // what runs. The server does not register it (DESIGN.md, "User
 // JavaScript is isolated").
-func JS(limits jsfunc.Limits) Hook {
+func JS(sandbox *jsfunc.Sandbox, limits jsfunc.Limits) Hook {
 	tool := oneStringTool(JSTool, "Runs a JavaScript snippet (ES5.1 and most of ES6, strict mode, no modules, no network, no timers) and returns "+
 		"its result: the global result if set, else the last statement's value; console.log lines are returned too.", "code", "The JavaScript to run.")
 	return &funcHook{tool: tool, call: func(ctx context.Context, call core.HookCall) (core.Value, error) {
@@ -69,7 +69,7 @@ func JS(limits jsfunc.Limits) Hook {
 			res["error"], res["started"], res["ended"] = err.Error(), started, started
 			return core.Value{Type: core.TypeJSON, Data: jsonData(res)}, nil
 		}
-		out := jsfunc.Run(ctx, prog, map[string]any{"input": input}, limits)
+		out := sandbox.Run(ctx, prog, map[string]any{"input": input}, limits)
 		res["result"], res["started"], res["ended"] = out.Result, out.Started, out.Started.Add(out.Duration)
 		res["duration_ms"] = out.Duration.Milliseconds()
 		if out.Logs != nil {

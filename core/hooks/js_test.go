@@ -13,7 +13,7 @@ import (
 )
 
 func TestJS(t *testing.T) {
-	h := hooks.JS(jsfunc.Limits{Timeout: 200 * time.Millisecond})
+	h := hooks.JS(jsfunc.New(), jsfunc.Limits{Timeout: 200 * time.Millisecond})
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name   string

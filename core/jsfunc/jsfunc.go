@@ -112,15 +112,25 @@ type Outcome struct {
 // limit.
 var ErrInterrupted = errors.New("interrupted")
 
+// Sandbox runs programs; it holds what every run shares, compiled once.
+type Sandbox struct {
+	prelude *goja.Program
+}
+
+// New returns a Sandbox.
+func New() *Sandbox {
+	return &Sandbox{prelude: goja.MustCompile("hardening.js", fmt.Sprintf(hardening, maxBuiltLength, maxArrayLength), true)}
+}
+
 // Run runs p once in a fresh runtime, with globals (JSON-like values)
 // defined before it.
-func Run(ctx context.Context, p *Program, globals map[string]any, limits Limits) Outcome {
+func (s *Sandbox) Run(ctx context.Context, p *Program, globals map[string]any, limits Limits) Outcome {
 	limits = limits.withDefaults()
 	out := Outcome{Started: time.Now()}
 	vm := goja.New()
 	vm.SetMaxCallStackSize(limits.MaxCallStack)
 	var logs logSink
-	if err := setup(vm, globals, &logs); err != nil {
+	if err := setup(vm, s.prelude, globals, &logs); err != nil {
 		out.Err = err
 		return out
 	}

@@ -17,7 +17,7 @@ func run(t *testing.T, src string, limits jsfunc.Limits) jsfunc.Outcome {
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
-	return jsfunc.Run(context.Background(), p, map[string]any{"input": map[string]any{"n": 3, "name": "ada"}}, limits)
+	return jsfunc.New().Run(context.Background(), p, map[string]any{"input": map[string]any{"n": 3, "name": "ada"}}, limits)
 }
 
 func TestResults(t *testing.T) {
@@ -134,5 +134,22 @@ func TestCompile(t *testing.T) {
 				t.Errorf("Compile: %v, want an error about %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// BenchmarkRun is a small script's run, warm (compiled once): a fresh
+// runtime, the hardening prelude, the script and the bounded export.
+func BenchmarkRun(b *testing.B) {
+	p, err := jsfunc.Compile("small.js", "result = {total: input.items.reduce(function (a, x) { return a + x.price }, 0)}")
+	if err != nil {
+		b.Fatal(err)
+	}
+	input := map[string]any{"items": []any{map[string]any{"price": 3}, map[string]any{"price": 4}}}
+	ctx := context.Background()
+	sb := jsfunc.New()
+	for b.Loop() {
+		if out := sb.Run(ctx, p, map[string]any{"input": input}, jsfunc.Limits{}); out.Err != nil {
+			b.Fatal(out.Err)
+		}
 	}
 }

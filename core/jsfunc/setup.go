@@ -70,7 +70,7 @@ const hardening = `(function (MAXS, MAXA) {
 
 // setup defines console, the globals and result, then hardens the
 // runtime.
-func setup(vm *goja.Runtime, globals map[string]any, logs *logSink) error {
+func setup(vm *goja.Runtime, prelude *goja.Program, globals map[string]any, logs *logSink) error {
 	console := vm.NewObject()
 	log := func(call goja.FunctionCall) goja.Value {
 		parts := make([]string, len(call.Arguments))
@@ -119,6 +119,6 @@ func setup(vm *goja.Runtime, globals map[string]any, logs *logSink) error {
 	if err := vm.Set("result", goja.Undefined()); err != nil {
 		return err
 	}
-	_, err := vm.RunString(fmt.Sprintf(hardening, maxBuiltLength, maxArrayLength))
+	_, err := vm.RunProgram(prelude)
 	return err
 }
