@@ -58,7 +58,22 @@ type Envelope struct {
 	Time time.Time `json:"time"`
 	// Data is the event's body: a JSON object.
 	Data json.RawMessage `json:"data"`
+	// AggregateType, Version and Metadata carry the reference system's
+	// event fields (its aggregate_id is Subject): the kind of thing the
+	// event is about, the version of the mapping that made it, and
+	// values a mapping picked out of the payload or its headers.
+	AggregateType string          `json:"aggregate_type,omitempty"`
+	Version       int             `json:"version,omitempty"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	// Hop counts the functions between the event and the outside world:
+	// 0 for an ingested or lifecycle event, one more for each event a
+	// function sends. It bounds cascades (MaxHop).
+	Hop int `json:"hop,omitempty"`
 }
+
+// MaxHop is the deepest cascade of events functions may make: an event a
+// function sends when handling one at MaxHop is refused.
+const MaxHop = 5
 
 // Validate checks what every bus requires of an event, naming the field
 // that is wrong: id, tenant, source and type present, data a JSON object,
@@ -79,9 +94,14 @@ func (e Envelope) Validate() error {
 	if e.Time.IsZero() {
 		return fmt.Errorf("time: empty")
 	}
-	t := bytes.TrimLeft(e.Data, " \t\r\n")
-	if len(t) == 0 || t[0] != '{' || !json.Valid(e.Data) {
+	if !isObject(e.Data) {
 		return fmt.Errorf("data: not a JSON object")
+	}
+	if len(e.Metadata) > 0 && !isObject(e.Metadata) {
+		return fmt.Errorf("metadata: not a JSON object")
+	}
+	if e.Hop < 0 || e.Hop > MaxHop {
+		return fmt.Errorf("hop: %d, over the %d functions an event may pass through", e.Hop, MaxHop)
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -91,4 +111,10 @@ func (e Envelope) Validate() error {
 		return fmt.Errorf("%d bytes, over the %d-byte limit of an event", len(b), MaxSize)
 	}
 	return nil
+}
+
+// isObject reports whether b is one JSON object.
+func isObject(b json.RawMessage) bool {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(b)
 }
