@@ -112,6 +112,10 @@ type Outcome struct {
 // limit.
 var ErrInterrupted = errors.New("interrupted")
 
+// ErrCrashed is the error of a run whose process died or was killed (a
+// child process past its memory or time limit).
+var ErrCrashed = errors.New("the function's process died")
+
 // Sandbox runs programs; it holds what every run shares, compiled once.
 type Sandbox struct {
 	prelude *goja.Program
@@ -122,50 +126,127 @@ func New() *Sandbox {
 	return &Sandbox{prelude: goja.MustCompile("hardening.js", fmt.Sprintf(hardening, maxBuiltLength, maxArrayLength), true)}
 }
 
+// Host serves a script's builtins (sendEvent, httpFetch, ...): the
+// script calls name with JSON-like arguments and gets a JSON-like result.
+// Time spent in the host does not count against the script's budget; ctx
+// bounds it.
+type Host interface {
+	Call(ctx context.Context, name string, args []any) (any, error)
+}
+
+// Request is one run.
+type Request struct {
+	Program *Program
+	// Globals are defined before the script runs (JSON-like values).
+	Globals map[string]any
+	// Entry, if the script defines a global function of that name, is
+	// called after the script with the global Arg; its return value is
+	// the result (the reference's convention: a function named like the
+	// stored one is called with the event).
+	Entry, Arg string
+	// Builtins are the names the script may call on Host.
+	Builtins []string
+	Host     Host
+	Limits   Limits
+}
+
 // Run runs p once in a fresh runtime, with globals (JSON-like values)
 // defined before it.
 func (s *Sandbox) Run(ctx context.Context, p *Program, globals map[string]any, limits Limits) Outcome {
-	limits = limits.withDefaults()
+	return s.Do(ctx, Request{Program: p, Globals: globals, Limits: limits})
+}
+
+// Do runs a request in a fresh runtime.
+func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
+	limits := req.Limits.withDefaults()
 	out := Outcome{Started: time.Now()}
 	vm := goja.New()
 	vm.SetMaxCallStackSize(limits.MaxCallStack)
 	var logs logSink
-	if err := setup(vm, s.prelude, globals, &logs); err != nil {
+	budget := newBudget(vm, limits.Timeout)
+	defer budget.stop()
+	if err := setup(vm, s.prelude, req.Globals, &logs); err != nil {
 		out.Err = err
 		return out
 	}
-	ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
-	defer cancel()
+	if err := bindBuiltins(ctx, vm, req.Builtins, req.Host, budget); err != nil {
+		out.Err = err
+		return out
+	}
 	stop := context.AfterFunc(ctx, func() {
-		vm.Interrupt(fmt.Errorf("%w: ran past its %s budget", ErrInterrupted, limits.Timeout))
+		vm.Interrupt(fmt.Errorf("%w: %v", ErrInterrupted, context.Cause(ctx)))
 	})
 	defer stop()
 	stopWatch := watchHeap(vm, limits.MaxHeapGrowth)
 	defer stopWatch()
 
-	v, err := runSafely(vm, p.prog)
+	budget.start()
+	v, err := runSafely(vm, func() (goja.Value, error) { return vm.RunProgram(req.Program.prog) })
+	if err == nil && req.Entry != "" {
+		if fn, ok := goja.AssertFunction(vm.Get(req.Entry)); ok {
+			v, err = runSafely(vm, func() (goja.Value, error) { return fn(goja.Undefined(), vm.Get(req.Arg)) })
+		}
+	}
+	budget.stop()
 	out.Duration = time.Since(out.Started)
 	out.Logs = logs.lines
 	if err != nil {
 		out.Err = scriptError(err)
 		return out
 	}
-	if r := vm.Get("result"); r != nil && !goja.IsUndefined(r) {
+	if r := vm.Get("result"); r != nil && !goja.IsUndefined(r) && !goja.IsNull(r) {
 		v = r
 	}
 	out.Result = export(vm, v)
 	return out
 }
 
+// budget interrupts the runtime once the script has run for its timeout,
+// not counting the time spent in the host's builtins.
+type budget struct {
+	vm      *goja.Runtime
+	timeout time.Duration
+	mu      sync.Mutex
+	left    time.Duration
+	since   time.Time
+	timer   *time.Timer
+}
+
+func newBudget(vm *goja.Runtime, timeout time.Duration) *budget {
+	return &budget{vm: vm, timeout: timeout, left: timeout}
+}
+
+// start (re)starts the clock with what is left.
+func (b *budget) start() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.since = time.Now()
+	b.timer = time.AfterFunc(b.left, func() {
+		b.vm.Interrupt(fmt.Errorf("%w: ran past its %s budget", ErrInterrupted, b.timeout))
+	})
+}
+
+// stop pauses the clock.
+func (b *budget) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.timer == nil {
+		return
+	}
+	b.timer.Stop()
+	b.timer = nil
+	b.left -= time.Since(b.since)
+}
+
 // runSafely runs the program, turning a Go panic escaping a built-in into
 // an error.
-func runSafely(vm *goja.Runtime, prog *goja.Program) (v goja.Value, err error) {
+func runSafely(vm *goja.Runtime, run func() (goja.Value, error)) (v goja.Value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("the script crashed a built-in: %v", r)
 		}
 	}()
-	return vm.RunProgram(prog)
+	return run()
 }
 
 // scriptError is a run's error as the user should read it.

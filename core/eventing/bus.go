@@ -1,0 +1,369 @@
+package eventing
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/core/jsfunc"
+	"github.com/stepwise-run/stepwise/events"
+)
+
+// MaxPayload is the largest webhook body ingested: an event must fit on
+// EventBridge and SQS with its envelope.
+const MaxPayload = 200 << 10
+
+// Fanout hands a stored event on to have its triggers run: locally onto
+// the work queue, on AWS to EventBridge (whose rule feeds the functions
+// queue). Either way a worker calls Bus.Handle.
+type Fanout interface {
+	Fanout(ctx context.Context, ev events.Envelope) error
+}
+
+// FunctionRun is one function run as a Runner gets it.
+type FunctionRun struct {
+	Name, Source string
+	// Event is the event as the script sees it (global event).
+	Event    map[string]any
+	Builtins []string
+	Limits   jsfunc.Limits
+}
+
+// Runner runs functions: in this process (InProcess) or in a child
+// process with its own limits (jsfunc.Pool).
+type Runner interface {
+	Run(ctx context.Context, run FunctionRun, host jsfunc.Host) jsfunc.Outcome
+}
+
+// Executions starts durable executions and reads them back.
+type Executions interface {
+	Start(ctx context.Context, req core.StartRequest) (*core.Execution, error)
+	Enqueue(ctx context.Context, ex *core.Execution) error
+	Execution(ctx context.Context, tenant, id string) (*core.Execution, error)
+}
+
+// ChainLoader returns a tenant's stored chain.
+type ChainLoader func(ctx context.Context, tenant, id string) (*core.Chain, error)
+
+// Config holds a Bus's dependencies.
+type Config struct {
+	Store     *Store
+	Functions *Functions
+	// Fanout is where stored events go; nil runs their triggers at once,
+	// in the caller (tests).
+	Fanout Fanout
+	// Runner runs functions. Required for function triggers.
+	Runner Runner
+	// Executions and Chains serve chain triggers and the chain builtins;
+	// without them those fail with a clear error.
+	Executions Executions
+	Chains     ChainLoader
+	// HTTP is httpFetch's client: the egress guard's. Nil refuses
+	// httpFetch.
+	HTTP   *http.Client
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Bus ingests webhooks, appends events and runs their triggers.
+type Bus struct {
+	cfg Config
+}
+
+// NewBus returns a Bus.
+func NewBus(cfg Config) *Bus {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Bus{cfg: cfg}
+}
+
+// Store is the bus's event store.
+func (b *Bus) Store() *Store { return b.cfg.Store }
+
+// Functions is the bus's function store.
+func (b *Bus) Functions() *Functions { return b.cfg.Functions }
+
+// redactedHeaders are not kept with a raw event: credentials a sender
+// (or a proxy in front) may add.
+var redactedHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "Api-Key"}
+
+// Ingest takes one webhook delivery for a mapping's path: it checks the
+// signature, stores the raw event (a delivery id seen before answers the
+// raw event stored then, dup true, and does nothing more), derives the
+// domain event and appends it. The raw event is stored before anything
+// else can fail; a mapping that cannot derive an event leaves it stored
+// with its error (EINVALID). An unknown path stores nothing (ENOTFOUND):
+// anyone can call this route, and storing unsigned payloads for paths
+// nobody mapped would let them fill the store.
+func (b *Bus) Ingest(ctx context.Context, tenant, path string, header http.Header, body []byte) (raw *events.RawEvent, dup bool, err error) {
+	if path == "" {
+		return nil, false, core.Errorf(core.EINVALID, "path: required (?path=)")
+	}
+	if len(body) > MaxPayload {
+		return nil, false, core.Errorf(core.EINVALID, "body: %d bytes, over the %d-byte limit of a webhook", len(body), MaxPayload)
+	}
+	m, err := b.cfg.Store.Mapping(ctx, tenant, path)
+	if err != nil {
+		return nil, false, err
+	}
+	if m.Signature != nil {
+		if err := m.Signature.Verify(body, header, b.cfg.Now()); err != nil {
+			return nil, false, core.Errorf(core.EUNAUTHORIZED, "%v", err)
+		}
+	}
+	var payload any
+	if err := json.Unmarshal(body, &payload); err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return nil, false, core.Errorf(core.EINVALID, "body: not JSON")
+	}
+	kept := header.Clone()
+	for _, h := range redactedHeaders {
+		kept.Del(h)
+	}
+	raw = &events.RawEvent{Path: path, Headers: kept, Payload: payload, DeliveryID: m.DeliveryID(payload, header)}
+	raw, dup, err = b.cfg.Store.AddRawEvent(ctx, tenant, raw)
+	if err != nil || dup {
+		return raw, dup, err
+	}
+	return raw, false, b.derive(ctx, tenant, raw, m)
+}
+
+// derive makes a raw event's domain event with the mapping, appends it,
+// and records the outcome on the raw event.
+func (b *Bus) derive(ctx context.Context, tenant string, raw *events.RawEvent, m *events.Mapping) error {
+	ev, err := m.Derive(raw, tenant)
+	if err != nil {
+		raw.Error = err.Error()
+		if uerr := b.cfg.Store.UpdateRawEvent(ctx, tenant, raw); uerr != nil {
+			return uerr
+		}
+		return core.Errorf(core.EINVALID, "mapping %s: %v", m.Path, err)
+	}
+	if err := b.Append(ctx, ev); err != nil {
+		return err
+	}
+	raw.Error = ""
+	if !contains(raw.EventIDs, ev.ID) {
+		raw.EventIDs = append(raw.EventIDs, ev.ID)
+	}
+	return b.cfg.Store.UpdateRawEvent(ctx, tenant, raw)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Replay derives a stored raw event's event again with its path's
+// current mapping. The same mapping gives the same event, which is not
+// appended twice.
+func (b *Bus) Replay(ctx context.Context, tenant, rawID string) (*events.RawEvent, error) {
+	raw, err := b.cfg.Store.RawEvent(ctx, tenant, rawID)
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.cfg.Store.Mapping(ctx, tenant, raw.Path)
+	if err != nil {
+		return nil, err
+	}
+	return raw, b.derive(ctx, tenant, raw, m)
+}
+
+// Append stores an event and hands it on to have its triggers run. An
+// event stored before is handed on again: its trigger runs are recorded
+// by id, so none runs twice, and a fan-out that failed the first time
+// gets another chance.
+func (b *Bus) Append(ctx context.Context, ev events.Envelope) error {
+	if ev.Time.IsZero() {
+		ev.Time = b.cfg.Now().UTC()
+	}
+	if _, err := b.cfg.Store.AddEvent(ctx, ev); err != nil {
+		return err
+	}
+	if b.cfg.Fanout == nil {
+		return b.Handle(ctx, ev)
+	}
+	return b.cfg.Fanout.Fanout(ctx, ev)
+}
+
+// Publish implements core.Publisher, so that the engine's lifecycle
+// events are events like any other, which functions can react to.
+func (b *Bus) Publish(ctx context.Context, evs []events.Envelope) error {
+	if err := core.ValidateEvents(evs); err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if err := b.Append(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HandleID runs the triggers of a stored event (the local worker).
+func (b *Bus) HandleID(ctx context.Context, tenant, id string) error {
+	ev, err := b.cfg.Store.Event(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	return b.Handle(ctx, ev)
+}
+
+// Handle runs every trigger of the event's type, storing the event first
+// if it came from elsewhere (EventBridge). A trigger whose run is
+// recorded is skipped, so a redelivered event runs nothing twice. The
+// first failure is returned after every trigger had its turn, for the
+// queue to redeliver.
+func (b *Bus) Handle(ctx context.Context, ev events.Envelope) error {
+	if _, err := b.cfg.Store.AddEvent(ctx, ev); err != nil {
+		return err
+	}
+	triggers, err := b.cfg.Functions.Triggers(ctx, ev.Tenant, ev.Type, "")
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, t := range triggers {
+		if err := b.runTrigger(ctx, t, ev); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// runID names a trigger's run for an event.
+func runID(tenant, trigger, eventID string) string {
+	sum := sha256.Sum256([]byte(tenant + "\x00" + trigger + "\x00" + eventID))
+	return "run_" + hex.EncodeToString(sum[:12])
+}
+
+func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) error {
+	id := runID(ev.Tenant, t.Name, ev.ID)
+	if b.cfg.Functions.hasRun(ctx, ev.Tenant, id) {
+		return nil
+	}
+	run := &Run{ID: id, Function: t.Function, Trigger: t.Name, EventID: ev.ID, EventType: ev.Type, Started: b.cfg.Now().UTC(), Logs: []string{}}
+	h := &host{bus: b, tenant: ev.Tenant, runID: id, hop: ev.Hop, function: t.Function}
+	switch t.Type {
+	case TriggerChain:
+		input := core.Value{Type: core.TypeJSON, Data: jsEvent(ev)}
+		ex, err := h.startChain(ctx, t.Chain, input)
+		if err != nil {
+			run.Error = err.Error()
+		} else {
+			run.ExecutionID = ex.ID
+		}
+	default:
+		fn, err := b.cfg.Functions.Function(ctx, ev.Tenant, t.Function)
+		if err != nil {
+			return err
+		}
+		if b.cfg.Runner == nil {
+			return core.Errorf(core.EUNAVAILABLE, "functions cannot run here: no runner is configured")
+		}
+		out := b.cfg.Runner.Run(ctx, FunctionRun{Name: fn.Name, Source: fn.Script, Event: jsEvent(ev), Builtins: Builtins,
+			Limits: jsfunc.Limits{Timeout: time.Duration(fn.TimeoutMs) * time.Millisecond}}, h)
+		run.Result, run.Logs, run.DurationMs = out.Result, out.Logs, float64(out.Duration.Microseconds())/1000
+		if run.Logs == nil {
+			run.Logs = []string{}
+		}
+		if out.Err != nil {
+			run.Error = out.Err.Error()
+			if errors.Is(out.Err, jsfunc.ErrCrashed) {
+				b.cfg.Logger.Warn("function crashed its process", "tenant", ev.Tenant, "function", fn.Name, "event", ev.ID, "error", out.Err)
+			}
+		}
+	}
+	if run.Error != "" {
+		b.cfg.Logger.Info("function run failed", "tenant", ev.Tenant, "trigger", t.Name, "event", ev.ID, "error", run.Error)
+	}
+	return b.cfg.Functions.recordRun(ctx, ev.Tenant, run)
+}
+
+// jsEvent is an event as a script or a chain sees it: the reference's
+// field names beside ours.
+func jsEvent(ev events.Envelope) map[string]any {
+	var data, meta any
+	_ = json.Unmarshal(ev.Data, &data)
+	if len(ev.Metadata) > 0 {
+		_ = json.Unmarshal(ev.Metadata, &meta)
+	}
+	return map[string]any{
+		"id": ev.ID, "type": ev.Type, "source": ev.Source, "subject": ev.Subject, "time": ev.Time.Format(time.RFC3339Nano),
+		"eventType": ev.Type, "eventSource": ev.Source, "aggregateID": ev.Subject, "aggregateType": ev.AggregateType,
+		"version": ev.Version, "createdAt": ev.Time.Format(time.RFC3339Nano), "data": data, "metadata": meta, "hop": ev.Hop,
+	}
+}
+
+// executionID is the id of the execution a run's n-th chain call starts:
+// the same on every retry of the run, so a retry starts nothing new.
+func executionID(runID string, n int) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte(fmt.Sprintf("stepwise:%s/%d", runID, n))).String()
+}
+
+// InProcess runs functions in this process with the sandbox's limits:
+// for tests, the CLI and AWS's worker (whose batch of one event is its
+// boundary).
+type InProcess struct {
+	Sandbox   *jsfunc.Sandbox
+	Functions *Functions
+}
+
+// Run implements Runner.
+func (r InProcess) Run(ctx context.Context, run FunctionRun, host jsfunc.Host) jsfunc.Outcome {
+	p, err := r.Functions.Compile(run.Name, run.Source)
+	if err != nil {
+		return jsfunc.Outcome{Err: err, Started: time.Now()}
+	}
+	return r.Sandbox.Do(ctx, jsfunc.Request{Program: p, Globals: map[string]any{"event": run.Event}, Entry: run.Name, Arg: "event",
+		Builtins: run.Builtins, Host: host, Limits: run.Limits})
+}
+
+// nameOK reports whether an event type a function sends is acceptable.
+func nameOK(s string) bool {
+	return s != "" && len(s) <= events.MaxNameLen && !strings.Contains(s, "#")
+}
+
+// ExecutionReader reads executions back (the store's GetExecution).
+type ExecutionReader interface {
+	GetExecution(ctx context.Context, tenant, id string) (*core.Execution, error)
+}
+
+// EngineExecutions serves Executions with the engine and its store.
+type EngineExecutions struct {
+	Engine *core.Engine
+	Store  ExecutionReader
+}
+
+// Start implements Executions.
+func (e EngineExecutions) Start(ctx context.Context, req core.StartRequest) (*core.Execution, error) {
+	return e.Engine.Start(ctx, req)
+}
+
+// Enqueue implements Executions.
+func (e EngineExecutions) Enqueue(ctx context.Context, ex *core.Execution) error {
+	return e.Engine.Enqueue(ctx, ex)
+}
+
+// Execution implements Executions.
+func (e EngineExecutions) Execution(ctx context.Context, tenant, id string) (*core.Execution, error) {
+	return e.Store.GetExecution(ctx, tenant, id)
+}

@@ -1,0 +1,64 @@
+package jsfunc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/dop251/goja"
+)
+
+// bindBuiltins defines each name as a function that calls the host with
+// its arguments, exported by the bounded walk, and returns the host's
+// result as plain JS values, or {success: false, error} when the host
+// fails. A builtin cannot throw a Go panic into the script: a panicking
+// host is caught here.
+func bindBuiltins(ctx context.Context, vm *goja.Runtime, names []string, host Host, b *budget) error {
+	if len(names) == 0 {
+		return nil
+	}
+	if host == nil {
+		return fmt.Errorf("builtins %v need a host", names)
+	}
+	parse, ok := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("parse"))
+	if !ok {
+		return fmt.Errorf("JSON.parse is missing")
+	}
+	for _, name := range names {
+		name := name
+		fn := func(call goja.FunctionCall) goja.Value {
+			args := make([]any, len(call.Arguments))
+			for i, a := range call.Arguments {
+				args[i] = export(vm, a)
+			}
+			b.stop()
+			res, err := callHost(ctx, host, name, args)
+			b.start()
+			if err != nil {
+				res = map[string]any{"success": false, "error": err.Error()}
+			}
+			data, err := json.Marshal(res)
+			if err != nil {
+				data, _ = json.Marshal(map[string]any{"success": false, "error": "the result is not JSON: " + err.Error()})
+			}
+			v, err := parse(goja.Undefined(), vm.ToValue(string(data)))
+			if err != nil {
+				panic(vm.NewTypeError("%s: %v", name, err))
+			}
+			return v
+		}
+		if err := vm.Set(name, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func callHost(ctx context.Context, host Host, name string, args []any) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s failed: %v", name, r)
+		}
+	}()
+	return host.Call(ctx, name, args)
+}
