@@ -34,6 +34,9 @@ type Fanout interface {
 // FunctionRun is one function run as a Runner gets it.
 type FunctionRun struct {
 	Name, Source string
+	// Key names the tenant's version of the function: runs of one key
+	// may share a runtime (jsfunc.Request.ReuseKey).
+	Key string
 	// Event is the event as the script sees it (global event).
 	Event    map[string]any
 	Builtins []string
@@ -279,7 +282,8 @@ func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) er
 		if b.cfg.Runner == nil {
 			return core.Errorf(core.EUNAVAILABLE, "functions cannot run here: no runner is configured")
 		}
-		out := b.cfg.Runner.Run(ctx, FunctionRun{Name: fn.Name, Source: fn.Script, Event: jsEvent(ev), Builtins: Builtins,
+		key := ev.Tenant + "\x00" + fn.Name + "\x00" + fn.UpdatedAt.Format(time.RFC3339Nano)
+		out := b.cfg.Runner.Run(ctx, FunctionRun{Name: fn.Name, Source: fn.Script, Key: key, Event: jsEvent(ev), Builtins: Builtins,
 			Limits: jsfunc.Limits{Timeout: time.Duration(fn.TimeoutMs) * time.Millisecond}}, h)
 		run.Result, run.Logs, run.DurationMs = out.Result, out.Logs, float64(out.Duration.Microseconds())/1000
 		if run.Logs == nil {
@@ -334,7 +338,19 @@ func (r InProcess) Run(ctx context.Context, run FunctionRun, host jsfunc.Host) j
 		return jsfunc.Outcome{Err: err, Started: time.Now()}
 	}
 	return r.Sandbox.Do(ctx, jsfunc.Request{Program: p, Globals: map[string]any{"event": run.Event}, Entry: run.Name, Arg: "event",
-		Builtins: run.Builtins, Host: host, Limits: run.Limits})
+		Builtins: run.Builtins, Host: host, Limits: run.Limits, ReuseKey: run.Key})
+}
+
+// Child runs functions in the child processes of a pool: the local
+// server's boundary between one tenant's code and everyone's work.
+type Child struct {
+	Pool *jsfunc.Pool
+}
+
+// Run implements Runner.
+func (c Child) Run(ctx context.Context, run FunctionRun, host jsfunc.Host) jsfunc.Outcome {
+	return c.Pool.Run(ctx, jsfunc.ChildRequest{Name: run.Name, Source: run.Source, Globals: map[string]any{"event": run.Event},
+		Entry: run.Name, Arg: "event", Builtins: run.Builtins, Limits: run.Limits, ReuseKey: run.Key}, host)
 }
 
 // nameOK reports whether an event type a function sends is acceptable.

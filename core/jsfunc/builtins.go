@@ -13,17 +13,8 @@ import (
 // result as plain JS values, or {success: false, error} when the host
 // fails. A builtin cannot throw a Go panic into the script: a panicking
 // host is caught here.
-func bindBuiltins(ctx context.Context, vm *goja.Runtime, names []string, host Host, b *budget) error {
-	if len(names) == 0 {
-		return nil
-	}
-	if host == nil {
-		return fmt.Errorf("builtins %v need a host", names)
-	}
-	parse, ok := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("parse"))
-	if !ok {
-		return fmt.Errorf("JSON.parse is missing")
-	}
+func (rt *runtime) bindBuiltins(names []string) error {
+	vm, parse := rt.vm, rt.parse
 	for _, name := range names {
 		name := name
 		fn := func(call goja.FunctionCall) goja.Value {
@@ -31,9 +22,12 @@ func bindBuiltins(ctx context.Context, vm *goja.Runtime, names []string, host Ho
 			for i, a := range call.Arguments {
 				args[i] = export(vm, a)
 			}
-			b.stop()
-			res, err := callHost(ctx, host, name, args)
-			b.start()
+			if rt.host == nil {
+				panic(vm.NewTypeError("%s is not available here", name))
+			}
+			rt.budget.stop()
+			res, err := callHost(rt.ctx, rt.host, name, args)
+			rt.budget.start()
 			if err != nil {
 				res = map[string]any{"success": false, "error": err.Error()}
 			}

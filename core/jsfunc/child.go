@@ -27,6 +27,7 @@ type message struct {
 	Arg      string         `json:"arg,omitempty"`
 	Builtins []string       `json:"builtins,omitempty"`
 	Limits   *Limits        `json:"limits,omitempty"`
+	Reuse    string         `json:"reuse,omitempty"`
 
 	// call (Name) and reply
 	Args   []any  `json:"args,omitempty"`
@@ -52,6 +53,8 @@ type ChildRequest struct {
 	Entry, Arg   string
 	Builtins     []string
 	Limits       Limits
+	// ReuseKey is Request.ReuseKey.
+	ReuseKey string
 }
 
 // Serve is a child process's loop: it reads runs from in until in ends,
@@ -95,7 +98,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 		if m.Limits != nil {
 			limits = *m.Limits
 		}
-		res := sb.Do(ctx, Request{Program: prog, Globals: m.Globals, Entry: m.Entry, Arg: m.Arg, Builtins: m.Builtins, Host: host, Limits: limits})
+		res := sb.Do(ctx, Request{Program: prog, Globals: m.Globals, Entry: m.Entry, Arg: m.Arg, Builtins: m.Builtins, Host: host, Limits: limits, ReuseKey: m.Reuse})
 		if host.err != nil {
 			return host.err
 		}

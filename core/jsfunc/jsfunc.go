@@ -116,14 +116,22 @@ var ErrInterrupted = errors.New("interrupted")
 // child process past its memory or time limit).
 var ErrCrashed = errors.New("the function's process died")
 
-// Sandbox runs programs; it holds what every run shares, compiled once.
+// Sandbox runs programs; it holds what every run shares, compiled once,
+// and the runtimes kept for reuse.
 type Sandbox struct {
 	prelude *goja.Program
+
+	mu    sync.Mutex
+	reuse map[string]*runtime
 }
+
+// maxReused bounds the runtimes a Sandbox keeps.
+const maxReused = 64
 
 // New returns a Sandbox.
 func New() *Sandbox {
-	return &Sandbox{prelude: goja.MustCompile("hardening.js", fmt.Sprintf(hardening, maxBuiltLength, maxArrayLength), true)}
+	return &Sandbox{prelude: goja.MustCompile("hardening.js", fmt.Sprintf(hardening, maxBuiltLength, maxArrayLength), true),
+		reuse: map[string]*runtime{}}
 }
 
 // Host serves a script's builtins (sendEvent, httpFetch, ...): the
@@ -148,6 +156,12 @@ type Request struct {
 	Builtins []string
 	Host     Host
 	Limits   Limits
+	// ReuseKey, when set with an Entry the script defines, keeps the
+	// runtime for the next request of the same key: the script's
+	// top-level code runs once, when the runtime is made, and each later
+	// request only calls Entry. It must name one tenant's one version of
+	// one function: a runtime is never shared beyond it.
+	ReuseKey string
 }
 
 // Run runs p once in a fresh runtime, with globals (JSON-like values)
@@ -156,20 +170,28 @@ func (s *Sandbox) Run(ctx context.Context, p *Program, globals map[string]any, l
 	return s.Do(ctx, Request{Program: p, Globals: globals, Limits: limits})
 }
 
-// Do runs a request in a fresh runtime.
+// Do runs a request, in a fresh runtime or in the one kept for its
+// ReuseKey.
 func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
 	limits := req.Limits.withDefaults()
 	out := Outcome{Started: time.Now()}
-	vm := goja.New()
-	vm.SetMaxCallStackSize(limits.MaxCallStack)
-	var logs logSink
-	budget := newBudget(vm, limits.Timeout)
-	defer budget.stop()
-	if err := setup(vm, s.prelude, req.Globals, &logs); err != nil {
-		out.Err = err
-		return out
+	key := ""
+	if req.ReuseKey != "" && req.Entry != "" {
+		key = fmt.Sprintf("%s\x00%d\x00%s", req.ReuseKey, limits.MaxCallStack, strings.Join(req.Builtins, ","))
 	}
-	if err := bindBuiltins(ctx, vm, req.Builtins, req.Host, budget); err != nil {
+	rt := s.take(key)
+	fresh := rt == nil
+	if fresh {
+		var err error
+		if rt, err = s.newRuntime(limits.MaxCallStack, req.Builtins); err != nil {
+			out.Err = err
+			return out
+		}
+	}
+	vm := rt.vm
+	rt.begin(ctx, req.Host, newBudget(vm, limits.Timeout))
+	defer rt.budget.stop()
+	if err := rt.setGlobals(req.Globals); err != nil {
 		out.Err = err
 		return out
 	}
@@ -180,16 +202,22 @@ func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
 	stopWatch := watchHeap(vm, limits.MaxHeapGrowth)
 	defer stopWatch()
 
-	budget.start()
-	v, err := runSafely(vm, func() (goja.Value, error) { return vm.RunProgram(req.Program.prog) })
+	rt.budget.start()
+	var v goja.Value
+	var err error
+	if fresh {
+		v, err = runSafely(vm, func() (goja.Value, error) { return vm.RunProgram(req.Program.prog) })
+	}
+	entry := false
 	if err == nil && req.Entry != "" {
 		if fn, ok := goja.AssertFunction(vm.Get(req.Entry)); ok {
+			entry = true
 			v, err = runSafely(vm, func() (goja.Value, error) { return fn(goja.Undefined(), vm.Get(req.Arg)) })
 		}
 	}
-	budget.stop()
+	rt.budget.stop()
 	out.Duration = time.Since(out.Started)
-	out.Logs = logs.lines
+	out.Logs = rt.logs.lines
 	if err != nil {
 		out.Err = scriptError(err)
 		return out
@@ -198,7 +226,37 @@ func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
 		v = r
 	}
 	out.Result = export(vm, v)
+	if key != "" && entry {
+		s.keep(key, rt)
+	}
 	return out
+}
+
+// take removes and returns the runtime kept for key, nil if none.
+func (s *Sandbox) take(key string) *runtime {
+	if key == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt := s.reuse[key]
+	delete(s.reuse, key)
+	return rt
+}
+
+// keep puts a runtime that ended well back for its key.
+func (s *Sandbox) keep(key string, rt *runtime) {
+	rt.vm.ClearInterrupt()
+	rt.host, rt.ctx = nil, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reuse) >= maxReused {
+		for k := range s.reuse {
+			delete(s.reuse, k)
+			break
+		}
+	}
+	s.reuse[key] = rt
 }
 
 // budget interrupts the runtime once the script has run for its timeout,

@@ -153,3 +153,58 @@ func BenchmarkRun(b *testing.B) {
 		}
 	}
 }
+
+// TestReuse: a kept runtime runs its script's top level once and then
+// only the entry function; runtimes are never shared across keys, and one
+// that failed is not kept.
+func TestReuse(t *testing.T) {
+	sb := jsfunc.New()
+	p, err := jsfunc.Compile("count.js", "var runs = 0; globalThis.secret = input; function count(e) { runs++; return {runs: runs, seen: typeof other} }")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	do := func(key, input string) jsfunc.Outcome {
+		return sb.Do(ctx, jsfunc.Request{Program: p, Globals: map[string]any{"input": input, "event": map[string]any{}}, Entry: "count", Arg: "event", ReuseKey: key})
+	}
+	for i, want := range []string{"map[runs:1 seen:undefined]", "map[runs:2 seen:undefined]", "map[runs:3 seen:undefined]"} {
+		if out := do("acme/count/v1", "a"); out.Err != nil || fmt.Sprint(out.Result) != want {
+			t.Errorf("run %d: %v, %v; want %s", i+1, out.Result, out.Err, want)
+		}
+	}
+	if out := do("globex/count/v1", "b"); fmt.Sprint(out.Result) != "map[runs:1 seen:undefined]" {
+		t.Errorf("another key shares the runtime: %v", out.Result)
+	}
+	if out := do("", "c"); fmt.Sprint(out.Result) != "map[runs:1 seen:undefined]" {
+		t.Errorf("no key: %v", out.Result)
+	}
+	bad, _ := jsfunc.Compile("bad.js", "var n = 0; function bad(e) { n++; if (n === 1) { for (;;) {} } return n }")
+	run := func() jsfunc.Outcome {
+		return sb.Do(ctx, jsfunc.Request{Program: bad, Entry: "bad", Arg: "event", ReuseKey: "acme/bad/v1", Limits: jsfunc.Limits{Timeout: 50 * time.Millisecond}})
+	}
+	if out := run(); out.Err == nil {
+		t.Fatal("the loop was not interrupted")
+	}
+	// The interrupted runtime was not kept: n starts over in a fresh one,
+	// and the loop runs again (a kept one would answer 2).
+	if out := run(); out.Err == nil {
+		t.Errorf("the second run answered %v: the interrupted runtime was kept", out.Result)
+	}
+}
+
+// BenchmarkReuse is a small function's run in a kept runtime: what a
+// warm trigger costs.
+func BenchmarkReuse(b *testing.B) {
+	p, err := jsfunc.Compile("small.js", "function small(e) { return {total: e.items.reduce(function (a, x) { return a + x.price }, 0)} }")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb := jsfunc.New()
+	ev := map[string]any{"items": []any{map[string]any{"price": 3}, map[string]any{"price": 4}}}
+	ctx := context.Background()
+	for b.Loop() {
+		if out := sb.Do(ctx, jsfunc.Request{Program: p, Globals: map[string]any{"event": ev}, Entry: "small", Arg: "event", ReuseKey: "acme/small/v1"}); out.Err != nil {
+			b.Fatal(out.Err)
+		}
+	}
+}

@@ -194,7 +194,7 @@ func (p *Pool) run(ctx context.Context, c *child, id uint64, req ChildRequest, l
 		}
 	}()
 	if err := c.enc.Encode(message{Op: "run", ID: id, Name: req.Name, Source: req.Source, Globals: req.Globals, Entry: req.Entry,
-		Arg: req.Arg, Builtins: req.Builtins, Limits: &limits}); err != nil {
+		Arg: req.Arg, Builtins: req.Builtins, Limits: &limits, Reuse: req.ReuseKey}); err != nil {
 		c.kill()
 		return Outcome{Err: fmt.Errorf("%w: %v", ErrCrashed, err)}, false
 	}

@@ -1,6 +1,7 @@
 package jsfunc
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -68,9 +69,23 @@ const hardening = `(function (MAXS, MAXA) {
   Object.freeze(g.console);
 }).call(this, %d, %d);`
 
-// setup defines console, the globals and result, then hardens the
-// runtime.
-func setup(vm *goja.Runtime, prelude *goja.Program, globals map[string]any, logs *logSink) error {
+// runtime is a goja runtime made ready for scripts: console, builtins
+// and the hardening installed once. The fields after vm are the current
+// run's.
+type runtime struct {
+	vm     *goja.Runtime
+	parse  goja.Callable
+	logs   *logSink
+	host   Host
+	ctx    context.Context
+	budget *budget
+}
+
+// newRuntime makes a runtime with console and the builtins, hardened.
+func (s *Sandbox) newRuntime(stack int, builtins []string) (*runtime, error) {
+	vm := goja.New()
+	vm.SetMaxCallStackSize(stack)
+	rt := &runtime{vm: vm, logs: &logSink{}}
 	console := vm.NewObject()
 	log := func(call goja.FunctionCall) goja.Value {
 		parts := make([]string, len(call.Arguments))
@@ -86,21 +101,38 @@ func setup(vm *goja.Runtime, prelude *goja.Program, globals map[string]any, logs
 			}
 			parts[i] = string(b)
 		}
-		logs.add(strings.Join(parts, " "))
+		rt.logs.add(strings.Join(parts, " "))
 		return goja.Undefined()
 	}
 	for _, name := range []string{"log", "info", "warn", "error", "debug"} {
 		if err := console.Set(name, log); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := vm.Set("console", console); err != nil {
-		return err
+		return nil, err
 	}
 	parse, ok := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("parse"))
 	if !ok {
-		return fmt.Errorf("JSON.parse is missing")
+		return nil, fmt.Errorf("JSON.parse is missing")
 	}
+	rt.parse = parse
+	if err := rt.bindBuiltins(builtins); err != nil {
+		return nil, err
+	}
+	if _, err := vm.RunProgram(s.prelude); err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// begin starts a run: fresh logs, its host, context and budget.
+func (rt *runtime) begin(ctx context.Context, host Host, b *budget) {
+	rt.logs, rt.host, rt.ctx, rt.budget = &logSink{}, host, ctx, b
+}
+
+// setGlobals defines the run's globals and clears result.
+func (rt *runtime) setGlobals(globals map[string]any) error {
 	for name, v := range globals {
 		// Values go in as JSON, so that the script gets plain JS values
 		// and never a Go map or struct it could reach into.
@@ -108,17 +140,13 @@ func setup(vm *goja.Runtime, prelude *goja.Program, globals map[string]any, logs
 		if err != nil {
 			return fmt.Errorf("global %s: %w", name, err)
 		}
-		jv, err := parse(goja.Undefined(), vm.ToValue(string(b)))
+		jv, err := rt.parse(goja.Undefined(), rt.vm.ToValue(string(b)))
 		if err != nil {
 			return fmt.Errorf("global %s: %w", name, err)
 		}
-		if err := vm.Set(name, jv); err != nil {
+		if err := rt.vm.Set(name, jv); err != nil {
 			return err
 		}
 	}
-	if err := vm.Set("result", goja.Undefined()); err != nil {
-		return err
-	}
-	_, err := vm.RunProgram(prelude)
-	return err
+	return rt.vm.Set("result", goja.Undefined())
 }
