@@ -106,13 +106,14 @@ func TestPool(t *testing.T) {
 	}
 }
 
-// BenchmarkPoolRun is a small function's run in a warm child: the
-// process boundary's cost beside BenchmarkRun's in-process figure.
+// BenchmarkPoolRun is a small function's run in a warm child with a kept
+// runtime: the process boundary's cost beside BenchmarkReuse's.
 func BenchmarkPoolRun(b *testing.B) {
 	p := newPool(b)
 	ctx := context.Background()
-	req := jsfunc.ChildRequest{Name: "small.js", Source: "result = {total: input.items.reduce(function (a, x) { return a + x.price }, 0)}",
-		Globals: map[string]any{"input": map[string]any{"items": []any{map[string]any{"price": 3}, map[string]any{"price": 4}}}}}
+	req := jsfunc.ChildRequest{Name: "small", Source: "function small(e) { return {total: e.items.reduce(function (a, x) { return a + x.price }, 0)} }",
+		Globals: map[string]any{"event": map[string]any{"items": []any{map[string]any{"price": 3}, map[string]any{"price": 4}}}},
+		Entry: "small", Arg: "event", ReuseKey: "acme/small/v1"}
 	for b.Loop() {
 		if out := p.Run(ctx, req, &recorder{}); out.Err != nil {
 			b.Fatal(out.Err)
