@@ -11,6 +11,8 @@ import (
 const (
 	// KindContinue asks a worker to run an execution's next steps.
 	KindContinue = "continue"
+	// KindEvent asks a worker to run the triggers of a stored event.
+	KindEvent = "event"
 )
 
 // QueueMessage is a unit of work on the queue: continue an execution. It
@@ -28,6 +30,8 @@ type QueueMessage struct {
 	// worker that finds the execution at another version knows the message
 	// is stale (a duplicate, or superseded) and drops it.
 	Version int64 `json:"version"`
+	// EventID is the event whose triggers to run (KindEvent).
+	EventID string `json:"event_id,omitempty"`
 }
 
 // Queue is the port that sends work: the in-process queue locally, SQS on
@@ -77,7 +81,13 @@ func DecodeQueueMessage(body []byte) (QueueMessage, error) {
 	if dec.More() {
 		return QueueMessage{}, Errorf(EINVALID, "queue message is not a stepwise message: data after the JSON object")
 	}
-	if m.Kind != KindContinue {
+	switch {
+	case m.Kind == KindEvent:
+		if m.EventID == "" || m.Tenant == "" {
+			return QueueMessage{}, Errorf(EINVALID, "event message names no tenant or event")
+		}
+		return m, nil
+	case m.Kind != KindContinue:
 		return QueueMessage{}, Errorf(EINVALID, "queue message has unknown kind %q", m.Kind)
 	}
 	if m.ExecutionID == "" || m.Tenant == "" {

@@ -72,6 +72,8 @@ func dispatch(ctx context.Context, args []string, e env) int {
 		return bootstrapCommand(ctx, args[1:], e)
 	case "keys":
 		return keysCommand(ctx, args[1:], e)
+	case jsWorkerCommand:
+		return jsWorker(ctx)
 	case "version", "-version", "--version":
 		fmt.Fprintln(e.stdout, "stepwise", version)
 		return exitOK

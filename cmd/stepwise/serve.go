@@ -22,6 +22,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/functions/ingest"
 	"github.com/stepwise-run/stepwise/functions/openai"
 	"github.com/stepwise-run/stepwise/infra/sqlite"
 )
@@ -93,11 +94,19 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	// Open MCP sessions end with the server.
 	defer func() { _ = remoteHooks.Close() }()
 	work := newWorker(o, log)
+	evBus, closeEvents, err := newEvents(o, store, box, cat, work, log)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
 	engine := core.NewEngine(core.EngineConfig{
 		Store: store, LLM: fleets.LLM(), Tools: tools, Queue: work.queue,
 		LeaseTTL: o.leaseTTL, Failpoint: o.failpoint, Meter: usage,
+		// Lifecycle events are events like any other: triggers see them.
+		Publisher: evBus,
 	})
 	work.attach(engine, keys)
+	work.events.attach(engine)
 	handler := api.New(api.Config{
 		Catalog:      cat,
 		Fleets:       func(tenant string) api.Fleet { return fleets.For(tenant) },
@@ -112,6 +121,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 		MaxBodyBytes: o.maxBody,
 		Keys:         keys,
 		Meter:        usage,
+		Events:       evBus,
 	})
 
 	oa := openai.New(openai.Config{
@@ -131,7 +141,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func(ad
 	}
 	gate := &requestGate{}
 	srv := &http.Server{
-		Handler:           gate.wrap(openai.Mount(oa, handler)),
+		Handler:           gate.wrap(ingest.Mount(ingestHandler(evBus, keys, log), openai.Mount(oa, handler))),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       o.readTimeout,
 		WriteTimeout:      o.writeTimeout,

@@ -44,6 +44,8 @@ type serveOptions struct {
 	// long one delivery runs before handing on, how long a claim lasts,
 	// and how often executions nobody carries on are looked for.
 	workers         int
+	functionMemory  uint64
+	functionWorkers int
 	deliverySteps   int
 	deliveryTimeout time.Duration
 	leaseTTL        time.Duration
@@ -84,6 +86,10 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
 	fs.StringVar(&o.logLevel, "log-level", envOr(e, "STEPWISE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.IntVar(&o.workers, "workers", 4, "executions run at once in the background")
+	fs.IntVar(&o.functionWorkers, "function-workers", 2, "child processes that run JavaScript functions, one run at a time each")
+	var functionMiB int
+	fs.IntVar(&functionMiB, "function-memory", 512, "MiB of resident memory a function's child process may use before it is killed")
+	defer func() { o.functionMemory = uint64(max(functionMiB, 16)) << 20 }()
 	fs.IntVar(&o.deliverySteps, "delivery-steps", 50, "steps one worker delivery runs before it hands the execution on")
 	fs.DurationVar(&o.deliveryTimeout, "delivery-timeout", 10*time.Minute, "time one worker delivery runs before it hands the execution on")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Minute, "how long a worker's claim on an execution lasts without a commit; after a crash the execution continues within this plus -sweep-interval")

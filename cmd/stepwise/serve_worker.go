@@ -22,6 +22,8 @@ type worker struct {
 	keys   *access.Keys // nil without keys
 	log    *slog.Logger
 	o      *serveOptions
+	// events runs the triggers of KindEvent messages.
+	events *eventsWiring
 }
 
 // newWorker returns the queue and worker; the engine is set by attach
@@ -43,6 +45,13 @@ func (w *worker) attach(e *core.Engine, keys *access.Keys) { w.engine, w.keys = 
 func (w *worker) handle(ctx context.Context, d core.Delivery) error {
 	dctx, cancel := context.WithTimeout(ctx, w.o.deliveryTimeout)
 	defer cancel()
+	if d.Message.Kind == core.KindEvent {
+		if err := w.events.bus.HandleID(dctx, d.Message.Tenant, d.Message.EventID); err != nil {
+			w.log.Warn("an event's triggers failed; they will be retried", "event", d.Message.EventID, "attempt", d.Attempts, "error", err.Error())
+			return err
+		}
+		return nil
+	}
 	res, err := w.engine.Deliver(dctx, d.Message, core.DeliverOptions{MaxSteps: w.o.deliverySteps}, nil)
 	if err != nil {
 		w.log.Warn("delivery failed; it will be retried", "execution", d.Message.ExecutionID, "attempt", d.Attempts, "error", err.Error())

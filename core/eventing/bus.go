@@ -383,3 +383,25 @@ func (e EngineExecutions) Enqueue(ctx context.Context, ex *core.Execution) error
 func (e EngineExecutions) Execution(ctx context.Context, tenant, id string) (*core.Execution, error) {
 	return e.Store.GetExecution(ctx, tenant, id)
 }
+
+// QueueFanout hands events to the work queue (the local server's): a
+// worker takes the message and calls Bus.HandleID.
+type QueueFanout struct {
+	Queue core.Queue
+}
+
+// Fanout implements Fanout.
+func (q QueueFanout) Fanout(ctx context.Context, ev events.Envelope) error {
+	return q.Queue.Send(ctx, core.QueueMessage{Kind: core.KindEvent, Tenant: ev.Tenant, EventID: ev.ID}, 0)
+}
+
+// PublisherFanout hands events to a publisher (EventBridge on AWS, whose
+// rule feeds the functions queue).
+type PublisherFanout struct {
+	Publisher core.Publisher
+}
+
+// Fanout implements Fanout.
+func (p PublisherFanout) Fanout(ctx context.Context, ev events.Envelope) error {
+	return p.Publisher.Publish(ctx, []events.Envelope{ev})
+}

@@ -33,6 +33,7 @@ import (
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/eventing"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks/remote"
 	"github.com/stepwise-run/stepwise/core/meter"
@@ -120,6 +121,9 @@ type Config struct {
 	// Meter, when set, serves the usage ledger (/usage), the price table
 	// (/prices) and the tenant's limits (/limits).
 	Meter *meter.Meter
+	// Events serves raw events, mappings, events, functions and triggers;
+	// nil answers those routes 503.
+	Events *eventing.Bus
 }
 
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes
@@ -213,6 +217,7 @@ func (a *API) register() {
 	a.keyRoutes()
 	a.usageRoutes()
 	a.hookRoutes()
+	a.eventRoutes()
 }
 
 // fleet is the Fleet of the tenant ctx's request acts for.

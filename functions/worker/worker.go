@@ -22,6 +22,7 @@ import (
 	awsevents "github.com/aws/aws-lambda-go/events"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/events"
 )
 
 // Deliverer runs one delivery; *core.Engine implements it.
@@ -40,10 +41,22 @@ type Sweeper interface {
 // a message takes to reach a worker.
 const DefaultStuckAfter = 5 * time.Minute
 
+// EventHandler runs the triggers of events; *eventing.Bus implements
+// it.
+type EventHandler interface {
+	// Handle runs an event's triggers (an event the bus's rule delivered).
+	Handle(ctx context.Context, ev events.Envelope) error
+	// HandleID runs a stored event's triggers (a KindEvent message).
+	HandleID(ctx context.Context, tenant, id string) error
+}
+
 // Config holds the worker's dependencies.
 type Config struct {
 	// Engine delivers messages. Required.
 	Engine Deliverer
+	// Events runs the triggers of the events that reach the queue; nil
+	// acknowledges them without running anything.
+	Events EventHandler
 	// Sweeper runs the scheduled sweeps (HandleEvent); nil refuses them.
 	Sweeper Sweeper
 	// StuckAfter is the sweep's threshold (default DefaultStuckAfter).
@@ -159,15 +172,23 @@ func (h *Handler) HandleSQS(ctx context.Context, ev awsevents.SQSEvent) (awseven
 func (h *Handler) deliver(ctx context.Context, rec awsevents.SQSMessage) error {
 	m, err := core.DecodeQueueMessage([]byte(rec.Body))
 	if err != nil {
-		if isDomainEvent(rec.Body) {
-			// The bus's rule delivers domain events to this queue; what
-			// runs on them (functions, triggers) comes with the events
-			// issue. Until then they are logged and acknowledged, not sent
-			// round the retries into the dead-letter queue.
-			h.cfg.Logger.Info("domain event acknowledged; no handler runs on events yet", "message_id", rec.MessageId)
-			return nil
+		if ev, ok := domainEvent(rec.Body); ok {
+			// The bus's rule delivers every event to this queue, with the
+			// batch size of one that keeps a function that crashes its
+			// invocation from costing other events.
+			if h.cfg.Events == nil {
+				h.cfg.Logger.Info("domain event acknowledged; no handler runs on events here", "message_id", rec.MessageId)
+				return nil
+			}
+			return h.cfg.Events.Handle(ctx, ev)
 		}
 		return err
+	}
+	if m.Kind == core.KindEvent {
+		if h.cfg.Events == nil {
+			return core.Errorf(core.EUNAVAILABLE, "an event message, and no event handler is configured")
+		}
+		return h.cfg.Events.HandleID(ctx, m.Tenant, m.EventID)
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < h.cfg.Margin {
 		return core.Errorf(core.ETIMEOUT, "no time left in this invocation for execution %s", m.ExecutionID)
@@ -176,12 +197,20 @@ func (h *Handler) deliver(ctx context.Context, rec awsevents.SQSMessage) error {
 	return err
 }
 
-// isDomainEvent reports whether a body is an EventBridge event envelope.
-func isDomainEvent(body string) bool {
+// domainEvent reads a body that is an EventBridge event whose detail is
+// a stepwise envelope (awsbus publishes the whole envelope as detail).
+func domainEvent(body string) (events.Envelope, bool) {
 	var ev struct {
 		DetailType string          `json:"detail-type"`
 		Source     string          `json:"source"`
 		Detail     json.RawMessage `json:"detail"`
 	}
-	return json.Unmarshal([]byte(body), &ev) == nil && ev.DetailType != "" && ev.Source != "" && len(ev.Detail) > 0
+	if json.Unmarshal([]byte(body), &ev) != nil || ev.DetailType == "" || ev.Source == "" || len(ev.Detail) == 0 {
+		return events.Envelope{}, false
+	}
+	var env events.Envelope
+	if json.Unmarshal(ev.Detail, &env) != nil || env.Validate() != nil {
+		return events.Envelope{}, false
+	}
+	return env, true
 }

@@ -5,12 +5,21 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"os"
+
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
-	"github.com/stepwise-run/stepwise/functions/ingest"
+	"github.com/stepwise-run/stepwise/functions/internal/lambdaenv"
 )
 
 func main() {
-	lambda.Start(httpadapter.NewV2(ingest.New()).ProxyWithContext)
+	env, err := lambdaenv.Load(context.Background(), os.Getenv)
+	if err != nil {
+		slog.Error("stepwise ingest: configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(httpadapter.NewV2(lambdaenv.Ingest(env)).ProxyWithContext)
 }

@@ -39,12 +39,16 @@ import (
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/access"
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/egress"
+	"github.com/stepwise-run/stepwise/core/eventing"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/core/hooks/remote"
+	"github.com/stepwise-run/stepwise/core/jsfunc"
 	"github.com/stepwise-run/stepwise/core/meter"
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/functions/ingest"
 	"github.com/stepwise-run/stepwise/functions/openai"
 	"github.com/stepwise-run/stepwise/functions/worker"
 	"github.com/stepwise-run/stepwise/infra/awsbus"
@@ -92,6 +96,11 @@ type Env struct {
 	// Meter holds model calls to their limits and keeps the ledger, for
 	// the API and the OpenAI routes alike (one cache of prices and limits).
 	Meter *meter.Meter
+	// Events ingests webhooks and runs triggers. Events go to EventBridge
+	// when STEPWISE_EVENT_BUS is set (its rule feeds the work queue), else
+	// straight onto the work queue; the worker runs their functions in
+	// its own invocation, one event per batch.
+	Events *eventing.Bus
 
 	mu       sync.Mutex
 	reloaded time.Time
@@ -174,7 +183,33 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 	}
 	e.Tools, e.Remote = remote.NewRegistry(remote.SourceConfig{Store: e.Store, Sealer: sealer}, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
 	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher, Meter: e.Meter})
+	var fanout eventing.Fanout = eventing.QueueFanout{Queue: e.Queue}
+	if e.Bus != nil {
+		fanout = eventing.PublisherFanout{Publisher: e.Bus}
+	}
+	var evSealer eventing.Sealer // an untyped nil without a key
+	if sealer != nil {
+		evSealer = sealer
+	}
+	fns := eventing.NewFunctions(e.Store, nil)
+	e.Events = eventing.NewBus(eventing.Config{
+		Store: eventing.NewStore(e.Store, evSealer, nil), Functions: fns, Fanout: fanout,
+		Runner:     eventing.InProcess{Sandbox: jsfunc.New(), Functions: fns},
+		Executions: eventing.EngineExecutions{Engine: e.Engine, Store: e.Store},
+		Chains:     e.Catalog.GetChain,
+		HTTP:       egress.NewClient(egress.Policy{}),
+		Logger:     log,
+	})
 	return e, nil
+}
+
+// Ingest returns the handler of the ingest function: /ingest over e.
+func Ingest(e *Env) http.Handler {
+	cfg := ingest.Config{Bus: e.Events, Logger: e.Logger}
+	if e.Keys != nil {
+		cfg.Keys = e.Keys
+	}
+	return ingest.New(cfg)
 }
 
 // Refresh reloads the fleet from the catalog when its last reload is more
@@ -220,6 +255,7 @@ func API(e *Env) http.Handler {
 		Logger:      e.Logger,
 		Meter:       e.Meter,
 		Keys:        e.Keys,
+		Events:      e.Events,
 	})
 	return refreshed(e, openai.Mount(openAI(e, e.Settings.SyncTimeout), a))
 }
@@ -261,7 +297,7 @@ func refreshed(e *Env, h http.Handler) http.Handler {
 // fleet before each delivery.
 func Worker(e *Env) *worker.Handler {
 	tenants := access.New(access.Config{Store: e.Store}).Tenants
-	return worker.New(worker.Config{Engine: refreshing{e}, Sweeper: e.Engine, Tenants: tenants, Margin: e.Settings.Margin, Logger: e.Logger})
+	return worker.New(worker.Config{Engine: refreshing{e}, Events: e.Events, Sweeper: e.Engine, Tenants: tenants, Margin: e.Settings.Margin, Logger: e.Logger})
 }
 
 // refreshing is the engine behind a fleet refresh.
