@@ -113,7 +113,7 @@ func BenchmarkPoolRun(b *testing.B) {
 	ctx := context.Background()
 	req := jsfunc.ChildRequest{Name: "small", Source: "function small(e) { return {total: e.items.reduce(function (a, x) { return a + x.price }, 0)} }",
 		Globals: map[string]any{"event": map[string]any{"items": []any{map[string]any{"price": 3}, map[string]any{"price": 4}}}},
-		Entry: "small", Arg: "event", ReuseKey: "acme/small/v1"}
+		Entry:   "small", Arg: "event", ReuseKey: "acme/small/v1"}
 	for b.Loop() {
 		if out := p.Run(ctx, req, &recorder{}); out.Err != nil {
 			b.Fatal(out.Err)

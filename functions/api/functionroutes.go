@@ -116,7 +116,14 @@ func (a *API) functionRuns(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	runs, err := bus.Functions().Runs(r.Context(), webapi.Tenant(r.Context()), r.PathValue("name"), limit)
+	name := r.PathValue("name")
+	if name != "" {
+		if _, err := bus.Functions().Function(r.Context(), webapi.Tenant(r.Context()), name); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	runs, err := bus.Functions().Runs(r.Context(), webapi.Tenant(r.Context()), name, limit)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -24,9 +24,11 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/eventing"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
 	"github.com/stepwise-run/stepwise/core/hooks/remote"
+	"github.com/stepwise-run/stepwise/core/jsfunc"
 	"github.com/stepwise-run/stepwise/core/llm"
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/core/llm/ollama"
@@ -34,6 +36,7 @@ import (
 	"github.com/stepwise-run/stepwise/core/seal"
 	"github.com/stepwise-run/stepwise/docs"
 	"github.com/stepwise-run/stepwise/functions/api"
+	"github.com/stepwise-run/stepwise/functions/ingest"
 	"github.com/stepwise-run/stepwise/functions/internal/functest"
 	"github.com/stepwise-run/stepwise/infra/mem"
 )
@@ -173,11 +176,21 @@ func newEnv(t *testing.T, opts ...options) *env {
 			wrap = o.wrap
 		}
 	}
-	cfg.Engine = functest.StartWorkers(t, core.EngineConfig{Store: store, LLM: fleets.LLM(), Tools: tools, Meter: functest.StepMeter(cfg.Meter)})
+	// Events run their triggers in the request (no fan-out), functions in
+	// this process; the chain builtins start executions on the engine.
+	execs := &eventing.EngineExecutions{Store: store}
+	fns := eventing.NewFunctions(store, nil)
+	bus := eventing.NewBus(eventing.Config{Store: eventing.NewStore(store, box, nil), Functions: fns,
+		Runner: eventing.InProcess{Sandbox: jsfunc.New(), Functions: fns}, Executions: execs, Chains: cat.GetChain})
+	if cfg.Events == nil {
+		cfg.Events = bus
+	}
+	cfg.Engine = functest.StartWorkers(t, core.EngineConfig{Store: store, LLM: fleets.LLM(), Tools: tools, Meter: functest.StepMeter(cfg.Meter), Publisher: bus})
+	execs.Engine = cfg.Engine
 	a := api.New(cfg)
-	var h http.Handler = a
+	var h http.Handler = ingest.Mount(ingest.New(ingest.Config{Bus: cfg.Events}), a)
 	if wrap != nil {
-		h = wrap(a)
+		h = wrap(h)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -118,7 +118,9 @@ func TestIngest(t *testing.T) {
 			if resp.StatusCode != tt.status {
 				t.Errorf("status %d %s, want %d", resp.StatusCode, resp.Body, tt.status)
 			}
-			var env struct{ Error struct{ Message, Type, Code string } }
+			var env struct {
+				Error struct{ Message, Type, Code string }
+			}
 			if tt.status >= 400 && (json.Unmarshal([]byte(resp.Body), &env) != nil || env.Error.Message == "") {
 				t.Errorf("body %s is not the error envelope", resp.Body)
 			}

@@ -172,12 +172,14 @@ func (h *Handler) HandleSQS(ctx context.Context, ev awsevents.SQSEvent) (awseven
 func (h *Handler) deliver(ctx context.Context, rec awsevents.SQSMessage) error {
 	m, err := core.DecodeQueueMessage([]byte(rec.Body))
 	if err != nil {
-		if ev, ok := domainEvent(rec.Body); ok {
+		if ev, isEvent, ok := domainEvent(rec.Body); isEvent {
 			// The bus's rule delivers every event to this queue, with the
 			// batch size of one that keeps a function that crashes its
-			// invocation from costing other events.
-			if h.cfg.Events == nil {
-				h.cfg.Logger.Info("domain event acknowledged; no handler runs on events here", "message_id", rec.MessageId)
+			// invocation from costing other events. One that is not a
+			// stepwise envelope (another producer on the bus) is logged
+			// and acknowledged, not retried into the dead-letter queue.
+			if !ok || h.cfg.Events == nil {
+				h.cfg.Logger.Info("event acknowledged; nothing runs on it here", "message_id", rec.MessageId, "stepwise", ok)
 				return nil
 			}
 			return h.cfg.Events.Handle(ctx, ev)
@@ -197,20 +199,20 @@ func (h *Handler) deliver(ctx context.Context, rec awsevents.SQSMessage) error {
 	return err
 }
 
-// domainEvent reads a body that is an EventBridge event whose detail is
-// a stepwise envelope (awsbus publishes the whole envelope as detail).
-func domainEvent(body string) (events.Envelope, bool) {
+// domainEvent reads a body that is an EventBridge event (isEvent) whose
+// detail is a stepwise envelope (ok; awsbus publishes the whole envelope
+// as detail).
+func domainEvent(body string) (env events.Envelope, isEvent, ok bool) {
 	var ev struct {
 		DetailType string          `json:"detail-type"`
 		Source     string          `json:"source"`
 		Detail     json.RawMessage `json:"detail"`
 	}
 	if json.Unmarshal([]byte(body), &ev) != nil || ev.DetailType == "" || ev.Source == "" || len(ev.Detail) == 0 {
-		return events.Envelope{}, false
+		return events.Envelope{}, false, false
 	}
-	var env events.Envelope
 	if json.Unmarshal(ev.Detail, &env) != nil || env.Validate() != nil {
-		return events.Envelope{}, false
+		return events.Envelope{}, true, false
 	}
-	return env, true
+	return env, true, true
 }

@@ -12,6 +12,7 @@ import (
 	awsevents "github.com/aws/aws-lambda-go/events"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/events"
 	"github.com/stepwise-run/stepwise/functions/worker"
 	"github.com/stepwise-run/stepwise/infra/mem"
 )
@@ -164,6 +165,16 @@ func TestHandleEvent(t *testing.T) {
 			t.Errorf("HandleEvent = %#v, %v; want the batch handled with the foreign record failed", out, err)
 		}
 	})
+	t.Run("AnEnvelopeRunsItsTriggers", func(t *testing.T) {
+		got := &recordingEvents{}
+		h := worker.New(worker.Config{Engine: engine, Events: got})
+		body := `{"version":"0","id":"e1","detail-type":"push","source":"github","detail":{"id":"ev-1","tenant":"acme","source":"github","type":"push","time":"2026-12-08T00:00:00Z","data":{}}}`
+		msg := `{"kind":"event","tenant":"acme","event_id":"ev-2"}`
+		resp, err := h.HandleSQS(ctx, sqsEvent(t, map[string]string{"bridge": body, "queued": msg}))
+		if err != nil || len(resp.BatchItemFailures) != 0 || len(got.handled) != 2 || got.handled[0] != "acme/ev-1" && got.handled[1] != "acme/ev-1" {
+			t.Errorf("HandleSQS = %+v, %v; handled %v", resp, err, got.handled)
+		}
+	})
 	t.Run("DomainEventIsAcknowledged", func(t *testing.T) {
 		body := `{"version":"0","id":"e1","detail-type":"execution.finished","source":"stepwise","detail":{"id":"x"}}`
 		resp, err := h.HandleSQS(ctx, sqsEvent(t, map[string]string{"event": body}))
@@ -176,4 +187,18 @@ func TestHandleEvent(t *testing.T) {
 			t.Errorf("err = %v, want EINVALID", err)
 		}
 	})
+}
+
+// recordingEvents is an EventHandler that records what it was asked to
+// handle.
+type recordingEvents struct{ handled []string }
+
+func (r *recordingEvents) Handle(_ context.Context, ev events.Envelope) error {
+	r.handled = append(r.handled, ev.Tenant+"/"+ev.ID)
+	return nil
+}
+
+func (r *recordingEvents) HandleID(_ context.Context, tenant, id string) error {
+	r.handled = append(r.handled, tenant+"/"+id)
+	return nil
 }

@@ -112,24 +112,6 @@ func TestBootstrapBinaries(t *testing.T) {
 	})
 }
 
-// notImplemented fails the test unless body is the 501 envelope of
-// functions/internal/unimplemented naming what.
-func notImplemented(t *testing.T, body []byte, what string) {
-	t.Helper()
-	var env struct {
-		Error struct {
-			Message, Type, Code string
-			Param               any
-		}
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		t.Fatalf("body %q: %v", body, err)
-	}
-	if e := env.Error; e.Code != "not_implemented" || e.Type != "api_error" || !strings.Contains(e.Message, what) || e.Param != nil {
-		t.Errorf("error %+v, want not_implemented api_error naming %q", e, what)
-	}
-}
-
 // functionURLEvent is the event a Function URL sends: the urlstream
 // package's fixture (a streamed chat completion), as edit leaves it.
 func functionURLEvent(t *testing.T, edit func(*awsevents.LambdaFunctionURLRequest)) awsevents.LambdaFunctionURLRequest {
@@ -148,15 +130,19 @@ func functionURLEvent(t *testing.T, edit func(*awsevents.LambdaFunctionURLReques
 	return ev
 }
 
-// TestBootstrapIngest drives the ingest bootstrap through the Runtime API
-// with the events of payload format 2.0 it takes (an HTTP API route, and a
-// Function URL in BUFFERED mode). The failures come first, so that the
-// answers after them show the process polling on after an error.
+// TestBootstrapIngest drives the ingest bootstrap through the Runtime API,
+// over the deployment on the emulator, with the events of payload format
+// 2.0 it takes (an HTTP API route, and a Function URL in BUFFERED mode).
+// The failures come first, so that the answers after them show the
+// process polling on after an error.
 func TestBootstrapIngest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the function binaries")
 	}
-	p := startBootstrap(t, bootstraps.get(t, "ingest", runtime.GOOS, runtime.GOARCH), nil)
+	d := deploy(t, nil)
+	wantStatus(t, "POST /mappings", d.call(http.MethodPost, "/mappings", map[string]any{"path": "forms", "eventType": "form.sent",
+		"eventSource": "forms", "aggregateType": "form", "aggregateIDField": "id", "version": 1}, false), http.StatusCreated)
+	p := startBootstrap(t, bootstraps.get(t, "ingest", runtime.GOOS, runtime.GOARCH), d.lambdaVars(nil))
 	t.Logf("ingest bootstrap: start to first poll %v", p.firstPoll(t))
 
 	tests := []struct {
@@ -166,10 +152,16 @@ func TestBootstrapIngest(t *testing.T) {
 		// errorType (any, if "") and a message holding message.
 		fails              bool
 		errorType, message string
+		status             int
+		holds              string
 	}{
-		{"malformed event: error endpoint", json.RawMessage(malformed), true, "UnmarshalTypeError", "events.APIGatewayV2HTTPRequest"},
-		{"HTTP API route: 501", apigwEvent(t, http.MethodPost, "/webhooks/github", []byte(`{"action":"opened"}`), false), false, "", ""},
-		{"Function URL, BUFFERED: 501", functionURLEvent(t, nil), false, "", ""},
+		{name: "malformed event: error endpoint", event: json.RawMessage(malformed), fails: true, errorType: "UnmarshalTypeError", message: "events.APIGatewayV2HTTPRequest"},
+		{name: "HTTP API route: an unknown path", event: apigwEvent(t, http.MethodPost, "/ingest/nope", []byte(`{"id":"x"}`), false), status: http.StatusNotFound, holds: `"code":"not_found"`},
+		{name: "HTTP API route: stored", event: apigwEvent(t, http.MethodPost, "/ingest/forms", []byte(`{"id":"f-1"}`), false), status: http.StatusCreated, holds: `"path":"forms"`},
+		{name: "Function URL, BUFFERED: stored", event: functionURLEvent(t, func(ev *awsevents.LambdaFunctionURLRequest) {
+			ev.RawPath, ev.RawQueryString, ev.RequestContext.HTTP.Path, ev.RequestContext.HTTP.Method = "/ingest", "path=forms", "/ingest", http.MethodPost
+			ev.Body, ev.IsBase64Encoded = `{"id":"f-2"}`, false
+		}), status: http.StatusCreated, holds: `"id":"f-2"`},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,14 +178,21 @@ func TestBootstrapIngest(t *testing.T) {
 			if err := json.Unmarshal(res.body, &out); err != nil {
 				t.Fatalf("decode %s: %v", res.body, err)
 			}
-			if out.StatusCode != http.StatusNotImplemented {
-				t.Errorf("status %d, want 501", out.StatusCode)
+			if out.StatusCode != tt.status || !strings.Contains(out.Body, tt.holds) {
+				t.Errorf("status %d %s, want %d holding %s", out.StatusCode, out.Body, tt.status, tt.holds)
 			}
 			if ct := out.Headers["Content-Type"]; ct != "application/json" {
 				t.Errorf("Content-Type %q, want application/json", ct)
 			}
-			notImplemented(t, []byte(out.Body), "webhook ingest")
 		})
+	}
+	// Both deliveries are in the table, each with its event.
+	var raws []struct {
+		EventIDs []string `json:"event_ids"`
+	}
+	d.call(http.MethodGet, "/raw-events", nil, false).decode(t, &raws)
+	if len(raws) != 2 || len(raws[0].EventIDs) != 1 || len(raws[1].EventIDs) != 1 {
+		t.Errorf("raw events %+v, want two, each with its event", raws)
 	}
 }
 
