@@ -48,7 +48,8 @@ var wildcardResources = map[string]string{
 // executions), plus what Lambda's SQS event source does with the role.
 // OpenAIFunction's are the worker's without the event source's: it runs
 // executions in its requests and hands on what a request cannot finish.
-// The ingest function answers 501 until its issue: its logs only.
+// IngestFunction's are the OpenAI function's: it stores raw events and
+// events, and hands them to the bus (or, without one, to the queue).
 var functionRoles = []struct {
 	function, role, logGroup string
 	grants                   map[string][]string
@@ -90,7 +91,17 @@ var functionRoles = []struct {
 		"events:PutEvents":              {grantBus},
 		"secretsmanager:GetSecretValue": {grantSecret},
 	}},
-	{"IngestFunction", "IngestRole", "IngestLogGroup", map[string][]string{}},
+	{"IngestFunction", "IngestRole", "IngestLogGroup", map[string][]string{
+		"dynamodb:GetItem":              {grantTable},
+		"dynamodb:Query":                {grantTable, grantIndex},
+		"dynamodb:PutItem":              {grantTable},
+		"dynamodb:UpdateItem":           {grantTable},
+		"s3:GetObject":                  {grantObjects},
+		"s3:PutObject":                  {grantObjects},
+		"sqs:SendMessage":               {grantQueue},
+		"events:PutEvents":              {grantBus},
+		"secretsmanager:GetSecretValue": {grantSecret},
+	}},
 }
 
 // envForGrant ties each variable naming a resource to the grant that the

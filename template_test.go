@@ -225,11 +225,11 @@ func TestTemplate(t *testing.T) {
 		})
 	})
 
-	t.Run("the work queue receives ingest events only", func(t *testing.T) {
-		// The lifecycle events the API and the worker publish (source
-		// stepwise.executions) must not come back to the worker.
+	t.Run("the work queue receives every event", func(t *testing.T) {
+		// Ingested events, functions' events and the lifecycle events all
+		// have triggers to run.
 		rule := resource(t, tpl, "EventsToWorkRule", "AWS::Events::Rule")
-		want := map[string]any{"source": []any{"stepwise.ingest"}}
+		want := map[string]any{"source": []any{map[string]any{"prefix": ""}}}
 		if got := lookup(rule, "EventPattern"); !reflect.DeepEqual(got, want) {
 			t.Errorf("EventPattern = %#v, want %#v", got, want)
 		}

@@ -107,13 +107,13 @@ def main():
     except events.exceptions.ResourceAlreadyExistsException:
         pass
     # put_rule and put_targets replace what exists under the same names.
-    # Only the events of ingest go to the work queue; the execution
-    # lifecycle events (source stepwise.executions) are for subscribers.
+    # Every event on the bus goes to the work queue, where the worker runs
+    # its triggers: ingested, sent by functions, execution lifecycle.
     rule_arn = events.put_rule(
         Name=f"{STACK}-events-to-work",
         EventBusName=STACK,
-        Description="Delivers the events of stepwise ingest to the work queue.",
-        EventPattern=json.dumps({"source": ["stepwise.ingest"]}),
+        Description="Delivers every stepwise event to the work queue, for its triggers.",
+        EventPattern=json.dumps({"source": [{"prefix": ""}]}),
         State="ENABLED",
     )["RuleArn"]
     events.put_targets(Rule=f"{STACK}-events-to-work", EventBusName=STACK, Targets=[{
