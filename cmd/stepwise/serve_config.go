@@ -89,7 +89,6 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	fs.IntVar(&o.functionWorkers, "function-workers", 2, "child processes that run JavaScript functions, one run at a time each")
 	var functionMiB int
 	fs.IntVar(&functionMiB, "function-memory", 512, "MiB of resident memory a function's child process may use before it is killed")
-	defer func() { o.functionMemory = uint64(max(functionMiB, 16)) << 20 }()
 	fs.IntVar(&o.deliverySteps, "delivery-steps", 50, "steps one worker delivery runs before it hands the execution on")
 	fs.DurationVar(&o.deliveryTimeout, "delivery-timeout", 10*time.Minute, "time one worker delivery runs before it hands the execution on")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Minute, "how long a worker's claim on an execution lasts without a commit; after a crash the execution continues within this plus -sweep-interval")
@@ -112,9 +111,13 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	if _, err := logLevel(o.logLevel); err != nil {
 		return nil, usageError{err}
 	}
-	if o.maxBody <= 0 || o.syncInterval <= 0 || o.workers <= 0 || o.deliverySteps <= 0 || o.deliveryTimeout <= 0 || o.leaseTTL <= 0 || o.sweepInterval <= 0 || o.syncTimeout <= 0 {
-		return nil, usagef("-max-body, -sync-interval, -workers, -delivery-steps, -delivery-timeout, -lease-ttl, -sweep-interval and -sync-timeout must be positive")
+	if o.maxBody <= 0 || o.syncInterval <= 0 || o.workers <= 0 || o.deliverySteps <= 0 || o.deliveryTimeout <= 0 || o.leaseTTL <= 0 || o.sweepInterval <= 0 || o.syncTimeout <= 0 || o.functionWorkers <= 0 {
+		return nil, usagef("-max-body, -sync-interval, -workers, -delivery-steps, -delivery-timeout, -lease-ttl, -sweep-interval, -sync-timeout and -function-workers must be positive")
 	}
+	if functionMiB < 64 {
+		return nil, usagef("-function-memory: %d MiB is too little for a function's process; give at least 64", functionMiB)
+	}
+	o.functionMemory = uint64(functionMiB) << 20
 	var err error
 	if o.defaults, err = catalog.ParseDefaults(e.getenv); err != nil {
 		return nil, usageError{err}

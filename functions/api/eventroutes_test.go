@@ -6,10 +6,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 )
 
 const githubSecret = "gh-webhook-secret"
@@ -184,4 +187,40 @@ func TestEventFlow(t *testing.T) {
 		}
 		t.Errorf("the stream ended: %v", lines.Err())
 	})
+}
+
+// TestFunctionBuiltins: executeTask runs a prompt on the model; httpFetch
+// goes through the egress guard; sendEvent stops at its per-run bound.
+func TestFunctionBuiltins(t *testing.T) {
+	e := newEnv(t)
+	e.addOllama("local-ollama")
+	e.llm.Script(fakellm.Reply{Match: "say hi", Text: "hi there"})
+	script := `function probe(e) {
+  var t = executeTask("say hi");
+  var f = httpFetch("http://127.0.0.1:1/");
+  var sent = 0;
+  for (var i = 0; i < 12; i++) { if (sendEvent("probe.out", {i: i}).success) sent++ }
+  return {task: t.response, fetched: f.ok, fetchError: f.error, sent: sent}
+}`
+	if res := e.do(req{method: http.MethodPost, path: "/functions", body: map[string]any{"name": "probe", "script": script}}); res.status != http.StatusCreated {
+		t.Fatalf("POST /functions = %d %s", res.status, res.body)
+	}
+	if res := e.do(req{method: http.MethodPost, path: "/event-triggers", body: map[string]any{"name": "probe", "listenFor": map[string]any{"type": "probe"}, "function": "probe"}}); res.status != http.StatusCreated {
+		t.Fatalf("POST /event-triggers = %d %s", res.status, res.body)
+	}
+	if res := e.do(req{method: http.MethodPost, path: "/events", body: map[string]any{"event_type": "probe", "aggregate_id": "p", "aggregate_type": "t", "version": 1}}); res.status != http.StatusCreated {
+		t.Fatalf("POST /events = %d %s", res.status, res.body)
+	}
+	var runs []struct {
+		Error  string
+		Result map[string]any
+	}
+	e.do(req{method: http.MethodGet, path: "/functions/probe/runs"}).decode(t, &runs)
+	if len(runs) != 1 || runs[0].Error != "" {
+		t.Fatalf("runs %+v", runs)
+	}
+	r := runs[0].Result
+	if r["task"] != "hi there" || r["fetched"] != false || !strings.Contains(fmt.Sprint(r["fetchError"]), "egress") || r["sent"] != 10.0 {
+		t.Errorf("result %v: want the model's answer, the fetch refused by the egress guard, 10 events sent", r)
+	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/catalog"
+	"github.com/stepwise-run/stepwise/core/egress"
 	"github.com/stepwise-run/stepwise/core/eventing"
 	"github.com/stepwise-run/stepwise/core/fleet"
 	"github.com/stepwise-run/stepwise/core/hooks"
@@ -181,7 +182,8 @@ func newEnv(t *testing.T, opts ...options) *env {
 	execs := &eventing.EngineExecutions{Store: store}
 	fns := eventing.NewFunctions(store, nil)
 	bus := eventing.NewBus(eventing.Config{Store: eventing.NewStore(store, box, nil), Functions: fns,
-		Runner: eventing.InProcess{Sandbox: jsfunc.New(), Functions: fns}, Executions: execs, Chains: cat.GetChain})
+		Runner: eventing.InProcess{Sandbox: jsfunc.New(), Functions: fns}, Executions: execs, Chains: cat.GetChain,
+		HTTP: egress.NewClient(egress.Policy{})})
 	if cfg.Events == nil {
 		cfg.Events = bus
 	}
