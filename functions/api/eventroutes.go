@@ -19,32 +19,36 @@ import (
 const eventPoll = 250 * time.Millisecond
 
 func (a *API) eventRoutes() {
-	a.handle(http.MethodPost, "/events", a.appendEvent)
-	a.handle(http.MethodGet, "/events", a.listEvents)
-	a.handle(http.MethodGet, "/events/type", a.listEvents)
-	a.handle(http.MethodGet, "/events/source", a.listEvents)
-	a.handle(http.MethodGet, "/events/aggregate", a.eventsOfAggregate)
-	a.handle(http.MethodGet, "/events/types", a.eventTypes)
-	a.handle(http.MethodDelete, "/events/type", a.deleteEvents)
-	a.handle(http.MethodGet, "/events/stream/{eventType}", a.streamEvents)
-	a.handle(http.MethodGet, "/raw-events", a.listRawEvents)
-	a.handle(http.MethodGet, "/raw-events/{nid}", a.getRawEvent)
-	a.handle(http.MethodPost, "/replay", a.replay)
-	a.handle(http.MethodPost, "/mappings", a.createMapping)
-	a.handle(http.MethodGet, "/mappings", a.listMappings)
-	a.handle(http.MethodGet, "/mapping", a.getMapping)
-	a.handle(http.MethodPut, "/mapping", a.putMapping)
-	a.handle(http.MethodDelete, "/mapping", a.deleteMapping)
+	a.handle(http.MethodPost, "/events", a.onBus(a.appendEvent))
+	a.handle(http.MethodGet, "/events", a.onBus(a.listEvents))
+	a.handle(http.MethodGet, "/events/type", a.onBus(a.listEvents))
+	a.handle(http.MethodGet, "/events/source", a.onBus(a.listEvents))
+	a.handle(http.MethodGet, "/events/aggregate", a.onBus(a.eventsOfAggregate))
+	a.handle(http.MethodGet, "/events/types", a.onBus(a.eventTypes))
+	a.handle(http.MethodDelete, "/events/type", a.onBus(a.deleteEvents))
+	a.handle(http.MethodGet, "/events/stream/{eventType}", a.onBus(a.streamEvents))
+	a.handle(http.MethodGet, "/raw-events", a.onBus(a.listRawEvents))
+	a.handle(http.MethodGet, "/raw-events/{nid}", a.onBus(a.getRawEvent))
+	a.handle(http.MethodPost, "/replay", a.onBus(a.replay))
+	a.handle(http.MethodPost, "/mappings", a.onBus(a.createMapping))
+	a.handle(http.MethodGet, "/mappings", a.onBus(a.listMappings))
+	a.handle(http.MethodGet, "/mapping", a.onBus(a.getMapping))
+	a.handle(http.MethodPut, "/mapping", a.onBus(a.putMapping))
+	a.handle(http.MethodDelete, "/mapping", a.onBus(a.deleteMapping))
 	a.handle(http.MethodPost, "/sync", a.syncMappings)
 	a.functionRoutes()
 }
 
-// bus is the event bus, or an error when the API has none.
-func (a *API) bus() (*eventing.Bus, error) {
-	if a.cfg.Events == nil {
-		return nil, core.Errorf(core.EUNAVAILABLE, "events are not configured on this server")
+// onBus serves h with the event bus, or answers 503 when the API has
+// none.
+func (a *API) onBus(h func(http.ResponseWriter, *http.Request, *eventing.Bus)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.Events == nil {
+			writeError(w, r, core.Errorf(core.EUNAVAILABLE, "events are not configured on this server"))
+			return
+		}
+		h(w, r, a.cfg.Events)
 	}
-	return a.cfg.Events, nil
 }
 
 // eventView is an event as the reference's API shows it, with our names
@@ -85,12 +89,7 @@ const eventClockSkew = 10 * time.Minute
 
 // appendEvent is POST /events: the reference's event (or our envelope's
 // names), appended and handed to its triggers.
-func (a *API) appendEvent(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) appendEvent(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	var b struct {
 		ID            string          `json:"id"`
 		CreatedAt     *time.Time      `json:"created_at"`
@@ -185,23 +184,18 @@ func timeRange(r *http.Request, defaultFrom bool) (eventing.TimeRange, error) {
 	return tr, nil
 }
 
-func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
-	a.queryEvents(w, r, false)
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.queryEvents(w, r, false, bus)
 }
 
-func (a *API) eventsOfAggregate(w http.ResponseWriter, r *http.Request) {
-	a.queryEvents(w, r, true)
+func (a *API) eventsOfAggregate(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.queryEvents(w, r, true, bus)
 }
 
 // queryEvents lists events by ?event_type (also ?type), ?event_source,
 // ?aggregate_type and ?aggregate_id in a time range; /events/aggregate
 // requires the three ids, as the reference does.
-func (a *API) queryEvents(w http.ResponseWriter, r *http.Request, aggregate bool) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) queryEvents(w http.ResponseWriter, r *http.Request, aggregate bool, bus *eventing.Bus) {
 	q := r.URL.Query()
 	eq := eventing.EventQuery{Type: q.Get("event_type"), Source: q.Get("event_source"), Subject: q.Get("aggregate_id"), AggregateType: q.Get("aggregate_type")}
 	if eq.Type == "" {
@@ -211,6 +205,7 @@ func (a *API) queryEvents(w http.ResponseWriter, r *http.Request, aggregate bool
 		writeError(w, r, invalid("aggregate_id", "event_type, aggregate_type and aggregate_id: all three are required"))
 		return
 	}
+	var err error
 	if eq.TimeRange, err = timeRange(r, r.URL.Path != "/events"); err != nil {
 		writeError(w, r, err)
 		return
@@ -223,12 +218,7 @@ func (a *API) queryEvents(w http.ResponseWriter, r *http.Request, aggregate bool
 	webapi.WriteJSON(w, http.StatusOK, showEvents(evs))
 }
 
-func (a *API) eventTypes(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) eventTypes(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	tr, err := timeRange(r, false)
 	if err != nil {
 		writeError(w, r, err)
@@ -242,12 +232,7 @@ func (a *API) eventTypes(w http.ResponseWriter, r *http.Request) {
 	webapi.WriteJSON(w, http.StatusOK, types)
 }
 
-func (a *API) deleteEvents(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) deleteEvents(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	q := r.URL.Query()
 	for _, p := range []string{"event_type", "from", "to"} {
 		if q.Get(p) == "" {
@@ -270,12 +255,7 @@ func (a *API) deleteEvents(w http.ResponseWriter, r *http.Request) {
 // streamEvents is the live stream of one type's events, read from the
 // store so that it sees events whichever process appended them. The
 // first frame is the reference's greeting.
-func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) streamEvents(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	typ, tenant := r.PathValue("eventType"), webapi.Tenant(r.Context())
 	s, err := webapi.StartStream(w, a.cfg.Heartbeat)
 	if err != nil {
@@ -325,12 +305,7 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (a *API) listRawEvents(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) listRawEvents(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	tr, err := timeRange(r, false)
 	if err != nil {
 		writeError(w, r, err)
@@ -344,12 +319,7 @@ func (a *API) listRawEvents(w http.ResponseWriter, r *http.Request) {
 	writeList(w, raws, "")
 }
 
-func (a *API) getRawEvent(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) getRawEvent(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	raw, err := bus.Store().RawEvent(r.Context(), webapi.Tenant(r.Context()), r.PathValue("nid"))
 	if err != nil {
 		writeError(w, r, err)
@@ -360,12 +330,7 @@ func (a *API) getRawEvent(w http.ResponseWriter, r *http.Request) {
 
 // replay is POST /replay?nid= (or ?id=): the raw event's event derived
 // again with its path's current mapping.
-func (a *API) replay(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) replay(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	id := r.URL.Query().Get("nid")
 	if id == "" {
 		id = r.URL.Query().Get("id")
@@ -391,22 +356,17 @@ func (a *API) decodeMapping(r *http.Request) (events.Mapping, error) {
 	return m, err
 }
 
-func (a *API) createMapping(w http.ResponseWriter, r *http.Request) {
-	a.saveMapping(w, r, true)
+func (a *API) createMapping(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.saveMapping(w, r, true, bus)
 }
 
-func (a *API) putMapping(w http.ResponseWriter, r *http.Request) {
-	a.saveMapping(w, r, false)
+func (a *API) putMapping(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.saveMapping(w, r, false, bus)
 }
 
 // saveMapping stores a mapping; on PUT the path in the query string is
 // the one changed, whatever the body says.
-func (a *API) saveMapping(w http.ResponseWriter, r *http.Request, create bool) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) saveMapping(w http.ResponseWriter, r *http.Request, create bool, bus *eventing.Bus) {
 	m, err := a.decodeMapping(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -428,12 +388,7 @@ func (a *API) saveMapping(w http.ResponseWriter, r *http.Request, create bool) {
 	webapi.WriteJSON(w, status, eventing.Shown(saved))
 }
 
-func (a *API) listMappings(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) listMappings(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	list, err := bus.Store().Mappings(r.Context(), webapi.Tenant(r.Context()))
 	if err != nil {
 		writeError(w, r, err)
@@ -446,12 +401,7 @@ func (a *API) listMappings(w http.ResponseWriter, r *http.Request) {
 	writeList(w, shown, "")
 }
 
-func (a *API) getMapping(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) getMapping(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	m, err := bus.Store().Mapping(r.Context(), webapi.Tenant(r.Context()), r.URL.Query().Get("path"))
 	if err != nil {
 		writeError(w, r, err)
@@ -460,12 +410,7 @@ func (a *API) getMapping(w http.ResponseWriter, r *http.Request) {
 	webapi.WriteJSON(w, http.StatusOK, eventing.Shown(m))
 }
 
-func (a *API) deleteMapping(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) deleteMapping(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	if err := bus.Store().DeleteMapping(r.Context(), webapi.Tenant(r.Context()), r.URL.Query().Get("path")); err != nil {
 		writeError(w, r, err)
 		return

@@ -11,34 +11,34 @@ import (
 )
 
 func (a *API) functionRoutes() {
-	a.handle(http.MethodPost, "/functions", a.createFunction)
-	a.handle(http.MethodGet, "/functions", a.listFunctions)
-	a.handle(http.MethodGet, "/functions/{name}", a.getFunction)
-	a.handle(http.MethodPut, "/functions/{name}", a.putFunction)
-	a.handle(http.MethodDelete, "/functions/{name}", a.deleteFunction)
-	a.handle(http.MethodGet, "/functions/{name}/runs", a.functionRuns)
-	a.handle(http.MethodGet, "/function-runs", a.functionRuns)
-	a.handle(http.MethodPost, "/event-triggers", a.createTrigger)
-	a.handle(http.MethodGet, "/event-triggers", a.listTriggers)
-	a.handle(http.MethodGet, "/event-triggers/{name}", a.getTrigger)
-	a.handle(http.MethodPut, "/event-triggers/{name}", a.putTrigger)
-	a.handle(http.MethodDelete, "/event-triggers/{name}", a.deleteTrigger)
-	a.handle(http.MethodGet, "/event-triggers/event-type/{eventType}", a.listTriggers)
-	a.handle(http.MethodGet, "/event-triggers/function/{functionName}", a.listTriggers)
+	a.handle(http.MethodPost, "/functions", a.onBus(a.createFunction))
+	a.handle(http.MethodGet, "/functions", a.onBus(a.listFunctions))
+	a.handle(http.MethodGet, "/functions/{name}", a.onBus(a.getFunction))
+	a.handle(http.MethodPut, "/functions/{name}", a.onBus(a.putFunction))
+	a.handle(http.MethodDelete, "/functions/{name}", a.onBus(a.deleteFunction))
+	a.handle(http.MethodGet, "/functions/{name}/runs", a.onBus(a.functionRuns))
+	a.handle(http.MethodGet, "/function-runs", a.onBus(a.functionRuns))
+	a.handle(http.MethodPost, "/event-triggers", a.onBus(a.createTrigger))
+	a.handle(http.MethodGet, "/event-triggers", a.onBus(a.listTriggers))
+	a.handle(http.MethodGet, "/event-triggers/{name}", a.onBus(a.getTrigger))
+	a.handle(http.MethodPut, "/event-triggers/{name}", a.onBus(a.putTrigger))
+	a.handle(http.MethodDelete, "/event-triggers/{name}", a.onBus(a.deleteTrigger))
+	a.handle(http.MethodGet, "/event-triggers/event-type/{eventType}", a.onBus(a.listTriggers))
+	a.handle(http.MethodGet, "/event-triggers/function/{functionName}", a.onBus(a.listTriggers))
 	a.handle(http.MethodPost, "/executor/sync", a.syncExecutor)
 }
 
-func (a *API) createFunction(w http.ResponseWriter, r *http.Request) { a.saveFunction(w, r, true) }
-func (a *API) putFunction(w http.ResponseWriter, r *http.Request)    { a.saveFunction(w, r, false) }
+func (a *API) createFunction(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.saveFunction(w, r, true, bus)
+}
+
+func (a *API) putFunction(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.saveFunction(w, r, false, bus)
+}
 
 // saveFunction stores a function, compile-checked; on PUT the name in the
 // path is the one changed.
-func (a *API) saveFunction(w http.ResponseWriter, r *http.Request, create bool) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) saveFunction(w http.ResponseWriter, r *http.Request, create bool, bus *eventing.Bus) {
 	var fn eventing.Function
 	if err := decodeInto(r, &fn, map[string]string{"script_type": "scriptType", "timeout_ms": "timeoutMs"}); err != nil {
 		writeError(w, r, err)
@@ -56,12 +56,7 @@ func (a *API) saveFunction(w http.ResponseWriter, r *http.Request, create bool) 
 	webapi.WriteJSON(w, status, saved)
 }
 
-func (a *API) listFunctions(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) listFunctions(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	q, err := listQuery(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -75,12 +70,7 @@ func (a *API) listFunctions(w http.ResponseWriter, r *http.Request) {
 	writeList(w, list, next)
 }
 
-func (a *API) getFunction(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) getFunction(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	fn, err := bus.Functions().Function(r.Context(), webapi.Tenant(r.Context()), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, err)
@@ -89,12 +79,7 @@ func (a *API) getFunction(w http.ResponseWriter, r *http.Request) {
 	webapi.WriteJSON(w, http.StatusOK, fn)
 }
 
-func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	if err := bus.Functions().DeleteFunction(r.Context(), webapi.Tenant(r.Context()), r.PathValue("name")); err != nil {
 		writeError(w, r, err)
 		return
@@ -103,14 +88,10 @@ func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request) {
 }
 
 // functionRuns lists recorded runs, newest first: a function's, or all.
-func (a *API) functionRuns(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) functionRuns(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	limit := 0
 	if s := r.URL.Query().Get("limit"); s != "" {
+		var err error
 		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > core.MaxPageSize {
 			writeError(w, r, badRequest("limit", "limit %q: want an integer from 1 to %d", s, core.MaxPageSize))
 			return
@@ -131,15 +112,15 @@ func (a *API) functionRuns(w http.ResponseWriter, r *http.Request) {
 	webapi.WriteJSON(w, http.StatusOK, runs)
 }
 
-func (a *API) createTrigger(w http.ResponseWriter, r *http.Request) { a.saveTrigger(w, r, true) }
-func (a *API) putTrigger(w http.ResponseWriter, r *http.Request)    { a.saveTrigger(w, r, false) }
+func (a *API) createTrigger(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.saveTrigger(w, r, true, bus)
+}
 
-func (a *API) saveTrigger(w http.ResponseWriter, r *http.Request, create bool) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) putTrigger(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
+	a.saveTrigger(w, r, false, bus)
+}
+
+func (a *API) saveTrigger(w http.ResponseWriter, r *http.Request, create bool, bus *eventing.Bus) {
 	var t eventing.Trigger
 	if err := decodeInto(r, &t, map[string]string{"listen_for": "listenFor"}); err != nil {
 		writeError(w, r, err)
@@ -163,12 +144,7 @@ func (a *API) saveTrigger(w http.ResponseWriter, r *http.Request, create bool) {
 
 // listTriggers lists the tenant's triggers, those of an event type or of
 // a function on the routes that name one.
-func (a *API) listTriggers(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) listTriggers(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	list, err := bus.Functions().Triggers(r.Context(), webapi.Tenant(r.Context()), r.PathValue("eventType"), r.PathValue("functionName"))
 	if err != nil {
 		writeError(w, r, err)
@@ -177,12 +153,7 @@ func (a *API) listTriggers(w http.ResponseWriter, r *http.Request) {
 	writeList(w, list, "")
 }
 
-func (a *API) getTrigger(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) getTrigger(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	t, err := bus.Functions().Trigger(r.Context(), webapi.Tenant(r.Context()), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, err)
@@ -191,12 +162,7 @@ func (a *API) getTrigger(w http.ResponseWriter, r *http.Request) {
 	webapi.WriteJSON(w, http.StatusOK, t)
 }
 
-func (a *API) deleteTrigger(w http.ResponseWriter, r *http.Request) {
-	bus, err := a.bus()
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+func (a *API) deleteTrigger(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
 	if err := bus.Functions().DeleteTrigger(r.Context(), webapi.Tenant(r.Context()), r.PathValue("name")); err != nil {
 		writeError(w, r, err)
 		return
