@@ -263,7 +263,7 @@ func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) er
 	if b.cfg.Functions.hasRun(ctx, ev.Tenant, id) {
 		return nil
 	}
-	run := &Run{ID: id, Function: t.Function, Trigger: t.Name, EventID: ev.ID, EventType: ev.Type, Started: b.cfg.Now().UTC(), Logs: []string{}}
+	run := &Run{ID: id, Function: t.Function, Trigger: t.Name, EventID: ev.ID, EventType: ev.Type, Event: jsEvent(ev), Started: b.cfg.Now().UTC(), Logs: []string{}}
 	h := &host{bus: b, tenant: ev.Tenant, runID: id, hop: ev.Hop, function: t.Function}
 	switch t.Type {
 	case TriggerChain:
@@ -283,7 +283,7 @@ func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) er
 			return core.Errorf(core.EUNAVAILABLE, "functions cannot run here: no runner is configured")
 		}
 		key := ev.Tenant + "\x00" + fn.Name + "\x00" + fn.UpdatedAt.Format(time.RFC3339Nano)
-		out := b.cfg.Runner.Run(ctx, FunctionRun{Name: fn.Name, Source: fn.Script, Key: key, Event: jsEvent(ev), Builtins: Builtins,
+		out := b.cfg.Runner.Run(ctx, FunctionRun{Name: fn.Name, Source: fn.Script, Key: key, Event: run.Event, Builtins: Builtins,
 			Limits: jsfunc.Limits{Timeout: time.Duration(fn.TimeoutMs) * time.Millisecond}}, h)
 		run.Result, run.Logs, run.DurationMs = out.Result, out.Logs, float64(out.Duration.Microseconds())/1000
 		if run.Logs == nil {

@@ -65,16 +65,18 @@ const (
 
 // Run is one function run, as recorded.
 type Run struct {
-	ID         string    `json:"id"`
-	Function   string    `json:"function"`
-	Trigger    string    `json:"trigger"`
-	EventID    string    `json:"event_id"`
-	EventType  string    `json:"event_type"`
-	Started    time.Time `json:"started"`
-	DurationMs float64   `json:"duration_ms"`
-	Result     any       `json:"result,omitempty"`
-	Logs       []string  `json:"logs"`
-	Error      string    `json:"error,omitempty"`
+	ID        string `json:"id"`
+	Function  string `json:"function"`
+	Trigger   string `json:"trigger"`
+	EventID   string `json:"event_id"`
+	EventType string `json:"event_type"`
+	// Event is the event the function was given.
+	Event      map[string]any `json:"event,omitempty"`
+	Started    time.Time      `json:"started"`
+	DurationMs float64        `json:"duration_ms"`
+	Result     any            `json:"result,omitempty"`
+	Logs       []string       `json:"logs"`
+	Error      string         `json:"error,omitempty"`
 	// ExecutionID is the execution a chain trigger started.
 	ExecutionID string `json:"execution_id,omitempty"`
 }

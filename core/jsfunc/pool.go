@@ -147,8 +147,8 @@ func (p *Pool) put(c *child, healthy bool) {
 
 // Run runs a request in a child. Builtin calls come back to host here, in
 // the parent. The child is killed when its script runs twice its budget
-// (plus a second) not counting builtins, when its memory passes MaxRSS,
-// or when ctx ends.
+// (plus a second) not counting builtins, or uses that much CPU time, when
+// its memory passes MaxRSS, or when ctx ends.
 func (p *Pool) Run(ctx context.Context, req ChildRequest, host Host) Outcome {
 	started := time.Now()
 	c, err := p.get(ctx)
@@ -201,6 +201,9 @@ func (p *Pool) run(ctx context.Context, c *child, id uint64, req ChildRequest, l
 	grace := 2*limits.Timeout + time.Second
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
+	// CPU time is the child's own: the script and its runtime's collector,
+	// not the parent's builtins.
+	cpuStart := cpuTime(c.cmd.Process.Pid)
 	watch := time.NewTicker(10 * time.Millisecond)
 	defer watch.Stop()
 	crash := func(why string) (Outcome, bool) {
@@ -239,13 +242,44 @@ func (p *Pool) run(ctx context.Context, c *child, id uint64, req ChildRequest, l
 		case <-timer.C:
 			return crash(fmt.Sprintf("the script ran past twice its %s budget inside a built-in that cannot be interrupted", limits.Timeout))
 		case <-watch.C:
-			if rss := residentBytes(c.cmd.Process.Pid); rss > p.cfg.MaxRSS {
+			pid := c.cmd.Process.Pid
+			if rss := residentBytes(pid); rss > p.cfg.MaxRSS {
 				return crash(fmt.Sprintf("the script used %d MiB, more than %d MiB", rss>>20, p.cfg.MaxRSS>>20))
+			}
+			if used := cpuTime(pid) - cpuStart; used > grace {
+				return crash(fmt.Sprintf("the script used %s of CPU time, more than twice its %s budget", used.Round(time.Millisecond), limits.Timeout))
 			}
 		case <-ctx.Done():
 			return crash(context.Cause(ctx).Error())
 		}
 	}
+}
+
+// clockTicks is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const clockTicks = 100
+
+// cpuTime is the CPU time a process has used, user and system, 0 where
+// /proc cannot tell.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command's name, which may hold spaces.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	user, err1 := strconv.ParseInt(f[11], 10, 64)
+	sys, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(user+sys) * time.Second / clockTicks
 }
 
 // residentBytes is a process's resident memory, 0 where /proc cannot
