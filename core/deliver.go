@@ -338,6 +338,47 @@ func (e *Engine) Sweep(ctx context.Context, tenant string, stuckAfter time.Durat
 	}
 }
 
+// maxRecoverDelay is the longest a message may wait on the queue (SQS's
+// limit): a lease that ends later is seen to by a later call.
+const maxRecoverDelay = 15 * time.Minute
+
+// Recover sends the runnable executions whose lease someone else holds
+// (mine reports the owners that are this process's), each delayed until
+// its lease ends. At a restart every lease is a dead process's: its
+// executions run again as soon as their leases lapse, instead of after a
+// sweep notices them unchanged. A live holder keeps renewing its lease,
+// and the delayed message then finds it held and is dropped: the cost is
+// one message per execution per call. It returns how many it sent.
+func (e *Engine) Recover(ctx context.Context, tenant string, mine func(owner string) bool) (int, error) {
+	now := e.now()
+	q := ExecutionQuery{Statuses: []Status{StatusQueued, StatusRunning}}
+	sent := 0
+	for {
+		page, err := e.store.ListExecutions(ctx, tenant, q)
+		if err != nil {
+			return sent, err
+		}
+		for _, ex := range page.Executions {
+			if !ex.Lease.Held(now) || mine != nil && mine(ex.Lease.Owner) {
+				continue
+			}
+			delay := min(ex.Lease.Until.Sub(now)+leaseSlack, maxRecoverDelay)
+			if err := e.send(ctx, ex, max(delay, ex.Cursor.NotBefore.Sub(now))); err != nil {
+				return sent, err
+			}
+			sent++
+		}
+		if page.Next == "" {
+			return sent, nil
+		}
+		q.Cursor = page.Next
+	}
+}
+
+// leaseSlack is waited past a lease's end, so that a delivery sent for
+// that moment does not find it held by a hair.
+const leaseSlack = 50 * time.Millisecond
+
 // failpoint calls the configured failpoint, if any.
 func (e *Engine) failpoint(name string) {
 	if e.failpointFn != nil {

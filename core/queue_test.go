@@ -2,10 +2,12 @@ package core_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stepwise-run/stepwise/core"
+	"github.com/stepwise-run/stepwise/infra/mem"
 )
 
 func TestQueueMessageCodec(t *testing.T) {
@@ -66,5 +68,62 @@ func TestRelease(t *testing.T) {
 				t.Errorf("held %v (want %v), returned version %d, stored %d", held, tt.wantHeld, got.Version, stored.Version)
 			}
 		})
+	}
+}
+
+// sentQueue records what is sent to it.
+type sentQueue struct {
+	sent   []core.QueueMessage
+	delays []time.Duration
+}
+
+func (q *sentQueue) Send(_ context.Context, m core.QueueMessage, delay time.Duration) error {
+	q.sent, q.delays = append(q.sent, m), append(q.delays, delay)
+	return nil
+}
+
+// TestRecover: an execution leased by another process is sent to run
+// when its lease ends; one leased by this process, one not leased, and
+// one that ended are left alone.
+func TestRecover(t *testing.T) {
+	ctx := context.Background()
+	q := &sentQueue{}
+	store := mem.New()
+	now := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	engine := core.NewEngine(core.EngineConfig{Store: store, Queue: q, Now: func() time.Time { return now }})
+	chain := mustChain(t, "id: c\ntasks:\n  - {id: a, handler: noop}\n")
+	leased := func(owner string, until time.Duration, status core.Status) *core.Execution {
+		ex, err := engine.Start(ctx, core.StartRequest{Chain: chain, Input: core.String("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex.Status = status
+		if owner != "" {
+			ex.Lease = core.Lease{Owner: owner, Until: now.Add(until)}
+		}
+		if err := store.CommitExecution(ctx, ex, nil); err != nil {
+			t.Fatal(err)
+		}
+		return ex
+	}
+	dead := leased("old-process/d1", 3*time.Second, core.StatusRunning)
+	leased("this-process/d2", 3*time.Second, core.StatusRunning)
+	leased("", 0, core.StatusQueued)
+	leased("old-process/d3", -time.Second, core.StatusRunning) // lapsed: the sweep's
+	leased("old-process/d4", time.Hour, core.StatusSucceeded)
+	long := leased("old-process/d5", time.Hour, core.StatusRunning)
+	n, err := engine.Recover(ctx, core.DefaultTenant, func(owner string) bool { return strings.HasPrefix(owner, "this-process/") })
+	if err != nil || n != 2 || len(q.sent) != 2 {
+		t.Fatalf("Recover = %d, %v; sent %+v", n, err, q.sent)
+	}
+	got := map[string]time.Duration{}
+	for i, m := range q.sent {
+		got[m.ExecutionID] = q.delays[i]
+	}
+	if d, ok := got[dead.ID]; !ok || d < 3*time.Second || d > 4*time.Second {
+		t.Errorf("the dead process's execution was sent with delay %v (%v), want its lease's 3 s and a hair", d, ok)
+	}
+	if d := got[long.ID]; d != 15*time.Minute {
+		t.Errorf("a lease of an hour: delay %v, want the queue's longest, 15m", d)
 	}
 }

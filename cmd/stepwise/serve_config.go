@@ -91,7 +91,7 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	fs.IntVar(&functionMiB, "function-memory", 512, "MiB of resident memory a function's child process may use before it is killed")
 	fs.IntVar(&o.deliverySteps, "delivery-steps", 50, "steps one worker delivery runs before it hands the execution on")
 	fs.DurationVar(&o.deliveryTimeout, "delivery-timeout", 10*time.Minute, "time one worker delivery runs before it hands the execution on")
-	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Minute, "how long a worker's claim on an execution lasts without a commit; after a crash the execution continues within this plus -sweep-interval")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 3*time.Second, "how long a worker's claim on an execution lasts without a commit or a heartbeat (every third of it); after a crash and a restart the execution continues within this")
 	fs.DurationVar(&o.sweepInterval, "sweep-interval", 30*time.Second, "how often executions that nobody carries on are sent to the workers again")
 	fs.BoolVar(&o.webhookAllowPrivate, "webhook-allow-private", false, "let the webhook hook call loopback and private-network addresses (link-local and cloud metadata addresses are always refused)")
 	fs.BoolVar(&o.auth, "auth", envOr(e, "STEPWISE_AUTH", "") == "on", "require an API key on every route but /health, /version and /openapi.json, and print the first key (operator and admin) when there is none (env STEPWISE_AUTH=on); a database that has keys always requires them")

@@ -4,8 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/access"
@@ -24,13 +27,17 @@ type worker struct {
 	o      *serveOptions
 	// events runs the triggers of KindEvent messages.
 	events *eventsWiring
+	// incarnation starts the lease owner of every delivery of this
+	// process: at start every other owner is a dead process's (or another
+	// process's on the same file, which renews its leases).
+	incarnation string
 }
 
 // newWorker returns the queue and worker; the engine is set by attach
 // once it exists (the engine needs the queue, the queue's handler the
 // engine).
 func newWorker(o *serveOptions, log *slog.Logger) *worker {
-	w := &worker{log: log, o: o}
+	w := &worker{log: log, o: o, incarnation: uuid.NewString()}
 	w.queue = localq.New(localq.Config{Workers: o.workers, Logger: log, Handle: w.handle})
 	return w
 }
@@ -52,7 +59,8 @@ func (w *worker) handle(ctx context.Context, d core.Delivery) error {
 		}
 		return nil
 	}
-	res, err := w.engine.Deliver(dctx, d.Message, core.DeliverOptions{MaxSteps: w.o.deliverySteps}, nil)
+	owner := w.incarnation + "/" + uuid.NewString()
+	res, err := w.engine.Deliver(dctx, d.Message, core.DeliverOptions{MaxSteps: w.o.deliverySteps, Owner: owner}, nil)
 	if err != nil {
 		w.log.Warn("delivery failed; it will be retried", "execution", d.Message.ExecutionID, "attempt", d.Attempts, "error", err.Error())
 		return err
@@ -73,6 +81,7 @@ func (w *worker) run(ctx context.Context) {
 	})
 	wg.Go(func() {
 		w.sweep(ctx, 0)
+		w.recover(ctx)
 		t := time.NewTicker(w.o.sweepInterval)
 		defer t.Stop()
 		for {
@@ -87,9 +96,8 @@ func (w *worker) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// sweep re-sends the executions that have not moved for stuckAfter, of
-// the default tenant and of every tenant with a key.
-func (w *worker) sweep(ctx context.Context, stuckAfter time.Duration) {
+// tenants are the default tenant and every tenant with a key.
+func (w *worker) tenants(ctx context.Context) []string {
 	tenants := []string{core.DefaultTenant}
 	if w.keys != nil {
 		more, err := w.keys.Tenants(ctx)
@@ -102,7 +110,29 @@ func (w *worker) sweep(ctx context.Context, stuckAfter time.Duration) {
 			}
 		}
 	}
-	for _, tenant := range tenants {
+	return tenants
+}
+
+// recover sends, at start, the executions an earlier process held, to
+// run the moment its leases lapse: a restarted server carries on within
+// -lease-ttl.
+func (w *worker) recover(ctx context.Context) {
+	mine := func(owner string) bool { return strings.HasPrefix(owner, w.incarnation+"/") }
+	for _, tenant := range w.tenants(ctx) {
+		n, err := w.engine.Recover(ctx, tenant, mine)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("recover the executions of an earlier process", "tenant", tenant, "error", err.Error())
+		}
+		if n > 0 {
+			w.log.Info("executions of an earlier process resume when their leases lapse", "tenant", tenant, "count", n)
+		}
+	}
+}
+
+// sweep re-sends the executions that have not moved for stuckAfter, of
+// the default tenant and of every tenant with a key.
+func (w *worker) sweep(ctx context.Context, stuckAfter time.Duration) {
+	for _, tenant := range w.tenants(ctx) {
 		n, err := w.engine.Sweep(ctx, tenant, stuckAfter)
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("sweep failed", "tenant", tenant, "error", err.Error())

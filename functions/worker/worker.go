@@ -33,7 +33,13 @@ type Deliverer interface {
 // Sweeper re-sends executions nobody carries on; *core.Engine implements
 // it.
 type Sweeper interface {
+	// Sweep sends the runnable executions nobody holds that have not
+	// moved for stuckAfter.
 	Sweep(ctx context.Context, tenant string, stuckAfter time.Duration) (int, error)
+	// Recover sends the leased ones to run when their leases end: those
+	// of a worker that died run again then; a live worker's renewed lease
+	// drops the message.
+	Recover(ctx context.Context, tenant string, mine func(owner string) bool) (int, error)
 }
 
 // DefaultStuckAfter is how long a runnable, unleased execution may sit
@@ -143,6 +149,13 @@ func (h *Handler) sweep(ctx context.Context) (map[string]int, error) {
 		if n > 0 {
 			h.cfg.Logger.Info("re-sent executions nobody carried on", "tenant", tenant, "count", n)
 		}
+		if err != nil && first == nil {
+			first = err
+		}
+		sent += n
+		// Every worker is another invocation's: each leased execution gets
+		// a message for when its lease ends.
+		n, err = h.cfg.Sweeper.Recover(ctx, tenant, nil)
 		if err != nil && first == nil {
 			first = err
 		}

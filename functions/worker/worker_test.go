@@ -121,10 +121,16 @@ func TestHandleSQS(t *testing.T) {
 	})
 }
 
-// countingSweeper records the sweeps asked for, by tenant.
+// countingSweeper records the sweeps asked for, by tenant; a recovery
+// sends one more.
 type countingSweeper struct {
-	calls   int
-	tenants []string
+	calls, recovers int
+	tenants         []string
+}
+
+func (s *countingSweeper) Recover(context.Context, string, func(string) bool) (int, error) {
+	s.recovers++
+	return 1, nil
 }
 
 func (s *countingSweeper) Sweep(_ context.Context, tenant string, _ time.Duration) (int, error) {
@@ -144,8 +150,8 @@ func TestHandleEvent(t *testing.T) {
 		  "source":"aws.events","account":"123456789012","time":"2026-11-21T08:00:00Z","region":"us-east-1",
 		  "resources":["arn:aws:events:us-east-1:123456789012:rule/stepwise-sweep"],"detail":{}}`
 		out, err := h.HandleEvent(ctx, json.RawMessage(ev))
-		if err != nil || sweeper.calls != 1 || out.(map[string]int)["sent"] != 2 {
-			t.Errorf("HandleEvent = %v, %v after %d sweeps; want one sweep reporting 2 sent", out, err, sweeper.calls)
+		if err != nil || sweeper.calls != 1 || sweeper.recovers != 1 || out.(map[string]int)["sent"] != 3 {
+			t.Errorf("HandleEvent = %v, %v after %d sweeps and %d recoveries; want one of each reporting 3 sent", out, err, sweeper.calls, sweeper.recovers)
 		}
 	})
 	t.Run("ScheduledEventSweepsEveryTenant", func(t *testing.T) {
@@ -153,7 +159,7 @@ func TestHandleEvent(t *testing.T) {
 		tenants := func(context.Context) ([]string, error) { return []string{"acme", core.DefaultTenant, "globex"}, nil }
 		h := worker.New(worker.Config{Engine: engine, Sweeper: sw, Tenants: tenants})
 		out, err := h.HandleEvent(ctx, json.RawMessage(`{"detail-type":"Scheduled Event","source":"aws.events","detail":{}}`))
-		if err != nil || out.(map[string]int)["sent"] != 6 || !slices.Equal(sw.tenants, []string{core.DefaultTenant, "acme", "globex"}) {
+		if err != nil || out.(map[string]int)["sent"] != 9 || !slices.Equal(sw.tenants, []string{core.DefaultTenant, "acme", "globex"}) {
 			t.Errorf("HandleEvent = %v, %v; swept %q, want default, acme and globex once each", out, err, sw.tenants)
 		}
 	})

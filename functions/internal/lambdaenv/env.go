@@ -182,7 +182,8 @@ func Load(ctx context.Context, getenv func(string) string, awsOpts ...func(*conf
 		return nil, err
 	}
 	e.Tools, e.Remote = remote.NewRegistry(remote.SourceConfig{Store: e.Store, Sealer: sealer}, hooks.Echo(), hooks.Print(), hooks.Webhook(hooks.WebhookConfig{}))
-	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher, Meter: e.Meter})
+	e.Engine = core.NewEngine(core.EngineConfig{Store: e.Store, LLM: e.Fleets.LLM(), Tools: e.Tools, Queue: e.Queue, Publisher: publisher, Meter: e.Meter,
+		LeaseTTL: s.LeaseTTL})
 	var fanout eventing.Fanout = eventing.QueueFanout{Queue: e.Queue}
 	if e.Bus != nil {
 		fanout = eventing.PublisherFanout{Publisher: e.Bus}

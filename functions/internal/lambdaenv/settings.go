@@ -25,6 +25,7 @@ const (
 	VarRoutingPolicy   = "STEPWISE_ROUTING_POLICY"
 	VarSyncTimeout     = "STEPWISE_SYNC_TIMEOUT"
 	VarDeliveryMargin  = "STEPWISE_DELIVERY_MARGIN"
+	VarLeaseTTL        = "STEPWISE_LEASE_TTL"
 	VarLogLevel        = "STEPWISE_LOG_LEVEL"
 	VarEndpointURL     = "AWS_ENDPOINT_URL"
 	VarAuth            = "STEPWISE_AUTH"
@@ -67,6 +68,11 @@ type Settings struct {
 	// SyncTimeout bounds a synchronous /tasks or /execute before it
 	// answers 202 (STEPWISE_SYNC_TIMEOUT, under API Gateway's 30 s).
 	SyncTimeout time.Duration
+	// LeaseTTL is how long a delivery's claim on an execution lasts
+	// without a commit or a heartbeat renewing it (STEPWISE_LEASE_TTL,
+	// default core.DefaultLeaseTTL): after a worker dies, its execution
+	// runs again when the lease ends, found by the next scheduled sweep.
+	LeaseTTL time.Duration
 	// Margin is kept before the invocation's deadline to commit and send
 	// the continuation (STEPWISE_DELIVERY_MARGIN).
 	Margin time.Duration
@@ -140,6 +146,9 @@ func ParseSettings(getenv func(string) string) (Settings, error) {
 		return s, invalid(VarSyncTimeout, "%s: must stay under API Gateway's %s limit, or the 202 never reaches the client", s.SyncTimeout, apiGatewayLimit)
 	}
 	if s.Margin, err = duration(get, VarDeliveryMargin, core.DefaultDeadlineMargin); err != nil {
+		return s, err
+	}
+	if s.LeaseTTL, err = duration(get, VarLeaseTTL, core.DefaultLeaseTTL); err != nil {
 		return s, err
 	}
 	if lvl := get(VarLogLevel); lvl != "" {
