@@ -2,12 +2,16 @@ package lambdaenv_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	awsevents "github.com/aws/aws-lambda-go/events"
+
+	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/llm/fakellm"
 	"github.com/stepwise-run/stepwise/functions/internal/lambdaenv"
 )
@@ -131,4 +135,51 @@ func (d *deployment) status(id string) string {
 	var ex struct{ Status string }
 	res.decode(d.t, &ex)
 	return ex.Status
+}
+
+// TestDeadWorkerIsRecovered: a worker invocation that died mid-delivery
+// leaves its lease on the execution and its message invisible. The next
+// scheduled sweep sends the execution a message delayed to the lease's
+// end, and a worker then carries it to its end: the bound on AWS is the
+// lease's TTL (plus the sweep's minute when the lease is shorter).
+func TestDeadWorkerIsRecovered(t *testing.T) {
+	d := deploy(t, nil)
+	d.llm.Script(fakellm.Reply{Match: "step", Text: "done"})
+	res := d.call(http.MethodPost, "/executions", map[string]any{"input": "go", "chain": prompts("recover", 3)}, false)
+	wantStatus(t, "POST /executions", res, http.StatusAccepted)
+	var accepted struct{ ID string }
+	res.decode(t, &accepted)
+	ctx := context.Background()
+	// The crash: the message is gone from sight, the lease stays, held by
+	// an invocation that will never commit again.
+	d.settle(ctx, d.await(ctx, 10, 10), awsevents.SQSEventResponse{})
+	ex, err := d.env.Store.GetExecution(ctx, core.DefaultTenant, accepted.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.Status = core.StatusRunning
+	ex.Lease = core.Lease{Owner: "dead-invocation", Until: time.Now().Add(2 * time.Second)}
+	if err := d.env.Store.CommitExecution(ctx, ex, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	worker := lambdaenv.Worker(d.env)
+	swept := time.Now()
+	if _, err := worker.HandleEvent(ctx, json.RawMessage(`{"detail-type":"Scheduled Event","source":"aws.events","detail":{}}`)); err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	for status := d.status(accepted.ID); status != "succeeded"; status = d.status(accepted.ID) {
+		if time.Since(swept) > 30*time.Second {
+			t.Fatalf("execution %s is %s 30 s after the sweep", accepted.ID, status)
+		}
+		batch := d.await(ctx, 1, 10)
+		ictx, cancel := context.WithTimeout(ctx, invocationTime)
+		resp, err := worker.HandleSQS(ictx, batch)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.settle(ctx, batch, resp)
+	}
+	t.Logf("the dead worker's execution finished %v after the sweep (its lease had 2 s left)", time.Since(swept).Round(10*time.Millisecond))
 }
