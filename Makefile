@@ -157,7 +157,8 @@ build-IngestFunction:
 build-WorkerFunction:
 	$(LAMBDA_GO) -o "$(LAMBDA_OUT)" ./functions/worker/lambda
 
-## bench: the engine's cost per step, in process and through HTTP; the
+## bench: the engine's cost per step, in process and through HTTP; `stepwise run`'s
+## per step beside the direct call (BenchmarkRunCommand); the
 ## SQLite checkpoint; POST /tasks on the server against the backend alone;
 ## the OpenAI proxy against the backend alone
 bench:

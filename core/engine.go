@@ -98,13 +98,19 @@ type StartRequest struct {
 	TemplateVars map[string]string
 	// Key is the id of the API key starting it, "" for none.
 	Key string
+	// Validated says the caller passed Chain through Validate and has not
+	// changed it since, so Start does not validate it again (the CLI,
+	// which validates while it reads the file).
+	Validated bool
 }
 
 // Start validates the chain and stores a new queued execution positioned
 // at the chain's first task. It runs nothing.
 func (e *Engine) Start(ctx context.Context, req StartRequest) (*Execution, error) {
-	if err := Validate(req.Chain); err != nil {
-		return nil, err
+	if !req.Validated {
+		if err := Validate(req.Chain); err != nil {
+			return nil, err
+		}
 	}
 	tenant := req.Tenant
 	if tenant == "" {

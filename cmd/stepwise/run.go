@@ -217,8 +217,9 @@ func run(ctx context.Context, o *runOptions, e env) (int, error) {
 	if line := describeLocalExec(o.localExec); line != "" && o.steps {
 		fmt.Fprintln(e.stderr, line)
 	}
-	store := mem.New()
-	engine := core.NewEngine(core.EngineConfig{Store: store, LLM: router, Tools: tools})
+	// One execution that never leaves the process: kept as values, not
+	// encoded at every step.
+	engine := core.NewEngine(core.EngineConfig{Store: mem.NewLive(), LLM: router, Tools: tools})
 	vars := map[string]string{"model": o.model, "provider": providerName(o), "chain": chain.ID}
 	for k, v := range file.vars {
 		vars[k] = v
@@ -233,7 +234,7 @@ func run(ctx context.Context, o *runOptions, e env) (int, error) {
 	defer cancel()
 	view := newProgress(e.stderr, e.stderrIsTerminal, o.steps, o.trace)
 	defer view.stop()
-	ex, err := engine.Execute(ctx, core.StartRequest{Chain: chain, Input: input, TemplateVars: vars}, view)
+	ex, err := engine.Execute(ctx, core.StartRequest{Chain: chain, Input: input, TemplateVars: vars, Validated: true}, view)
 	view.stop()
 	if err != nil {
 		if core.ErrorCode(err) == core.EINVALID {

@@ -119,7 +119,10 @@ var ErrCrashed = errors.New("the function's process died")
 // Sandbox runs programs; it holds what every run shares, compiled once,
 // and the runtimes kept for reuse.
 type Sandbox struct {
-	prelude *goja.Program
+	// prelude is compiled on first use: a process that never runs a
+	// script (most `stepwise run`s) does not pay for it.
+	preludeOnce sync.Once
+	prelude     *goja.Program
 
 	mu    sync.Mutex
 	reuse map[string]*runtime
@@ -130,8 +133,15 @@ const maxReused = 64
 
 // New returns a Sandbox.
 func New() *Sandbox {
-	return &Sandbox{prelude: goja.MustCompile("hardening.js", fmt.Sprintf(hardening, maxBuiltLength, maxArrayLength), true),
-		reuse: map[string]*runtime{}}
+	return &Sandbox{reuse: map[string]*runtime{}}
+}
+
+// hardeningProgram is the compiled hardening prelude.
+func (s *Sandbox) hardeningProgram() *goja.Program {
+	s.preludeOnce.Do(func() {
+		s.prelude = goja.MustCompile("hardening.js", fmt.Sprintf(hardening, maxBuiltLength, maxArrayLength), true)
+	})
+	return s.prelude
 }
 
 // Host serves a script's builtins (sendEvent, httpFetch, ...): the

@@ -120,7 +120,7 @@ func (s *Sandbox) newRuntime(stack int, builtins []string) (*runtime, error) {
 	if err := rt.bindBuiltins(builtins); err != nil {
 		return nil, err
 	}
-	if _, err := vm.RunProgram(s.prelude); err != nil {
+	if _, err := vm.RunProgram(s.hardeningProgram()); err != nil {
 		return nil, err
 	}
 	return rt, nil

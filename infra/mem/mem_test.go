@@ -27,3 +27,11 @@ func TestCounters(t *testing.T) {
 func TestBudgets(t *testing.T) {
 	coretest.BudgetSuite(t, func(*testing.T) coretest.Store { return mem.New() })
 }
+
+func TestLiveExecutionStore(t *testing.T) {
+	coretest.ExecutionStoreSuite(t, func(*testing.T) core.ExecutionStore { return mem.NewLive() })
+}
+
+func TestLiveDurability(t *testing.T) {
+	coretest.DurabilitySuite(t, func(*testing.T) core.ExecutionStore { return mem.NewLive() })
+}

@@ -124,6 +124,17 @@ func (p *Provider) Chat(ctx context.Context, model string, req core.ChatRequest,
 	}, nil
 }
 
+// generateChunk is what Prompt reads of a /api/generate chunk: decoding
+// only these fields, rather than api.GenerateResponse's dozen and its
+// context array, is most of a chunk's cost saved.
+type generateChunk struct {
+	Response        string `json:"response"`
+	Done            bool   `json:"done"`
+	DoneReason      string `json:"done_reason"`
+	PromptEvalCount int    `json:"prompt_eval_count"`
+	EvalCount       int    `json:"eval_count"`
+}
+
 // Prompt sends the prompt and system instruction to /api/generate,
 // streaming the answer to onDelta.
 func (p *Provider) Prompt(ctx context.Context, model string, req core.PromptRequest, onDelta core.DeltaFunc) (core.Completion, error) {
@@ -139,11 +150,11 @@ func (p *Provider) Prompt(ctx context.Context, model string, req core.PromptRequ
 	}
 	var (
 		content strings.Builder
-		last    api.GenerateResponse
+		last    generateChunk
 		chunks  int
 	)
 	err := p.stream(ctx, "/api/generate", areq, func(line []byte) error {
-		var r api.GenerateResponse
+		var r generateChunk
 		if err := json.Unmarshal(line, &r); err != nil {
 			return fmt.Errorf("undecodable chunk: %w", err)
 		}
