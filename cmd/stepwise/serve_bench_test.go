@@ -81,6 +81,40 @@ func BenchmarkServeTasks(b *testing.B) {
 		}
 		return nil
 	}
+	// A 50-step chain in one POST /tasks beside the same 50 prompts sent
+	// straight to the backend: the server's cost per step, a SQLite
+	// checkpoint included.
+	b.Run("steps=50", func(b *testing.B) {
+		long := []byte(`{"input":"start","inputType":"string","chain":` + promptChain(benchSteps) + `}`)
+		var directTime, tasksTime time.Duration
+		for b.Loop() {
+			start := time.Now()
+			prev := "start"
+			for i := 1; i <= benchSteps; i++ {
+				c, err := direct.Prompt(context.Background(), "llama3.2:1b", core.PromptRequest{Prompt: fmt.Sprintf("step %d after %s", i, prev)}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				prev = c.Message.Content
+			}
+			directTime += time.Since(start)
+			start = time.Now()
+			resp, err := hc.Post(base+"/tasks", "application/json", bytes.NewReader(long))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("POST /tasks = %d", resp.StatusCode)
+			}
+			tasksTime += time.Since(start)
+		}
+		per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*benchSteps) / 1000 }
+		b.ReportMetric(per(directTime), "direct-µs/step")
+		b.ReportMetric(per(tasksTime), "serve-µs/step")
+		b.ReportMetric(per(tasksTime-directTime), "ours-µs/step")
+	})
 	// One client shows the latency the server adds; eight show the
 	// throughput and the latency under load on this machine.
 	for _, clients := range []int{1, 8} {
