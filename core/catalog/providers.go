@@ -127,7 +127,9 @@ func (c *Catalog) ConfigureProvider(ctx context.Context, tenant, typ, apiKey str
 // alreadyConfigured is the conflict of configuring a provider twice
 // without upsert.
 func alreadyConfigured(typ string) error {
-	return core.Errorf(core.ECONFLICT, "provider %q is already configured; set upsert to replace its key", typ)
+	// 422 as the reference answers it: the request, not the state, is
+	// what to change.
+	return core.Errorf(core.EINVALID, "upsert: provider %q is already configured; set upsert to replace its key", typ)
 }
 
 // ensureProviderBackend creates or updates the backend of provider typ.

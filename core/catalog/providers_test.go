@@ -105,7 +105,7 @@ func TestConfigureProviderErrors(t *testing.T) {
 		{name: "KeyRequired", typ: catalog.ProviderOpenAI, key: "", wantCode: core.EINVALID, wantMsg: "apiKey: required"},
 		{name: "KeyBlank", typ: catalog.ProviderOpenAI, key: " \n", wantCode: core.EINVALID, wantMsg: "apiKey: required"},
 		{name: "NoSealer", noSealer: true, typ: catalog.ProviderOpenAI, key: openAIKey, wantCode: core.EINTERNAL, wantMsg: "no sealer"},
-		{name: "ExistsNoUpsert", typ: catalog.ProviderOpenAI, key: openAIKey + "2", wantCode: core.ECONFLICT,
+		{name: "ExistsNoUpsert", typ: catalog.ProviderOpenAI, key: openAIKey + "2", wantCode: core.EINVALID,
 			wantMsg: `provider "openai" is already configured`,
 			setup: func(t *testing.T, f *fixture) {
 				_, err := f.cat.ConfigureProvider(context.Background(), tenant, catalog.ProviderOpenAI, openAIKey, false)

@@ -69,6 +69,20 @@ func describeError(r *http.Request, err error) (int, webapi.ErrorObject) {
 	return status, webapi.ErrorObject{Message: err.Error(), Type: webapi.ErrorType(status), Code: code, Param: webapi.Param(param)}
 }
 
+// asBadRequest answers a refused request body 400 instead of 422, for
+// the routes whose reference answered so (POST /models); the field at
+// fault is named all the same.
+func asBadRequest(err error) error {
+	if core.ErrorCode(err) != core.EINVALID {
+		return err
+	}
+	param := ""
+	if m := fieldPrefix.FindStringSubmatch(err.Error()); m != nil {
+		param = m[1]
+	}
+	return &requestError{status: http.StatusBadRequest, code: core.EINVALID, param: param, msg: err.Error()}
+}
+
 // writeError answers err in the error envelope.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	webapi.RetryAfter(w, err)

@@ -27,7 +27,8 @@ func (a *API) createModel(w http.ResponseWriter, r *http.Request) {
 	}
 	created, err := a.cfg.Catalog.CreateModel(r.Context(), webapi.Tenant(r.Context()), m)
 	if err != nil {
-		writeError(w, r, err)
+		// The reference answers a declaration it refuses 400.
+		writeError(w, r, asBadRequest(err))
 		return
 	}
 	a.refresh(r.Context())

@@ -71,10 +71,12 @@ func TestModels(t *testing.T) {
 		status             int
 		param, text        string
 	}{
-		{"no name", "POST", "/models", map[string]any{"contextLength": 10, "canChat": true}, 422, "model", "required"},
-		{"no context", "POST", "/models", map[string]any{"model": "a:1b", "canChat": true}, 422, "contextLength", ""},
+		// A declaration the catalog refuses is a 400, as the reference
+		// answers it; a body that cannot be read is a 422 as everywhere.
+		{"no name", "POST", "/models", map[string]any{"contextLength": 10, "canChat": true}, 400, "model", "required"},
+		{"no context", "POST", "/models", map[string]any{"model": "a:1b", "canChat": true}, 400, "contextLength", ""},
 		{"context not a number", "POST", "/models", map[string]any{"model": "a:1b", "contextLength": "big", "canChat": true}, 422, "contextLength", "want an integer"},
-		{"no capability", "POST", "/models", map[string]any{"model": "a:1b", "contextLength": 10}, 422, "", "can"},
+		{"no capability", "POST", "/models", map[string]any{"model": "a:1b", "contextLength": 10}, 400, "", "can"},
 		{"typo", "POST", "/models", map[string]any{"model": "a:1b", "contextLength": 10, "canChatt": true}, 422, "canChatt", `did you mean "canChat"`},
 		{"duplicate", "POST", "/models", map[string]any{"model": slashed, "contextLength": 10, "canChat": true}, 409, "model", slashed},
 		{"rename", "PUT", "/models/" + slashed, map[string]any{"model": "other:1b", "contextLength": 10, "canChat": true}, 422, "model", "other:1b"},

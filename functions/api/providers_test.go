@@ -23,7 +23,7 @@ func TestProviders(t *testing.T) {
 		if res.decode(t, &st); !st.Configured || st.Provider != "openai" {
 			t.Errorf("status %+v", st)
 		}
-		e.do(req{method: "POST", path: "/providers/openai/configure", body: map[string]any{"apiKey": key}}).wantError(t, http.StatusConflict, "")
+		e.do(req{method: "POST", path: "/providers/openai/configure", body: map[string]any{"apiKey": key}}).wantError(t, http.StatusUnprocessableEntity, "upsert")
 		res = e.do(req{method: "POST", path: "/providers/openai/configure", body: map[string]any{"apiKey": key + "2", "upsert": true}})
 		if res.status != http.StatusOK {
 			t.Errorf("upsert = %d %s", res.status, res.body)
