@@ -159,9 +159,28 @@ var templateFuncs = template.FuncMap{
 }
 
 // parseTemplate parses text as a Go template that errors on a missing
-// variable instead of printing "<no value>".
+// variable instead of printing "<no value>". The trees are parsed with
+// the names of checkFuncs and added to the template, which spares
+// text/template's Parse building its table of functions again for every
+// template.
 func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
+	trees, err := parse.Parse(name, text, "", "", checkFuncs)
+	if err != nil {
+		return nil, err
+	}
+	t := template.New(name).Funcs(templateFuncs).Option("missingkey=error")
+	for n, tree := range trees {
+		if _, err := t.AddParseTree(n, tree); err != nil {
+			return nil, err
+		}
+	}
+	if t.Lookup(name) == nil {
+		// An empty text parses to no tree: the template prints nothing.
+		if _, err := t.Parse(""); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 // checkFuncs are the functions a template may call, for checkTemplate:
