@@ -92,6 +92,9 @@ func ExecutionEvent(ex *Execution) (events.Envelope, error) {
 		Subject: ex.ID,
 		Time:    ex.UpdatedAt,
 		Data:    data,
+		// An execution a function started tells of its end at the
+		// function's depth, so that a trigger on its end is bounded too.
+		Hop: ex.EventHop,
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stepwise-run/stepwise/events"
 	"slices"
 	"time"
 
@@ -98,6 +99,9 @@ type StartRequest struct {
 	TemplateVars map[string]string
 	// Key is the id of the API key starting it, "" for none.
 	Key string
+	// EventHop is the functions' depth of the event that started it (see
+	// Execution.EventHop); at most events.MaxHop.
+	EventHop int
 	// Validated says the caller passed Chain through Validate and has not
 	// changed it since, so Start does not validate it again (the CLI,
 	// which validates while it reads the file).
@@ -111,6 +115,9 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Execution, error
 		if err := Validate(req.Chain); err != nil {
 			return nil, err
 		}
+	}
+	if req.EventHop < 0 || req.EventHop > events.MaxHop {
+		return nil, Errorf(EINVALID, "the execution would be %d functions deep, more than %d", req.EventHop, events.MaxHop)
 	}
 	tenant := req.Tenant
 	if tenant == "" {
@@ -135,6 +142,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (*Execution, error
 		Status:       StatusQueued,
 		Input:        input,
 		TemplateVars: req.TemplateVars,
+		EventHop:     req.EventHop,
 		Key:          req.Key,
 		Vars:         map[string]Value{},
 		Cursor:       Cursor{Task: req.Chain.Tasks[0].ID, Input: &input, Attempt: 1},

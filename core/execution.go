@@ -40,6 +40,10 @@ type Execution struct {
 	Input Value `json:"input"`
 	// TemplateVars feed the {{var:NAME}} macro.
 	TemplateVars map[string]string `json:"template_vars,omitempty"`
+	// EventHop is how many functions stand between the outside world and
+	// this execution (0 when a person or a program started it); its
+	// lifecycle events carry it.
+	EventHop int `json:"event_hop,omitempty"`
 	// Vars holds every completed task's output (after compose), by task id.
 	Vars map[string]Value `json:"vars,omitempty"`
 	// Cursor says what runs next; it is empty once the execution is final.

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -90,6 +91,10 @@ func (e Envelope) Validate() error {
 		if len(f.value) > MaxNameLen {
 			return fmt.Errorf("%s: %d bytes, over %d", f.name, len(f.value), MaxNameLen)
 		}
+	}
+	if strings.ContainsRune(e.Type, '#') {
+		// Stores key events by type and id around a #.
+		return fmt.Errorf("type: %q has a #, which no event type may", e.Type)
 	}
 	if e.Time.IsZero() {
 		return fmt.Errorf("time: empty")

@@ -24,6 +24,10 @@ type RawEvent struct {
 	// webhook-id, ...): a second delivery with the same one is the same
 	// raw event.
 	DeliveryID string `json:"delivery_id,omitempty"`
+	// BodyHash identifies the delivery by its body too, for signature
+	// schemes that sign no id or time (a captured body could be sent
+	// again under a new delivery id).
+	BodyHash string `json:"body_hash,omitempty"`
 	// EventIDs are the domain events derived from it; Error why none
 	// could be.
 	EventIDs []string `json:"event_ids,omitempty"`
@@ -111,10 +115,18 @@ func (m *Mapping) DeliveryID(payload any, headers http.Header) string {
 			return Text(v)
 		}
 	}
-	if m.Signature != nil && m.Signature.Scheme == SchemeStripe {
-		// Stripe's delivery id is its event's id.
-		if obj, ok := payload.(map[string]any); ok {
-			if id, ok := obj["id"].(string); ok {
+	if m.Signature != nil {
+		switch m.Signature.Scheme {
+		case SchemeStripe:
+			// Stripe's delivery id is its event's id, in the signed body.
+			if obj, ok := payload.(map[string]any); ok {
+				if id, ok := obj["id"].(string); ok {
+					return id
+				}
+			}
+		case SchemeStandard:
+			// Standard Webhooks sign webhook-id.
+			if id := headers.Get("Webhook-Id"); id != "" {
 				return id
 			}
 		}

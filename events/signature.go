@@ -54,6 +54,10 @@ func (s *Signature) check() error {
 	return nil
 }
 
+// SignsID reports whether the scheme signs the delivery's id or time, so
+// that a captured delivery cannot be sent again as a new one.
+func (s *Signature) SignsID() bool { return s.Scheme == SchemeStripe || s.Scheme == SchemeStandard }
+
 // ErrBadSignature is the error of a delivery whose signature is missing,
 // wrong or too old.
 var ErrBadSignature = errors.New("signature")

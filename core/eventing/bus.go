@@ -138,11 +138,29 @@ func (b *Bus) Ingest(ctx context.Context, tenant, path string, header http.Heade
 		kept.Del(h)
 	}
 	raw = &events.RawEvent{Path: path, Headers: kept, Payload: payload, DeliveryID: m.DeliveryID(payload, header)}
+	if m.Signature != nil && !m.Signature.SignsID() {
+		// The scheme signs neither an id nor a time: the delivery id
+		// header could be forged on a captured body, so the body itself
+		// identifies the delivery as well.
+		raw.BodyHash = bodyHash(body)
+	}
 	raw, dup, err = b.cfg.Store.AddRawEvent(ctx, tenant, raw)
-	if err != nil || dup {
+	if err != nil {
 		return raw, dup, err
 	}
-	return raw, false, b.derive(ctx, tenant, raw, m)
+	if dup && len(raw.EventIDs) > 0 {
+		return raw, true, nil
+	}
+	// A first delivery, or a redelivery of one whose event was never
+	// appended (a crash, a bus that refused it): derive it now. Deriving
+	// is idempotent.
+	return raw, dup, b.derive(ctx, tenant, raw, m)
+}
+
+// bodyHash identifies a delivery by its body.
+func bodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
 }
 
 // derive makes a raw event's domain event with the mapping, appends it,
@@ -198,13 +216,14 @@ func (b *Bus) Append(ctx context.Context, ev events.Envelope) error {
 	if ev.Time.IsZero() {
 		ev.Time = b.cfg.Now().UTC()
 	}
-	if _, err := b.cfg.Store.AddEvent(ctx, ev); err != nil {
+	stored, err := b.store(ctx, ev)
+	if err != nil {
 		return err
 	}
 	if b.cfg.Fanout == nil {
-		return b.Handle(ctx, ev)
+		return b.Handle(ctx, stored)
 	}
-	return b.cfg.Fanout.Fanout(ctx, ev)
+	return b.cfg.Fanout.Fanout(ctx, stored)
 }
 
 // Publish implements core.Publisher, so that the engine's lifecycle
@@ -219,6 +238,16 @@ func (b *Bus) Publish(ctx context.Context, evs []events.Envelope) error {
 		}
 	}
 	return nil
+}
+
+// store keeps an event and returns the one stored under its id: an event
+// stored before is the one that counts, whatever a later copy says.
+func (b *Bus) store(ctx context.Context, ev events.Envelope) (events.Envelope, error) {
+	added, err := b.cfg.Store.AddEvent(ctx, ev)
+	if err != nil || added {
+		return ev, err
+	}
+	return b.cfg.Store.Event(ctx, ev.Tenant, ev.ID)
 }
 
 // HandleID runs the triggers of a stored event (the local worker).
@@ -236,7 +265,8 @@ func (b *Bus) HandleID(ctx context.Context, tenant, id string) error {
 // first failure is returned after every trigger had its turn, for the
 // queue to redeliver.
 func (b *Bus) Handle(ctx context.Context, ev events.Envelope) error {
-	if _, err := b.cfg.Store.AddEvent(ctx, ev); err != nil {
+	ev, err := b.store(ctx, ev)
+	if err != nil {
 		return err
 	}
 	triggers, err := b.cfg.Functions.Triggers(ctx, ev.Tenant, ev.Type, "")
@@ -260,15 +290,19 @@ func runID(tenant, trigger, eventID string) string {
 
 func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) error {
 	id := runID(ev.Tenant, t.Name, ev.ID)
-	if b.cfg.Functions.hasRun(ctx, ev.Tenant, id) {
-		return nil
-	}
 	run := &Run{ID: id, Function: t.Function, Trigger: t.Name, EventID: ev.ID, EventType: ev.Type, Event: jsEvent(ev), Started: b.cfg.Now().UTC(), Logs: []string{}}
+	claim, err := b.cfg.Functions.claimRun(ctx, ev.Tenant, run)
+	if err != nil || claim == nil {
+		return err // nil: it ran before
+	}
 	h := &host{bus: b, tenant: ev.Tenant, runID: id, hop: ev.Hop, function: t.Function}
 	switch t.Type {
 	case TriggerChain:
 		input := core.Value{Type: core.TypeJSON, Data: jsEvent(ev)}
 		ex, err := h.startChain(ctx, t.Chain, input)
+		if retryable(ctx, err) {
+			return err // the claim lapses and a redelivery tries again
+		}
 		if err != nil {
 			run.Error = err.Error()
 		} else {
@@ -290,6 +324,10 @@ func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) er
 			run.Logs = []string{}
 		}
 		if out.Err != nil {
+			if ctx.Err() != nil {
+				// The worker is going away, not the function failing.
+				return core.WrapError(core.ETIMEOUT, out.Err, "function %s for event %s: interrupted", fn.Name, ev.ID)
+			}
 			run.Error = out.Err.Error()
 			if errors.Is(out.Err, jsfunc.ErrCrashed) {
 				b.cfg.Logger.Warn("function crashed its process", "tenant", ev.Tenant, "function", fn.Name, "event", ev.ID, "error", out.Err)
@@ -299,7 +337,17 @@ func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) er
 	if run.Error != "" {
 		b.cfg.Logger.Info("function run failed", "tenant", ev.Tenant, "trigger", t.Name, "event", ev.ID, "error", run.Error)
 	}
-	return b.cfg.Functions.recordRun(ctx, ev.Tenant, run)
+	return b.cfg.Functions.completeRun(ctx, ev.Tenant, claim, run)
+}
+
+// retryable reports an error that a later try may not meet: an outage or
+// the caller's context ending.
+func retryable(ctx context.Context, err error) bool {
+	if err == nil {
+		return false
+	}
+	c := core.ErrorCode(err)
+	return ctx.Err() != nil || c == core.EUNAVAILABLE || c == core.ETIMEOUT || c == core.EINTERNAL
 }
 
 // jsEvent is an event as a script or a chain sees it: the reference's

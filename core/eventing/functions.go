@@ -79,6 +79,10 @@ type Run struct {
 	Error      string         `json:"error,omitempty"`
 	// ExecutionID is the execution a chain trigger started.
 	ExecutionID string `json:"execution_id,omitempty"`
+	// Status is RunRunning while a worker holds the run (until
+	// ClaimedUntil), RunDone once its outcome is recorded.
+	Status       string    `json:"status"`
+	ClaimedUntil time.Time `json:"claimed_until,omitzero"`
 }
 
 // Functions keeps functions, triggers and runs, and the compiled programs
@@ -107,7 +111,10 @@ func NewFunctions(records core.RecordStore, now func() time.Time) *Functions {
 
 // Compile compiles a source, from the cache when it was compiled before.
 func (f *Functions) Compile(name, src string) (*jsfunc.Program, error) {
-	sum := sha256.Sum256([]byte(src))
+	// The name is part of the key: a program carries its name into its
+	// errors, and another tenant's function of the same source must not
+	// show this one's.
+	sum := sha256.Sum256([]byte(name + "\x00" + src))
 	key := hex.EncodeToString(sum[:])
 	f.mu.Lock()
 	p := f.compiled[key]
@@ -403,22 +410,75 @@ func (f *Functions) count(ctx context.Context, tenant, kind string) (int, error)
 	}
 }
 
-// hasRun reports whether a run was recorded.
-func (f *Functions) hasRun(ctx context.Context, tenant, id string) bool {
-	_, err := f.records.GetRecord(ctx, tenant, KindRun, id)
-	return err == nil
+// claimTTL is how long a claim on a run holds off other workers: past
+// it, a worker that died mid-run no longer keeps the run from happening.
+// It exceeds any run's bounds (twice a 10 s budget, a 60 s chain wait).
+const claimTTL = 3 * time.Minute
+
+// Run statuses.
+const (
+	RunRunning = "running"
+	RunDone    = "done"
+)
+
+// claimRun records that a run starts, so that a second delivery of the
+// event does not run the trigger at the same time. It returns the claim's
+// record, nil when the run is done already; an error when another worker
+// holds a live claim (the delivery is retried) or the store fails.
+func (f *Functions) claimRun(ctx context.Context, tenant string, run *Run) (*core.Record, error) {
+	now := f.now().UTC()
+	run.Status, run.ClaimedUntil = RunRunning, now.Add(claimTTL)
+	body, err := json.Marshal(run)
+	if err != nil {
+		return nil, core.WrapError(core.EINTERNAL, err, "encode run %s", run.ID)
+	}
+	r := &core.Record{Kind: KindRun, ID: run.ID, Body: body, CreatedAt: run.Started, UpdatedAt: now}
+	err = f.records.CreateRecord(ctx, tenant, r)
+	if err == nil {
+		return r, nil
+	}
+	if core.ErrorCode(err) != core.ECONFLICT {
+		return nil, err
+	}
+	prev, err := f.records.GetRecord(ctx, tenant, KindRun, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	var old Run
+	if err := json.Unmarshal(prev.Body, &old); err != nil {
+		return nil, core.WrapError(core.EINTERNAL, err, "decode run %s", run.ID)
+	}
+	switch {
+	case old.Status != RunRunning:
+		return nil, nil
+	case now.Before(old.ClaimedUntil):
+		return nil, core.Errorf(core.EUNAVAILABLE, "run %s is running on another worker", run.ID)
+	}
+	// A dead worker's claim: take it over.
+	prev.Body, prev.UpdatedAt = body, now
+	if err := f.records.UpdateRecord(ctx, tenant, prev); err != nil {
+		if core.ErrorCode(err) == core.ECONFLICT {
+			return nil, core.Errorf(core.EUNAVAILABLE, "run %s was taken over by another worker", run.ID)
+		}
+		return nil, err
+	}
+	return prev, nil
 }
 
-// recordRun stores a run; one stored before under its id stays.
-func (f *Functions) recordRun(ctx context.Context, tenant string, run *Run) error {
+// completeRun records a claimed run's outcome.
+func (f *Functions) completeRun(ctx context.Context, tenant string, claim *core.Record, run *Run) error {
+	run.Status, run.ClaimedUntil = RunDone, time.Time{}
 	body, err := json.Marshal(run)
 	if err != nil {
 		// A result that is not JSON is dropped, not the record.
 		run.Result = nil
 		body, _ = json.Marshal(run)
 	}
-	err = f.records.CreateRecord(ctx, tenant, &core.Record{Kind: KindRun, ID: run.ID, Keys: nil, Body: body, CreatedAt: run.Started, UpdatedAt: f.now().UTC()})
+	claim.Body, claim.UpdatedAt = body, f.now().UTC()
+	err = f.records.UpdateRecord(ctx, tenant, claim)
 	if core.ErrorCode(err) == core.ECONFLICT {
+		// Another worker took the claim over after it lapsed and records
+		// its own run.
 		return nil
 	}
 	return err

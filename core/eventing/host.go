@@ -61,15 +61,15 @@ func (h *host) Call(ctx context.Context, name string, args []any) (any, error) {
 	return nil, fmt.Errorf("%s is not a builtin", name)
 }
 
-// take counts one use of a bounded builtin.
-func (h *host) take(n *int, limit int, what string) error {
+// take counts one use of a bounded builtin and returns its number.
+func (h *host) take(n *int, limit int, what string) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if *n >= limit {
-		return fmt.Errorf("%s: at most %d per run", what, limit)
+		return 0, fmt.Errorf("%s: at most %d per run", what, limit)
 	}
 	*n++
-	return nil
+	return *n, nil
 }
 
 func argString(args []any, i int, name string) (string, error) {
@@ -97,7 +97,8 @@ func (h *host) sendEvent(ctx context.Context, args []any) (any, error) {
 	if h.hop+1 > events.MaxHop {
 		return nil, fmt.Errorf("sendEvent: the event would be %d functions deep, more than %d", h.hop+1, events.MaxHop)
 	}
-	if err := h.take(&h.sends, maxSends, "sendEvent"); err != nil {
+	n, err := h.take(&h.sends, maxSends, "sendEvent")
+	if err != nil {
 		return nil, err
 	}
 	var data any = map[string]any{}
@@ -111,9 +112,7 @@ func (h *host) sendEvent(ctx context.Context, args []any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	id := fmt.Sprintf("%s/%d", h.runID, h.sends)
-	h.mu.Unlock()
+	id := fmt.Sprintf("%s/%d", h.runID, n)
 	ev := events.Envelope{ID: id, Tenant: h.tenant, Source: FunctionSource, Type: typ, Subject: h.function, AggregateType: "function",
 		Version: 1, Time: h.bus.cfg.Now().UTC(), Data: body, Hop: h.hop + 1}
 	if err := h.bus.Append(ctx, ev); err != nil {
@@ -138,13 +137,15 @@ func (h *host) startChain(ctx context.Context, chainID string, input core.Value)
 
 func (h *host) start(ctx context.Context, chain *core.Chain, input core.Value) (*core.Execution, error) {
 	cfg := h.bus.cfg
-	if err := h.take(&h.chains, maxChainCalls, "chain calls"); err != nil {
+	if h.hop+1 > events.MaxHop {
+		return nil, fmt.Errorf("the chain would run %d functions deep, more than %d", h.hop+1, events.MaxHop)
+	}
+	n, err := h.take(&h.chains, maxChainCalls, "chain calls")
+	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	id := executionID(h.runID, h.chains)
-	h.mu.Unlock()
-	ex, err := cfg.Executions.Start(ctx, core.StartRequest{Tenant: h.tenant, ID: id, Chain: chain, Input: input})
+	id := executionID(h.runID, n)
+	ex, err := cfg.Executions.Start(ctx, core.StartRequest{Tenant: h.tenant, ID: id, Chain: chain, Input: input, EventHop: h.hop + 1})
 	if core.ErrorCode(err) == core.ECONFLICT {
 		return cfg.Executions.Execution(ctx, h.tenant, id)
 	}
@@ -263,7 +264,7 @@ func (h *host) httpFetch(ctx context.Context, args []any) (any, error) {
 	if h.bus.cfg.HTTP == nil {
 		return nil, core.Errorf(core.EUNAVAILABLE, "httpFetch is not available here")
 	}
-	if err := h.take(&h.fetchN, maxFetches, "httpFetch"); err != nil {
+	if _, err := h.take(&h.fetchN, maxFetches, "httpFetch"); err != nil {
 		return nil, err
 	}
 	var opts struct {

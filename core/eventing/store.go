@@ -58,6 +58,9 @@ func NewStore(records core.RecordStore, sealer Sealer, now func() time.Time) *St
 // deliveryKey keeps a tenant's deliveries unique per path.
 func deliveryKey(path, id string) string { return "delivery:" + path + "\x00" + id }
 
+// bodyKey keeps a tenant's deliveries of one body unique per path.
+func bodyKey(path, hash string) string { return "body:" + path + "\x00" + hash }
+
 // AddRawEvent stores a delivery. One whose delivery id was stored before
 // is not stored again: the first one is returned with dup true.
 func (s *Store) AddRawEvent(ctx context.Context, tenant string, raw *events.RawEvent) (stored *events.RawEvent, dup bool, err error) {
@@ -73,6 +76,9 @@ func (s *Store) AddRawEvent(ctx context.Context, tenant string, raw *events.RawE
 		if raw.DeliveryID != "" {
 			keys = append(keys, deliveryKey(raw.Path, raw.DeliveryID))
 		}
+		if raw.BodyHash != "" {
+			keys = append(keys, bodyKey(raw.Path, raw.BodyHash))
+		}
 		r := &core.Record{Kind: KindRawEvent, ID: raw.ID, Keys: keys, Body: body, CreatedAt: raw.ReceivedAt, UpdatedAt: raw.ReceivedAt}
 		err = s.records.CreateRecord(ctx, tenant, r)
 		if err == nil {
@@ -81,8 +87,8 @@ func (s *Store) AddRawEvent(ctx context.Context, tenant string, raw *events.RawE
 		if core.ErrorCode(err) != core.ECONFLICT {
 			return nil, false, err
 		}
-		if raw.DeliveryID != "" {
-			if prev, ferr := s.records.FindRecord(ctx, tenant, KindRawEvent, deliveryKey(raw.Path, raw.DeliveryID)); ferr == nil {
+		for _, k := range keys[1:] {
+			if prev, ferr := s.records.FindRecord(ctx, tenant, KindRawEvent, k); ferr == nil {
 				out, derr := decodeRaw(prev)
 				return out, true, derr
 			}
@@ -225,7 +231,10 @@ func (s *Store) SaveMapping(ctx context.Context, tenant string, m events.Mapping
 		if old, err = s.openMapping(tenant, rec); err != nil {
 			return nil, err
 		}
-		if m.Signature != nil && m.Signature.Secret == SealedValue && old.Signature != nil {
+		if m.Signature != nil && m.Signature.Secret == SealedValue {
+			if old.Signature == nil {
+				return nil, core.Errorf(core.EINVALID, "signature.secret: %s stands for the stored secret, and this mapping has none", SealedValue)
+			}
 			m.Signature.Secret = old.Signature.Secret
 		}
 	}
@@ -234,6 +243,12 @@ func (s *Store) SaveMapping(ctx context.Context, tenant string, m events.Mapping
 	}
 	st := storedMapping{Mapping: m, UpdatedAt: s.now().UTC()}
 	st.CreatedAt = st.UpdatedAt
+	if rec != nil {
+		var prev storedMapping
+		if err := json.Unmarshal(rec.Body, &prev); err == nil && !prev.CreatedAt.IsZero() {
+			st.CreatedAt = prev.CreatedAt
+		}
+	}
 	if m.Signature != nil {
 		if s.sealer == nil {
 			return nil, core.Errorf(core.EUNAVAILABLE, "signature.secret: sealing it needs the secret key, and none is configured")

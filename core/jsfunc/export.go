@@ -14,8 +14,12 @@ import (
 func export(vm *goja.Runtime, v goja.Value) (out any) {
 	w := &walker{vm: vm, onPath: map[*goja.Object]bool{}}
 	defer func() {
-		// A getter that throws or is interrupted ends the walk.
+		// A getter that throws ends the walk; an interrupt (the budget,
+		// the heap) goes on up, to end the run.
 		if r := recover(); r != nil {
+			if ie, ok := r.(*goja.InterruptedError); ok {
+				panic(ie)
+			}
 			out = resultTruncatedLabel
 		}
 	}()

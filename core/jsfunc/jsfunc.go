@@ -200,17 +200,24 @@ func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
 	}
 	vm := rt.vm
 	rt.begin(ctx, req.Host, newBudget(vm, limits.Timeout))
-	defer rt.budget.stop()
 	if err := rt.setGlobals(req.Globals); err != nil {
 		out.Err = err
 		return out
 	}
-	stop := context.AfterFunc(ctx, func() {
+	stopCtx := context.AfterFunc(ctx, func() {
 		vm.Interrupt(fmt.Errorf("%w: %v", ErrInterrupted, context.Cause(ctx)))
 	})
-	defer stop()
 	stopWatch := watchHeap(vm, limits.MaxHeapGrowth)
-	defer stopWatch()
+	// quiet stops every source of interrupts and reports whether none
+	// fired: only then may the runtime serve another run, since a late
+	// interrupt would land in that run.
+	quiet := func() bool {
+		ctxCalm := stopCtx()
+		heapCalm := stopWatch()
+		budgetCalm := rt.budget.stop()
+		return ctxCalm && heapCalm && budgetCalm
+	}
+	defer quiet()
 
 	rt.budget.start()
 	var v goja.Value
@@ -225,21 +232,44 @@ func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
 			v, err = runSafely(vm, func() (goja.Value, error) { return fn(goja.Undefined(), vm.Get(req.Arg)) })
 		}
 	}
-	rt.budget.stop()
+	if err == nil {
+		// Reading result and exporting it may run the script's getters
+		// and proxies: still under the budget and the watchdog.
+		err = catchInterrupt(func() {
+			if r := vm.Get("result"); r != nil && !goja.IsUndefined(r) && !goja.IsNull(r) {
+				v = r
+			}
+			out.Result = export(vm, v)
+		})
+	}
+	calm := quiet()
 	out.Duration = time.Since(out.Started)
 	out.Logs = rt.logs.lines
 	if err != nil {
 		out.Err = scriptError(err)
+		out.Result = nil
 		return out
 	}
-	if r := vm.Get("result"); r != nil && !goja.IsUndefined(r) && !goja.IsNull(r) {
-		v = r
-	}
-	out.Result = export(vm, v)
-	if key != "" && entry {
+	if key != "" && entry && calm {
 		s.keep(key, rt)
 	}
 	return out
+}
+
+// catchInterrupt runs fn, turning an interrupt or a Go panic in the
+// script's code it calls (a getter) into an error.
+func catchInterrupt(fn func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = e
+				return
+			}
+			err = fmt.Errorf("the script failed: %v", r)
+		}
+	}()
+	fn()
+	return nil
 }
 
 // take removes and returns the runtime kept for key, nil if none.
@@ -278,6 +308,7 @@ type budget struct {
 	left    time.Duration
 	since   time.Time
 	timer   *time.Timer
+	fired   bool
 }
 
 func newBudget(vm *goja.Runtime, timeout time.Duration) *budget {
@@ -294,16 +325,19 @@ func (b *budget) start() {
 	})
 }
 
-// stop pauses the clock.
-func (b *budget) stop() {
+// stop pauses the clock and reports whether it had not run out.
+func (b *budget) stop() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.timer == nil {
-		return
+		return !b.fired
 	}
-	b.timer.Stop()
+	if !b.timer.Stop() {
+		b.fired = true
+	}
 	b.timer = nil
 	b.left -= time.Since(b.since)
+	return !b.fired
 }
 
 // runSafely runs the program, turning a Go panic escaping a built-in into
@@ -339,7 +373,7 @@ func scriptError(err error) error {
 
 // watchHeap interrupts vm when the process's heap grows by more than
 // limit while it runs: a backstop for memory built up in JS.
-func watchHeap(vm *goja.Runtime, limit uint64) (stop func()) {
+func watchHeap(vm *goja.Runtime, limit uint64) (stop func() (calm bool)) {
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	read := func() uint64 {
 		metrics.Read(sample)
@@ -350,6 +384,7 @@ func watchHeap(vm *goja.Runtime, limit uint64) (stop func()) {
 	}
 	base := read()
 	done := make(chan struct{})
+	exited := make(chan bool, 1) // whether it interrupted
 	var once sync.Once
 	go func() {
 		t := time.NewTicker(watchdogInterval)
@@ -357,16 +392,25 @@ func watchHeap(vm *goja.Runtime, limit uint64) (stop func()) {
 		for {
 			select {
 			case <-done:
+				exited <- false
 				return
 			case <-t.C:
 				if now := read(); now > base+limit {
 					vm.Interrupt(fmt.Errorf("%w: the script used more than %d MiB", ErrInterrupted, limit>>20))
+					exited <- true
 					return
 				}
 			}
 		}
 	}()
-	return func() { once.Do(func() { close(done) }) }
+	var fired bool
+	return func() bool {
+		once.Do(func() {
+			close(done)
+			fired = <-exited
+		})
+		return !fired
+	}
 }
 
 // logSink is console.log's capped output.

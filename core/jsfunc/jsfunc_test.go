@@ -208,3 +208,36 @@ func BenchmarkReuse(b *testing.B) {
 		}
 	}
 }
+
+// TestAfterTheScript: what runs after the script — reading result, the
+// export, console.log of a deep value — stays bounded, and a runtime
+// whose run was interrupted is not kept for the next.
+func TestAfterTheScript(t *testing.T) {
+	sb := jsfunc.New()
+	ctx := context.Background()
+	for _, tt := range []struct{ name, src, want string }{
+		{"a getter on result that loops", "result = {get x() { for (;;) {} }}", "budget"},
+		{"a proxy on result that loops", "result = new Proxy({}, {ownKeys: function () { for (;;) {} }})", "budget"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := jsfunc.Compile("after.js", tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := sb.Run(ctx, p, nil, jsfunc.Limits{Timeout: 100 * time.Millisecond})
+			if out.Err == nil || !strings.Contains(out.Err.Error(), tt.want) {
+				t.Errorf("error %v, want one about %q", out.Err, tt.want)
+			}
+		})
+	}
+	t.Run("console.log of a deep value", func(t *testing.T) {
+		p, err := jsfunc.Compile("deep.js", "var a = []; for (var i = 0; i < 100000; i++) a = [a]; console.log(a); 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := sb.Run(ctx, p, nil, jsfunc.Limits{Timeout: 5 * time.Second})
+		if out.Err != nil || len(out.Logs) != 1 || !strings.Contains(out.Logs[0], "[truncated]") {
+			t.Errorf("logs %.200q, error %v", out.Logs, out.Err)
+		}
+	})
+}

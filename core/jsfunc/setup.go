@@ -90,8 +90,11 @@ func (s *Sandbox) newRuntime(stack int, builtins []string) (*runtime, error) {
 	log := func(call goja.FunctionCall) goja.Value {
 		parts := make([]string, len(call.Arguments))
 		for i, a := range call.Arguments {
-			if s, ok := a.Export().(string); ok {
-				parts[i] = s
+			if _, isObj := a.(*goja.Object); !isObj {
+				// A primitive prints as JavaScript prints it; an object
+				// goes through the bounded export (goja's own Export
+				// recurses without bound on a value built to make it).
+				parts[i] = a.String()
 				continue
 			}
 			b, err := json.Marshal(export(vm, a))

@@ -19,7 +19,6 @@ type argRule struct {
 // §3.5).
 var argRules = map[string]argRule{
 	"find":       {long: []string{"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}},
-	"git":        {long: []string{"--config-env", "--upload-pack", "--receive-pack", "--exec", "--exec-path", "--output", "--ext-diff", "--textconv", "--open-files-in-pager", "--paginate", "--template", "--separate-git-dir"}, short: "cpO"},
 	"rg":         {long: []string{"--pre"}},
 	"fd":         {long: []string{"--exec", "--exec-batch"}, short: "xX"},
 	"fdfind":     {long: []string{"--exec", "--exec-batch"}, short: "xX"},
@@ -44,13 +43,19 @@ func checkArgs(prog string, args []string) error {
 		if a == "--" && prog != "find" {
 			return nil
 		}
+		// GNU's getopt takes an unambiguous start of a long option for
+		// the whole (--to-comm for --to-command).
+		name, _, _ := strings.Cut(a, "=")
 		for _, l := range rule.long {
-			if a == l || strings.HasPrefix(a, l+"=") {
+			if a == l || name == l || strings.HasPrefix(l, "--") && strings.HasPrefix(name, "--") && len(name) > 3 && strings.HasPrefix(l, name) {
 				return fmt.Errorf("args[%d]: %s %s runs other programs or writes where it is told, and is refused", i, prog, l)
 			}
 		}
-		if rule.short != "" && len(a) > 1 && a[0] == '-' && a[1] != '-' {
-			for _, r := range a[1:] {
+		// tar also takes its first argument as a bundle without a dash
+		// (tar xIf).
+		bundle := len(a) > 1 && a[0] == '-' && a[1] != '-' || prog == "tar" && i == 0 && a != "" && a[0] != '-'
+		if rule.short != "" && bundle {
+			for _, r := range strings.TrimPrefix(a, "-") {
 				if strings.ContainsRune(rule.short, r) {
 					return fmt.Errorf("args[%d]: %s -%c runs other programs or reads their configuration, and is refused", i, prog, r)
 				}

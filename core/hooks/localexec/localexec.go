@@ -269,8 +269,13 @@ func (h *Hook) command(req request) (*exec.Cmd, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkArgs(filepath.Base(path), req.args); err != nil {
-			return nil, err
+		// The rules of the program as invoked and as it really is: a
+		// symlink's name must not hide the program's own rules.
+		real, _ := filepath.EvalSymlinks(path)
+		for _, prog := range []string{filepath.Base(path), filepath.Base(real)} {
+			if err := checkArgs(prog, req.args); err != nil {
+				return nil, err
+			}
 		}
 		cmd = exec.Command(path, req.args...)
 		cmd.Args[0] = filepath.Base(path)
@@ -291,8 +296,9 @@ var passedEnv = []string{"HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE"
 // refusedEnv and refusedEnvPrefixes are variables a chain may not set:
 // each makes programs load or run other code.
 var (
-	refusedEnv         = []string{"PATH", "BASH_ENV", "ENV", "SHELLOPTS", "PS4", "IFS", "CDPATH", "GCONV_PATH", "RUBYOPT", "NODE_OPTIONS", "EDITOR", "VISUAL", "PAGER"}
-	refusedEnvPrefixes = []string{"LD_", "DYLD_", "GIT_", "PYTHON", "PERL5", "MALLOC_", "BASH_FUNC_"}
+	refusedEnv = []string{"PATH", "BASH_ENV", "ENV", "SHELLOPTS", "PS4", "IFS", "CDPATH", "GCONV_PATH", "RUBYOPT", "NODE_OPTIONS", "EDITOR", "VISUAL", "PAGER",
+		"HOME", "TAR_OPTIONS", "LESSOPEN", "LESSCLOSE", "LESSKEY", "WGETRC", "CURL_HOME", "GREP_OPTIONS", "TMPDIR"}
+	refusedEnvPrefixes = []string{"LD_", "DYLD_", "GIT_", "PYTHON", "PERL5", "MALLOC_", "BASH_FUNC_", "XDG_", "SSH_"}
 )
 
 func cleanEnv(path []string, extra map[string]string) ([]string, error) {

@@ -67,6 +67,16 @@ var neverAllowed = []string{
 	"env", "xargs", "nice", "nohup", "timeout", "sudo", "su", "doas", "chroot", "setsid", "stdbuf", "time", "watch", "strace", "ltrace", "gdb", "unshare", "nsenter", "flock",
 	"python", "python2", "python3", "perl", "ruby", "node", "nodejs", "deno", "bun", "php", "lua", "luajit", "tclsh", "wish", "Rscript", "julia", "java", "jshell", "awk", "gawk", "mawk", "nawk", "sed", "vim", "vi", "nvim", "emacs", "ed", "ex",
 	"npm", "npx", "pnpm", "yarn", "pip", "pip3", "pipx", "uv", "uvx", "poetry", "make", "cmake", "ninja", "cargo", "go", "gem", "bundle", "composer", "mvn", "gradle", "docker", "podman", "kubectl", "ssh", "scp", "rsync",
+	// git runs what its configuration, aliases and hooks name
+	// (alias.x=!cmd, core.pager, core.fsmonitor, rebase -x, bisect run).
+	"git",
+}
+
+// runsAnything reports whether a program's name is on neverAllowed, a
+// versioned name (python3.11, perl5.36, node18) included.
+func runsAnything(name string) bool {
+	base := filepath.Base(name)
+	return slices.Contains(neverAllowed, base) || slices.Contains(neverAllowed, strings.TrimRight(base, "0123456789.-"))
 }
 
 // compiled is a Policy ready to check runs against.
@@ -120,14 +130,14 @@ func compile(p Policy) (*compiled, error) {
 		if err := asciiName(name); err != nil {
 			return nil, fmt.Errorf("local_exec: allowed command %q: %w", name, err)
 		}
-		if slices.Contains(neverAllowed, filepath.Base(name)) {
+		if runsAnything(name) {
 			return nil, fmt.Errorf("local_exec: %q cannot be on the allow list: it runs any program or code it is given, so allowing it would allow everything", name)
 		}
 		invoked, real, err := c.resolve(name, "")
 		if err != nil {
 			return nil, fmt.Errorf("local_exec: allowed command %q: %w", name, err)
 		}
-		if slices.Contains(neverAllowed, filepath.Base(real)) {
+		if runsAnything(real) {
 			return nil, fmt.Errorf("local_exec: allowed command %q is %s, which runs any program it is given", name, real)
 		}
 		c.allowed[real] = append(c.allowed[real], filepath.Base(invoked))
@@ -261,7 +271,7 @@ func (c *compiled) program(name, cwd string) (string, error) {
 		return invoked, nil
 	}
 	if c.dir != "" && within(c.dir, real) {
-		if slices.Contains(neverAllowed, filepath.Base(real)) {
+		if runsAnything(real) {
 			return "", fmt.Errorf("command %q is %s, which runs any program it is given", name, real)
 		}
 		return real, nil

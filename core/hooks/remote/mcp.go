@@ -134,7 +134,7 @@ func (s *Source) listLocked(ctx context.Context, h *Hook, ms *mcpSession) error 
 		}
 		tool, err := mcpTool(t)
 		if err != nil {
-			return core.WrapError(core.EINVALID, err, "MCP server %s: tool %q", h.Name, t.Name)
+			return core.Errorf(core.EINVALID, "MCP server %s: tool %q: %s", h.Name, t.Name, scrub(h, err.Error()))
 		}
 		tool.Function.Name = uniqueName(tool.Function.Name, taken)
 		taken[tool.Function.Name] = true
@@ -259,16 +259,19 @@ func (m *mcpHeaders) RoundTrip(req *http.Request) (*http.Response, error) {
 	return m.base.RoundTrip(req)
 }
 
-// mcpError classifies a failure to talk to the server.
+// mcpError classifies a failure to talk to the server. The server's or
+// the transport's words are scrubbed of the hook's header values, which
+// an error may echo.
 func mcpError(ctx context.Context, err error, h *Hook, doing string) error {
 	var ce *core.Error
-	switch {
-	case errors.As(err, &ce):
+	if errors.As(err, &ce) {
 		return ce
-	case ctx.Err() != nil:
-		return core.WrapError(core.ETIMEOUT, err, "MCP server %s: %s", h.Name, doing)
 	}
-	return core.WrapError(core.EUNAVAILABLE, err, "MCP server %s: %s", h.Name, doing)
+	code := core.EUNAVAILABLE
+	if ctx.Err() != nil {
+		code = core.ETIMEOUT
+	}
+	return core.Errorf(code, "MCP server %s: %s: %s", h.Name, doing, scrub(h, err.Error()))
 }
 
 // mcpHook is one MCP server, ready to call: the hooks.Hook the registry
