@@ -294,7 +294,9 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request, bus *eventing
 				if err := s.Event(0, "", showEvent(ev)); err != nil {
 					return
 				}
-				if ev.Time.After(since) {
+				// A client sets created_at within ten minutes of now: one
+				// in the future must not hide the events after it.
+				if ev.Time.After(since) && !ev.Time.After(time.Now()) {
 					since = ev.Time
 				}
 			}
