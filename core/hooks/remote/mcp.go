@@ -42,6 +42,9 @@ type mcpSession struct {
 	// names maps the tools' names as models see them to the server's.
 	names  map[string]string
 	listed time.Time
+	// closed is set once the entry left the cache: no session opens on
+	// it again, or it would outlive every Close.
+	closed bool
 }
 
 // mcpEntry returns the cache entry of a server, a new one if the server's
@@ -68,11 +71,11 @@ func (s *Source) mcpEntry(tenant string, h *Hook) *mcpSession {
 	return ms
 }
 
-// close ends the session (for a stdio server, its process).
+// close ends the session (for a stdio server, its process) for good.
 func (ms *mcpSession) close() {
 	ms.mu.Lock()
 	sess := ms.session
-	ms.session = nil
+	ms.session, ms.closed = nil, true
 	ms.mu.Unlock()
 	if sess != nil {
 		_ = sess.Close()
@@ -181,6 +184,9 @@ func mcpTool(t *sdk.Tool) (core.Tool, error) {
 func (s *Source) sessionLocked(ctx context.Context, h *Hook, ms *mcpSession) (*sdk.ClientSession, error) {
 	if ms.session != nil {
 		return ms.session, nil
+	}
+	if ms.closed {
+		return nil, core.Errorf(core.EUNAVAILABLE, "MCP server %s: its definition changed while the call began; try again", h.Name)
 	}
 	client := sdk.NewClient(&sdk.Implementation{Name: "stepwise", Version: "1"}, nil)
 	sess, err := client.Connect(ctx, s.transport(h), nil)
