@@ -59,21 +59,28 @@ func TestServeEvents(t *testing.T) {
 	}
 
 	type run struct {
-		Function, Error string
-		Result          map[string]any
-		DurationMs      float64 `json:"duration_ms"`
+		Function, Error, Status string
+		Result                  map[string]any
+		DurationMs              float64 `json:"duration_ms"`
 	}
+	// runs waits for want runs to be done (a run is listed from its start,
+	// as running).
 	runs := func(want int) []run {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			var got []run
+			var all, done []run
 			code, out, _ := s.do(http.MethodGet, "/function-runs", nil)
-			if code != http.StatusOK || json.Unmarshal(out, &got) != nil {
+			if code != http.StatusOK || json.Unmarshal(out, &all) != nil {
 				t.Fatalf("GET /function-runs = %d %s", code, out)
 			}
-			if len(got) >= want || time.Now().After(deadline) {
-				return got
+			for _, r := range all {
+				if r.Status == "done" {
+					done = append(done, r)
+				}
+			}
+			if len(done) >= want || time.Now().After(deadline) {
+				return done
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -57,7 +57,10 @@ func newBus(t testing.TB, records core.RecordStore, tenant string) *eventing.Bus
 	return bus
 }
 
-const pushBody = `{"repository": {"full_name": "acme/api"}}`
+const (
+	pushBody  = `{"repository": {"full_name": "acme/api"}}`
+	otherPush = `{"repository": {"full_name": "acme/web"}}`
+)
 
 // lambdaPost sends a request as the Lambda entry point gets it: an HTTP
 // event of payload format 2.0.
@@ -105,7 +108,10 @@ func TestIngest(t *testing.T) {
 		headers                 map[string]string
 		status                  int
 	}{
-		{"the path as a path", "/ingest/github", "", pushBody, map[string]string{"x-github-event": "push", "x-github-delivery": "d-2", "x-hub-signature-256": sign(pushBody)}, http.StatusCreated},
+		{"the path as a path", "/ingest/github", "", otherPush, map[string]string{"x-github-event": "push", "x-github-delivery": "d-2", "x-hub-signature-256": sign(otherPush)}, http.StatusCreated},
+		// GitHub signs no delivery id: the same signed body under a new one
+		// is a replay of the first, not a new delivery.
+		{"a captured body under a new delivery id", "/ingest", "path=github", pushBody, map[string]string{"x-github-event": "push", "x-github-delivery": "forged", "x-hub-signature-256": sign(pushBody)}, http.StatusOK},
 		{"a bad signature", "/ingest", "path=github", pushBody, map[string]string{"x-hub-signature-256": sign("other")}, http.StatusUnauthorized},
 		{"an unknown path", "/ingest", "path=nope", pushBody, nil, http.StatusNotFound},
 		{"no path", "/ingest", "", pushBody, nil, http.StatusUnprocessableEntity},
