@@ -338,7 +338,7 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) 
 		id = r.URL.Query().Get("id")
 	}
 	if id == "" {
-		writeError(w, r, invalid("nid", "nid: required"))
+		writeError(w, r, badRequest("nid", "nid: required"))
 		return
 	}
 	if _, err := bus.Replay(r.Context(), webapi.Tenant(r.Context()), id); err != nil {
@@ -377,7 +377,7 @@ func (a *API) saveMapping(w http.ResponseWriter, r *http.Request, create bool, b
 	status := http.StatusCreated
 	if !create {
 		if m.Path = r.URL.Query().Get("path"); m.Path == "" {
-			writeError(w, r, invalid("path", "path: required (?path=)"))
+			writeError(w, r, badRequest("path", "path: required (?path=)"))
 			return
 		}
 		status = http.StatusOK

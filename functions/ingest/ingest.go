@@ -14,6 +14,7 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -81,6 +82,11 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Query().Get("path")
 	if p, ok := strings.CutPrefix(r.URL.Path, "/ingest/"); ok && path == "" {
 		path = p
+	}
+	if path == "" {
+		// 400 as the reference answers it: the request names no mapping.
+		writeError(w, r, errStatus(http.StatusBadRequest, core.EINVALID, "path: required (?path= or /ingest/{path})"))
+		return
 	}
 	tenant, signed, err := h.tenant(r)
 	if err != nil {
@@ -164,14 +170,18 @@ type statusError struct {
 func (e *statusError) Error() string { return e.msg }
 
 func errStatus(status int, code, format string, args ...any) error {
-	return &statusError{status: status, code: code, msg: core.Errorf(core.EINVALID, format, args...).Error()}
+	return &statusError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
 // writeError answers err in the error envelope every function uses.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var se *statusError
 	if errors.As(err, &se) {
-		webapi.WriteJSON(w, se.status, webapi.Envelope{Error: webapi.ErrorObject{Message: se.msg, Type: webapi.ErrorType(se.status), Code: se.code}})
+		param := ""
+		if name, _, ok := strings.Cut(se.msg, ": "); ok && !strings.ContainsAny(name, " ({") {
+			param = name
+		}
+		webapi.WriteJSON(w, se.status, webapi.Envelope{Error: webapi.ErrorObject{Message: se.msg, Type: webapi.ErrorType(se.status), Code: se.code, Param: webapi.Param(param)}})
 		return
 	}
 	code := core.ErrorCode(err)

@@ -114,7 +114,7 @@ func TestIngest(t *testing.T) {
 		{"a captured body under a new delivery id", "/ingest", "path=github", pushBody, map[string]string{"x-github-event": "push", "x-github-delivery": "forged", "x-hub-signature-256": sign(pushBody)}, http.StatusOK},
 		{"a bad signature", "/ingest", "path=github", pushBody, map[string]string{"x-hub-signature-256": sign("other")}, http.StatusUnauthorized},
 		{"an unknown path", "/ingest", "path=nope", pushBody, nil, http.StatusNotFound},
-		{"no path", "/ingest", "", pushBody, nil, http.StatusUnprocessableEntity},
+		{"no path", "/ingest", "", pushBody, nil, http.StatusBadRequest},
 		{"not JSON", "/ingest", "path=open", "id=1", nil, http.StatusUnprocessableEntity},
 		{"no aggregate id: stored, and 422", "/ingest", "path=open", `{"text": "hi"}`, nil, http.StatusUnprocessableEntity},
 		{"an unsigned mapping without keys", "/ingest", "path=open", `{"id": "n1"}`, nil, http.StatusCreated},
