@@ -8,6 +8,9 @@ import (
 	"github.com/dop251/goja"
 )
 
+// maxBuiltinCalls bounds the builtin calls of one run.
+const maxBuiltinCalls = 1000
+
 // bindBuiltins defines each name as a function that calls the host with
 // its arguments, exported by the bounded walk, and returns the host's
 // result as plain JS values, or {success: false, error} when the host
@@ -24,6 +27,13 @@ func (rt *runtime) bindBuiltins(names []string) error {
 			}
 			if rt.host == nil {
 				panic(vm.NewTypeError("%s is not available here", name))
+			}
+			// Time in the host does not count against the budget, so a
+			// loop of quick failing calls would never spend it: the calls
+			// themselves are bounded.
+			if rt.calls++; rt.calls > maxBuiltinCalls {
+				vm.Interrupt(fmt.Errorf("%w: more than %d builtin calls", ErrInterrupted, maxBuiltinCalls))
+				return goja.Undefined()
 			}
 			rt.budget.stop()
 			res, err := callHost(rt.ctx, rt.host, name, args)

@@ -59,6 +59,12 @@ func (r *recorder) Call(_ context.Context, name string, args []any) (any, error)
 func TestPool(t *testing.T) {
 	p := newPool(t)
 	ctx := context.Background()
+	t.Run("a loop of quick builtin calls", func(t *testing.T) {
+		out := p.Run(ctx, jsfunc.ChildRequest{Name: "spin", Source: "for (;;) { fail() }", Builtins: []string{"fail"}}, &recorder{})
+		if out.Err == nil || !strings.Contains(out.Err.Error(), "builtin calls") {
+			t.Errorf("error %v, want the builtin calls bounded", out.Err)
+		}
+	})
 	t.Run("a function with builtins", func(t *testing.T) {
 		host := &recorder{}
 		out := p.Run(ctx, jsfunc.ChildRequest{Name: "onEvent", Source: `function onEvent(e) { var r = sendEvent("seen", {id: e.id}); var f = fail(); console.log(f.error); return {sent: r.args[1].id} }`,

@@ -79,6 +79,7 @@ type runtime struct {
 	host   Host
 	ctx    context.Context
 	budget *budget
+	calls  int
 }
 
 // newRuntime makes a runtime with console and the builtins, hardened.
@@ -131,7 +132,7 @@ func (s *Sandbox) newRuntime(stack int, builtins []string) (*runtime, error) {
 
 // begin starts a run: fresh logs, its host, context and budget.
 func (rt *runtime) begin(ctx context.Context, host Host, b *budget) {
-	rt.logs, rt.host, rt.ctx, rt.budget = &logSink{}, host, ctx, b
+	rt.logs, rt.host, rt.ctx, rt.budget, rt.calls = &logSink{}, host, ctx, b, 0
 }
 
 // setGlobals defines the run's globals and clears result.
