@@ -114,6 +114,9 @@ func parseServeFlags(args []string, e env) (*serveOptions, error) {
 	if o.maxBody <= 0 || o.syncInterval <= 0 || o.workers <= 0 || o.deliverySteps <= 0 || o.deliveryTimeout <= 0 || o.leaseTTL <= 0 || o.sweepInterval <= 0 || o.syncTimeout <= 0 || o.functionWorkers <= 0 {
 		return nil, usagef("-max-body, -sync-interval, -workers, -delivery-steps, -delivery-timeout, -lease-ttl, -sweep-interval, -sync-timeout and -function-workers must be positive")
 	}
+	if o.leaseTTL < 100*time.Millisecond {
+		return nil, usagef("-lease-ttl: %s is too short; a running step renews its lease every third of it, in a write", o.leaseTTL)
+	}
 	if functionMiB < 64 {
 		return nil, usagef("-function-memory: %d MiB is too little for a function's process; give at least 64", functionMiB)
 	}

@@ -295,6 +295,22 @@ func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) er
 	if err != nil || claim == nil {
 		return err // nil: it ran before
 	}
+	// The run ends before its claim lapses, so that no second worker
+	// takes it over while it still goes.
+	ctx, cancel := context.WithTimeout(ctx, maxRunTime)
+	defer cancel()
+	if err := b.execute(ctx, t, ev, run, claim); err != nil {
+		// Left for a redelivery: the claim is let go at once.
+		b.cfg.Functions.releaseRun(context.WithoutCancel(ctx), ev.Tenant, claim, run)
+		return err
+	}
+	return nil
+}
+
+// execute runs a claimed trigger and records its outcome; an error is one
+// to retry.
+func (b *Bus) execute(ctx context.Context, t *Trigger, ev events.Envelope, run *Run, claim *core.Record) error {
+	id := run.ID
 	h := &host{bus: b, tenant: ev.Tenant, runID: id, hop: ev.Hop, function: t.Function}
 	switch t.Type {
 	case TriggerChain:
@@ -310,11 +326,17 @@ func (b *Bus) runTrigger(ctx context.Context, t *Trigger, ev events.Envelope) er
 		}
 	default:
 		fn, err := b.cfg.Functions.Function(ctx, ev.Tenant, t.Function)
-		if err != nil {
+		if retryable(ctx, err) {
 			return err
 		}
+		if err != nil {
+			// The function is gone: the run is over, with that.
+			run.Error = err.Error()
+			return b.cfg.Functions.completeRun(ctx, ev.Tenant, claim, run)
+		}
 		if b.cfg.Runner == nil {
-			return core.Errorf(core.EUNAVAILABLE, "functions cannot run here: no runner is configured")
+			run.Error = "functions cannot run here: no runner is configured"
+			return b.cfg.Functions.completeRun(ctx, ev.Tenant, claim, run)
 		}
 		key := ev.Tenant + "\x00" + fn.Name + "\x00" + fn.UpdatedAt.Format(time.RFC3339Nano)
 		out := b.cfg.Runner.Run(ctx, FunctionRun{Name: fn.Name, Source: fn.Script, Key: key, Event: run.Event, Builtins: Builtins,

@@ -412,8 +412,11 @@ func (f *Functions) count(ctx context.Context, tenant, kind string) (int, error)
 
 // claimTTL is how long a claim on a run holds off other workers: past
 // it, a worker that died mid-run no longer keeps the run from happening.
-// It exceeds any run's bounds (twice a 10 s budget, a 60 s chain wait).
-const claimTTL = 3 * time.Minute
+// A run is cut at maxRunTime, before its claim lapses.
+const (
+	claimTTL   = 10 * time.Minute
+	maxRunTime = 9 * time.Minute
+)
 
 // Run statuses.
 const (
@@ -463,6 +466,16 @@ func (f *Functions) claimRun(ctx context.Context, tenant string, run *Run) (*cor
 		return nil, err
 	}
 	return prev, nil
+}
+
+// releaseRun lets a claim go at once (the run is left for a redelivery);
+// a claim another worker took over meanwhile is left alone.
+func (f *Functions) releaseRun(ctx context.Context, tenant string, claim *core.Record, run *Run) {
+	run.Status, run.ClaimedUntil = RunRunning, time.Time{}
+	if body, err := json.Marshal(run); err == nil {
+		claim.Body, claim.UpdatedAt = body, f.now().UTC()
+		_ = f.records.UpdateRecord(ctx, tenant, claim)
+	}
 }
 
 // completeRun records a claimed run's outcome.

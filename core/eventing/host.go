@@ -147,7 +147,14 @@ func (h *host) start(ctx context.Context, chain *core.Chain, input core.Value) (
 	id := executionID(h.runID, n)
 	ex, err := cfg.Executions.Start(ctx, core.StartRequest{Tenant: h.tenant, ID: id, Chain: chain, Input: input, EventHop: h.hop + 1})
 	if core.ErrorCode(err) == core.ECONFLICT {
-		return cfg.Executions.Execution(ctx, h.tenant, id)
+		// Started by an earlier try of this run, which may have failed to
+		// hand it on: a queued one is handed on again (a second message is
+		// dropped as stale).
+		ex, err = cfg.Executions.Execution(ctx, h.tenant, id)
+		if err == nil && ex.Status == core.StatusQueued {
+			err = cfg.Executions.Enqueue(ctx, ex)
+		}
+		return ex, err
 	}
 	if err != nil {
 		return nil, err

@@ -200,10 +200,6 @@ func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
 	}
 	vm := rt.vm
 	rt.begin(ctx, req.Host, newBudget(vm, limits.Timeout))
-	if err := rt.setGlobals(req.Globals); err != nil {
-		out.Err = err
-		return out
-	}
 	stopCtx := context.AfterFunc(ctx, func() {
 		vm.Interrupt(fmt.Errorf("%w: %v", ErrInterrupted, context.Cause(ctx)))
 	})
@@ -221,14 +217,21 @@ func (s *Sandbox) Do(ctx context.Context, req Request) Outcome {
 
 	rt.budget.start()
 	var v goja.Value
-	var err error
-	if fresh {
+	// Everything from here on may run the script's own code (a global's
+	// accessor, a getter named like the entry): all under the guards.
+	err := catchInterrupt(func() {
+		if err := rt.setGlobals(req.Globals); err != nil {
+			panic(err)
+		}
+	})
+	if err == nil && fresh {
 		v, err = runSafely(vm, func() (goja.Value, error) { return vm.RunProgram(req.Program.prog) })
 	}
 	entry := false
 	if err == nil && req.Entry != "" {
-		if fn, ok := goja.AssertFunction(vm.Get(req.Entry)); ok {
-			entry = true
+		var fn goja.Callable
+		err = catchInterrupt(func() { fn, entry = goja.AssertFunction(vm.Get(req.Entry)) })
+		if err == nil && entry {
 			v, err = runSafely(vm, func() (goja.Value, error) { return fn(goja.Undefined(), vm.Get(req.Arg)) })
 		}
 	}

@@ -241,3 +241,35 @@ func TestAfterTheScript(t *testing.T) {
 		}
 	})
 }
+
+// TestReusedRuntimeAccessors: a script that leaves an accessor on a
+// global it is given, or names its entry with a getter, gets no code run
+// outside the guards on the next run.
+func TestReusedRuntimeAccessors(t *testing.T) {
+	sb := jsfunc.New()
+	ctx := context.Background()
+	p, err := jsfunc.Compile("trap.js", `Object.defineProperty(globalThis, "result", {get: function () { return 1 }, set: function () { for (;;) {} }, configurable: true});
+function trap(e) { return 2 }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := jsfunc.Request{Program: p, Entry: "trap", Arg: "event", ReuseKey: "acme/trap/v1", Globals: map[string]any{"event": map[string]any{}},
+		Limits: jsfunc.Limits{Timeout: 100 * time.Millisecond}}
+	for i := 0; i < 2; i++ {
+		done := make(chan jsfunc.Outcome, 1)
+		go func() { done <- sb.Do(ctx, req) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("run %d hangs in the global's setter", i+1)
+		}
+	}
+	getter, err := jsfunc.Compile("getter.js", `Object.defineProperty(globalThis, "named", {get: function () { throw new Error("boom") }})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := sb.Do(ctx, jsfunc.Request{Program: getter, Entry: "named", Arg: "event"})
+	if out.Err == nil || !strings.Contains(out.Err.Error(), "boom") {
+		t.Errorf("error %v, want the getter's, not a panic", out.Err)
+	}
+}

@@ -161,10 +161,10 @@ func (p *Pool) Run(ctx context.Context, req ChildRequest, host Host) Outcome {
 	p.mu.Unlock()
 	limits := req.Limits.withDefaults()
 	out, healthy := p.run(ctx, c, id, req, limits, host)
-	// A child that has grown past half its limit (the runtimes it keeps,
-	// tenants' alike) is retired between runs, so that its growth does
-	// not kill a run of someone else's midway.
-	if healthy && residentBytes(c.cmd.Process.Pid) > p.cfg.MaxRSS/2 {
+	// A child that has grown past three quarters of its limit (the
+	// runtimes it keeps, tenants' alike) is retired between runs, so that
+	// its growth does not kill a run of someone else's midway.
+	if healthy && residentBytes(c.cmd.Process.Pid) > p.cfg.MaxRSS/4*3 {
 		healthy = false
 	}
 	p.put(c, healthy)

@@ -148,9 +148,19 @@ func (rt *runtime) setGlobals(globals map[string]any) error {
 		if err != nil {
 			return fmt.Errorf("global %s: %w", name, err)
 		}
-		if err := rt.vm.Set(name, jv); err != nil {
+		if err := rt.define(name, jv); err != nil {
 			return err
 		}
 	}
-	return rt.vm.Set("result", goja.Undefined())
+	return rt.define("result", goja.Undefined())
+}
+
+// define sets a global as a plain data property, which calls no accessor
+// a script of an earlier run may have put there; one it made
+// non-configurable cannot be redefined, and the run fails.
+func (rt *runtime) define(name string, v goja.Value) error {
+	if err := rt.vm.GlobalObject().DefineDataProperty(name, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE); err != nil {
+		return fmt.Errorf("global %s: %w", name, err)
+	}
+	return nil
 }

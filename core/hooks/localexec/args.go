@@ -2,6 +2,7 @@ package localexec
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -13,24 +14,31 @@ type argRule struct {
 	// short are one-letter options refused alone or inside a bundle such
 	// as -xI.
 	short string
+	// takesValue are one-letter options whose value follows them in the
+	// same argument (-fFILE): a bundle's scan stops there.
+	takesValue string
+	// safe are real options that start like a refused one (tar
+	// --checkpoint beside --checkpoint-action).
+	safe []string
 }
 
 // argRules are the known ways, by program name (GTFOBins, reliability.md
 // §3.5).
 var argRules = map[string]argRule{
-	"find":       {long: []string{"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}},
-	"rg":         {long: []string{"--pre"}},
-	"fd":         {long: []string{"--exec", "--exec-batch"}, short: "xX"},
-	"fdfind":     {long: []string{"--exec", "--exec-batch"}, short: "xX"},
-	"tar":        {long: []string{"--to-command", "--checkpoint-action", "--use-compress-program", "--info-script", "--new-volume-script", "--rmt-command", "--rsh-command"}, short: "IF"},
+	"find":   {long: []string{"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}},
+	"rg":     {long: []string{"--pre"}},
+	"fd":     {long: []string{"--exec", "--exec-batch"}, short: "xX"},
+	"fdfind": {long: []string{"--exec", "--exec-batch"}, short: "xX"},
+	"tar": {long: []string{"--to-command", "--checkpoint-action", "--use-compress-program", "--info-script", "--new-volume-script", "--rmt-command", "--rsh-command"},
+		short: "IF", takesValue: "fCbHKNgTVX", safe: []string{"--checkpoint"}},
 	"zip":        {long: []string{"--unzip-command"}, short: "T"},
 	"sort":       {long: []string{"--compress-program"}},
 	"man":        {long: []string{"--pager", "--html"}, short: "PH"},
 	"less":       {long: []string{"--lesskey-file"}},
 	"split":      {long: []string{"--filter"}},
 	"ssh-keygen": {short: "D"},
-	"curl":       {long: []string{"--config"}, short: "K"},
-	"wget":       {long: []string{"--execute", "--config", "--use-askpass"}, short: "e"},
+	"curl":       {long: []string{"--config"}, short: "K", takesValue: "oudHXAErTwxbcFmyzC"},
+	"wget":       {long: []string{"--execute", "--config", "--use-askpass"}, short: "e", takesValue: "OPoaDiBUTtwQ"},
 }
 
 // checkArgs refuses the arguments that make prog run another program.
@@ -47,7 +55,8 @@ func checkArgs(prog string, args []string) error {
 		// the whole (--to-comm for --to-command).
 		name, _, _ := strings.Cut(a, "=")
 		for _, l := range rule.long {
-			if a == l || name == l || strings.HasPrefix(l, "--") && strings.HasPrefix(name, "--") && len(name) > 3 && strings.HasPrefix(l, name) {
+			abbreviated := strings.HasPrefix(name, "--") && len(name) > 3 && strings.HasPrefix(l, name) && !slices.Contains(rule.safe, name)
+			if a == l || name == l || abbreviated {
 				return fmt.Errorf("args[%d]: %s %s runs other programs or writes where it is told, and is refused", i, prog, l)
 			}
 		}
@@ -58,6 +67,9 @@ func checkArgs(prog string, args []string) error {
 			for _, r := range strings.TrimPrefix(a, "-") {
 				if strings.ContainsRune(rule.short, r) {
 					return fmt.Errorf("args[%d]: %s -%c runs other programs or reads their configuration, and is refused", i, prog, r)
+				}
+				if strings.ContainsRune(rule.takesValue, r) {
+					break // the rest is that option's value
 				}
 			}
 		}

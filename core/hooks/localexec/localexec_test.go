@@ -155,6 +155,14 @@ func TestBypasses(t *testing.T) {
 			}
 		})
 	}
+	t.Run("safe options that look like refused ones", func(t *testing.T) {
+		for _, args := range [][]any{{"-tf", "nofile.tar", "--checkpoint=10"}, {"-tfFoo.tar"}} {
+			_, err := h.Call(context.Background(), modelCall(map[string]any{"command": "tar", "args": args}))
+			if err != nil {
+				t.Errorf("tar %v: %v, want it to run", args, err)
+			}
+		}
+	})
 	t.Run("a clean environment", func(t *testing.T) {
 		out, err := h.Call(context.Background(), modelCall(map[string]any{"command": "cat", "args": []any{"/proc/self/environ"}}))
 		if err != nil {

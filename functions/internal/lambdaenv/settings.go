@@ -151,6 +151,10 @@ func ParseSettings(getenv func(string) string) (Settings, error) {
 	if s.LeaseTTL, err = duration(get, VarLeaseTTL, core.DefaultLeaseTTL); err != nil {
 		return s, err
 	}
+	if s.LeaseTTL < time.Second {
+		// A running step renews its lease every third of it, in a write.
+		return s, invalid(VarLeaseTTL, "%s: at least 1s", s.LeaseTTL)
+	}
 	if lvl := get(VarLogLevel); lvl != "" {
 		if err := s.LogLevel.UnmarshalText([]byte(strings.ToUpper(lvl))); err != nil {
 			return s, invalid(VarLogLevel, "%q: want debug, info, warn or error", lvl)
