@@ -174,12 +174,6 @@ func parseTemplate(name, text string) (*template.Template, error) {
 			return nil, err
 		}
 	}
-	if t.Lookup(name) == nil {
-		// An empty text parses to no tree: the template prints nothing.
-		if _, err := t.Parse(""); err != nil {
-			return nil, err
-		}
-	}
 	return t, nil
 }
 
