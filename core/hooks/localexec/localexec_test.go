@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/hooks/localexec"
@@ -303,9 +304,14 @@ func TestRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		pid := strings.TrimSpace(string(b))
-		if stat, err := os.ReadFile("/proc/" + pid + "/stat"); err == nil && !strings.Contains(string(stat), ") Z ") {
-			t.Errorf("the spawned sleep %s still runs: %s", pid, stat)
+		// The kill is a signal: give the kernel a moment to deliver it.
+		var stat []byte
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if stat, err = os.ReadFile("/proc/" + pid + "/stat"); err != nil || strings.Contains(string(stat), ") Z ") {
+				return
+			}
 		}
+		t.Errorf("the spawned sleep %s still runs 10 s after the kill: %s", pid, stat)
 	})
 	t.Run("the tool tells the model what it may run", func(t *testing.T) {
 		tools, _ := h.Tools(ctx)
