@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,19 +179,10 @@ func (b *Bus) derive(ctx context.Context, tenant string, raw *events.RawEvent, m
 		return err
 	}
 	raw.Error = ""
-	if !contains(raw.EventIDs, ev.ID) {
+	if !slices.Contains(raw.EventIDs, ev.ID) {
 		raw.EventIDs = append(raw.EventIDs, ev.ID)
 	}
 	return b.cfg.Store.UpdateRawEvent(ctx, tenant, raw)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Replay derives a stored raw event's event again with its path's

@@ -155,46 +155,17 @@ func (f *Functions) SaveFunction(ctx context.Context, tenant string, fn Function
 	}
 	now := f.now().UTC()
 	fn.CreatedAt, fn.UpdatedAt = now, now
-	if create {
-		if n, err := f.count(ctx, tenant, KindFunction); err != nil {
-			return nil, err
-		} else if n >= maxFunctions {
-			return nil, core.Errorf(core.EINVALID, "name: a tenant has at most %d functions", maxFunctions)
-		}
-		body, _ := json.Marshal(fn)
-		err := f.records.CreateRecord(ctx, tenant, &core.Record{Kind: KindFunction, ID: fn.Name, Body: body, CreatedAt: now, UpdatedAt: now})
-		if core.ErrorCode(err) == core.ECONFLICT {
-			return nil, core.Errorf(core.ECONFLICT, "name: a function named %q exists", fn.Name)
-		}
-		return &fn, err
-	}
-	r, err := f.records.GetRecord(ctx, tenant, KindFunction, fn.Name)
-	if core.ErrorCode(err) == core.ENOTFOUND {
-		return nil, core.Errorf(core.ENOTFOUND, "no function %q", fn.Name)
-	}
-	if err != nil {
+	if err := f.save(ctx, tenant, KindFunction, "function", fn.Name, create, maxFunctions, &fn, &fn.CreatedAt); err != nil {
 		return nil, err
 	}
-	var old Function
-	_ = json.Unmarshal(r.Body, &old)
-	fn.CreatedAt = old.CreatedAt
-	r.Body, _ = json.Marshal(fn)
-	r.UpdatedAt = now
-	return &fn, f.records.UpdateRecord(ctx, tenant, r)
+	return &fn, nil
 }
 
 // Function returns a function by name.
 func (f *Functions) Function(ctx context.Context, tenant, name string) (*Function, error) {
-	r, err := f.records.GetRecord(ctx, tenant, KindFunction, name)
-	if core.ErrorCode(err) == core.ENOTFOUND {
-		return nil, core.Errorf(core.ENOTFOUND, "no function %q", name)
-	}
-	if err != nil {
-		return nil, err
-	}
 	var fn Function
-	if err := json.Unmarshal(r.Body, &fn); err != nil {
-		return nil, core.WrapError(core.EINTERNAL, err, "decode function %s", name)
+	if err := f.get(ctx, tenant, KindFunction, "function", name, &fn); err != nil {
+		return nil, err
 	}
 	return &fn, nil
 }
@@ -281,46 +252,17 @@ func (f *Functions) SaveTrigger(ctx context.Context, tenant string, t Trigger, c
 	now := f.now().UTC()
 	t.CreatedAt, t.UpdatedAt = now, now
 	defer f.forgetTriggers(tenant)
-	if create {
-		if n, err := f.count(ctx, tenant, KindTrigger); err != nil {
-			return nil, err
-		} else if n >= maxTriggers {
-			return nil, core.Errorf(core.EINVALID, "name: a tenant has at most %d triggers", maxTriggers)
-		}
-		body, _ := json.Marshal(t)
-		err := f.records.CreateRecord(ctx, tenant, &core.Record{Kind: KindTrigger, ID: t.Name, Body: body, CreatedAt: now, UpdatedAt: now})
-		if core.ErrorCode(err) == core.ECONFLICT {
-			return nil, core.Errorf(core.ECONFLICT, "name: a trigger named %q exists", t.Name)
-		}
-		return &t, err
-	}
-	r, err := f.records.GetRecord(ctx, tenant, KindTrigger, t.Name)
-	if core.ErrorCode(err) == core.ENOTFOUND {
-		return nil, core.Errorf(core.ENOTFOUND, "no trigger %q", t.Name)
-	}
-	if err != nil {
+	if err := f.save(ctx, tenant, KindTrigger, "trigger", t.Name, create, maxTriggers, &t, &t.CreatedAt); err != nil {
 		return nil, err
 	}
-	var old Trigger
-	_ = json.Unmarshal(r.Body, &old)
-	t.CreatedAt = old.CreatedAt
-	r.Body, _ = json.Marshal(t)
-	r.UpdatedAt = now
-	return &t, f.records.UpdateRecord(ctx, tenant, r)
+	return &t, nil
 }
 
 // Trigger returns a trigger by name.
 func (f *Functions) Trigger(ctx context.Context, tenant, name string) (*Trigger, error) {
-	r, err := f.records.GetRecord(ctx, tenant, KindTrigger, name)
-	if core.ErrorCode(err) == core.ENOTFOUND {
-		return nil, core.Errorf(core.ENOTFOUND, "no trigger %q", name)
-	}
-	if err != nil {
-		return nil, err
-	}
 	var t Trigger
-	if err := json.Unmarshal(r.Body, &t); err != nil {
-		return nil, core.WrapError(core.EINTERNAL, err, "decode trigger %s", name)
+	if err := f.get(ctx, tenant, KindTrigger, "trigger", name, &t); err != nil {
+		return nil, err
 	}
 	return &t, nil
 }
@@ -376,38 +318,91 @@ func (f *Functions) forgetTriggers(tenant string) {
 
 func (f *Functions) allTriggers(ctx context.Context, tenant string) ([]*Trigger, error) {
 	var out []*Trigger
+	err := f.each(ctx, tenant, KindTrigger, func(r *core.Record) (bool, error) {
+		var t Trigger
+		if err := json.Unmarshal(r.Body, &t); err != nil {
+			return false, core.WrapError(core.EINTERNAL, err, "decode trigger %s", r.ID)
+		}
+		out = append(out, &t)
+		return true, nil
+	})
+	return out, err
+}
+
+func (f *Functions) count(ctx context.Context, tenant, kind string) (int, error) {
+	n := 0
+	err := f.each(ctx, tenant, kind, func(*core.Record) (bool, error) { n++; return true, nil })
+	return n, err
+}
+
+// each calls fn for a tenant's records of kind, newest first, until it
+// answers false.
+func (f *Functions) each(ctx context.Context, tenant, kind string, fn func(*core.Record) (bool, error)) error {
 	for cursor := ""; ; {
-		page, err := f.records.ListRecords(ctx, tenant, KindTrigger, core.ListQuery{Cursor: cursor, Limit: core.MaxPageSize})
+		page, err := f.records.ListRecords(ctx, tenant, kind, core.ListQuery{Cursor: cursor, Limit: core.MaxPageSize})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, r := range page.Records {
-			var t Trigger
-			if err := json.Unmarshal(r.Body, &t); err != nil {
-				return nil, core.WrapError(core.EINTERNAL, err, "decode trigger %s", r.ID)
+			if more, err := fn(r); err != nil || !more {
+				return err
 			}
-			out = append(out, &t)
 		}
 		if page.Next == "" {
-			return out, nil
+			return nil
 		}
 		cursor = page.Next
 	}
 }
 
-func (f *Functions) count(ctx context.Context, tenant, kind string) (int, error) {
-	n := 0
-	for cursor := ""; ; {
-		page, err := f.records.ListRecords(ctx, tenant, kind, core.ListQuery{Cursor: cursor, Limit: core.MaxPageSize})
-		if err != nil {
-			return 0, err
-		}
-		n += len(page.Records)
-		if page.Next == "" {
-			return n, nil
-		}
-		cursor = page.Next
+// get reads a function or a trigger (noun) into v.
+func (f *Functions) get(ctx context.Context, tenant, kind, noun, name string, v any) error {
+	r, err := f.records.GetRecord(ctx, tenant, kind, name)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		return core.Errorf(core.ENOTFOUND, "no %s %q", noun, name)
 	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		return core.WrapError(core.EINTERNAL, err, "decode %s %s", noun, name)
+	}
+	return nil
+}
+
+// save stores v, a function or a trigger (noun) named name: a new one,
+// while the tenant has fewer than limit, or in place of the stored one,
+// whose creation time it keeps in *created.
+func (f *Functions) save(ctx context.Context, tenant, kind, noun, name string, create bool, limit int, v any, created *time.Time) error {
+	now := f.now().UTC()
+	if create {
+		if n, err := f.count(ctx, tenant, kind); err != nil {
+			return err
+		} else if n >= limit {
+			return core.Errorf(core.EINVALID, "name: a tenant has at most %d %ss", limit, noun)
+		}
+		body, _ := json.Marshal(v)
+		err := f.records.CreateRecord(ctx, tenant, &core.Record{Kind: kind, ID: name, Body: body, CreatedAt: now, UpdatedAt: now})
+		if core.ErrorCode(err) == core.ECONFLICT {
+			return core.Errorf(core.ECONFLICT, "name: a %s named %q exists", noun, name)
+		}
+		return err
+	}
+	r, err := f.records.GetRecord(ctx, tenant, kind, name)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		return core.Errorf(core.ENOTFOUND, "no %s %q", noun, name)
+	}
+	if err != nil {
+		return err
+	}
+	var old struct {
+		CreatedAt time.Time `json:"createdAt"`
+	}
+	_ = json.Unmarshal(r.Body, &old)
+	*created = old.CreatedAt
+	r.Body, _ = json.Marshal(v)
+	r.UpdatedAt = now
+	return f.records.UpdateRecord(ctx, tenant, r)
 }
 
 // claimTTL is how long a claim on a run holds off other workers: past
@@ -505,26 +500,15 @@ func (f *Functions) Runs(ctx context.Context, tenant, function string, limit int
 		return nil, err
 	}
 	out := []*Run{}
-	for cursor := ""; ; {
-		page, err := f.records.ListRecords(ctx, tenant, KindRun, core.ListQuery{Cursor: cursor, Limit: core.MaxPageSize})
-		if err != nil {
-			return nil, err
+	err = f.each(ctx, tenant, KindRun, func(r *core.Record) (bool, error) {
+		var run Run
+		if err := json.Unmarshal(r.Body, &run); err != nil {
+			return false, core.WrapError(core.EINTERNAL, err, "decode run %s", r.ID)
 		}
-		for _, r := range page.Records {
-			var run Run
-			if err := json.Unmarshal(r.Body, &run); err != nil {
-				return nil, core.WrapError(core.EINTERNAL, err, "decode run %s", r.ID)
-			}
-			if function == "" || run.Function == function {
-				out = append(out, &run)
-			}
-			if len(out) == n {
-				return out, nil
-			}
+		if function == "" || run.Function == function {
+			out = append(out, &run)
 		}
-		if page.Next == "" {
-			return out, nil
-		}
-		cursor = page.Next
-	}
+		return len(out) < n, nil
+	})
+	return out, err
 }
