@@ -137,7 +137,7 @@ func (h *Handler) tenant(r *http.Request) (tenant string, mustSign bool, err err
 	if h.cfg.Keys == nil {
 		return core.DefaultTenant, false, nil
 	}
-	if secret := bearer(r); secret != "" {
+	if secret := webapi.Bearer(r); secret != "" {
 		key, err := h.cfg.Keys.Authenticate(r.Context(), secret)
 		if err != nil {
 			return "", false, err
@@ -148,16 +148,6 @@ func (h *Handler) tenant(r *http.Request) (tenant string, mustSign bool, err err
 		return t, true, nil
 	}
 	return core.DefaultTenant, true, nil
-}
-
-func bearer(r *http.Request) string {
-	if scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		return strings.TrimSpace(secret)
-	}
-	if s := r.Header.Get("x-api-key"); s != "" {
-		return strings.TrimSpace(s)
-	}
-	return ""
 }
 
 // statusError is an error answered with its own status and code.

@@ -60,7 +60,7 @@ func Authenticate(h http.Handler, keys Authenticator, need func(*http.Request) N
 			h.ServeHTTP(w, r)
 			return
 		}
-		secret := bearer(r)
+		secret := Bearer(r)
 		if secret == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stepwise"`)
 			fail(w, r, core.Errorf(core.EUNAUTHORIZED, "no API key: send it as Authorization: Bearer %s…", access.SecretPrefix))
@@ -84,8 +84,9 @@ func Authenticate(h http.Handler, keys Authenticator, need func(*http.Request) N
 	})
 }
 
-// bearer returns the secret a request carries, or "".
-func bearer(r *http.Request) string {
+// Bearer returns the API key a request carries (Authorization: Bearer,
+// api-key or x-api-key), or "".
+func Bearer(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, secret, ok := strings.Cut(h, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
