@@ -57,13 +57,7 @@ func Owns(path string) bool { return path == "/ingest" || strings.HasPrefix(path
 // Mount serves the function's paths with h and every other with other:
 // how the local server puts every function on one port.
 func Mount(h *Handler, other http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if Owns(r.URL.Path) {
-			h.ServeHTTP(w, r)
-			return
-		}
-		other.ServeHTTP(w, r)
-	})
+	return webapi.Mount(Owns, h, other)
 }
 
 // ServeHTTP implements http.Handler.

@@ -198,11 +198,5 @@ func (h *Handler) runner() inline.Runner {
 // Owns) to h and every other path to other: how `stepwise serve` and the
 // API function serve the management API and this one on one address.
 func Mount(h *Handler, other http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if Owns(r.URL.Path) {
-			h.ServeHTTP(w, r)
-			return
-		}
-		other.ServeHTTP(w, r)
-	})
+	return webapi.Mount(Owns, h, other)
 }

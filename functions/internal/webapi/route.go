@@ -2,6 +2,18 @@ package webapi
 
 import "net/http"
 
+// Mount serves the paths owns accepts with h and every other with other:
+// how one address serves several functions.
+func Mount(owns func(path string) bool, h, other http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if owns(r.URL.Path) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		other.ServeHTTP(w, r)
+	})
+}
+
 // Dispatch serves r with mux when one of its routes matches. Otherwise it
 // calls miss with what the mux would have answered, 404 or 405 (with the
 // methods allowed on the path), so that the caller answers in its own error
