@@ -59,8 +59,9 @@ func JS(sandbox *jsfunc.Sandbox, limits jsfunc.Limits) Hook {
 		if code == "" {
 			return core.Value{}, core.Errorf(core.EINVALID, "%s needs code (the code argument, hook.args.code or a string input)", JSName)
 		}
+		lim := limits // a call's timeout is its own, not every later call's
 		if d, err := time.ParseDuration(call.Args["timeout"]); err == nil && d > 0 {
-			limits.Timeout = d
+			lim.Timeout = d
 		}
 		res := map[string]any{"ok": false, "logs": []string{}}
 		prog, err := jsfunc.Compile(JSTool, code)
@@ -69,7 +70,7 @@ func JS(sandbox *jsfunc.Sandbox, limits jsfunc.Limits) Hook {
 			res["error"], res["started"], res["ended"] = err.Error(), started, started
 			return core.Value{Type: core.TypeJSON, Data: jsonData(res)}, nil
 		}
-		out := sandbox.Run(ctx, prog, map[string]any{"input": input}, limits)
+		out := sandbox.Run(ctx, prog, map[string]any{"input": input}, lim)
 		res["result"], res["started"], res["ended"] = out.Result, out.Started, out.Started.Add(out.Duration)
 		res["duration_ms"] = out.Duration.Milliseconds()
 		if out.Logs != nil {

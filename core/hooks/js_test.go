@@ -32,6 +32,10 @@ func TestJS(t *testing.T) {
 			core.HookCall{Input: core.String("throw new Error('bad pet')")}, false, nil, "bad pet"},
 		{"a loop runs out of time",
 			core.HookCall{Input: core.String("for (;;) {}")}, false, nil, "budget"},
+		{"a call's own timeout",
+			core.HookCall{Args: map[string]string{"timeout": "1ms", "code": "var t = Date.now(); while (Date.now() - t < 50) {}; 1"}}, false, nil, "budget"},
+		{"the next call has the hook's timeout again",
+			core.HookCall{Args: map[string]string{"code": "var t = Date.now(); while (Date.now() - t < 50) {}; 1"}}, true, 1.0, ""},
 		{"a syntax error",
 			core.HookCall{Input: core.String("function (")}, false, nil, "execute_js"},
 	} {
