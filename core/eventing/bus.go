@@ -213,7 +213,7 @@ func (b *Bus) Append(ctx context.Context, ev events.Envelope) error {
 		return err
 	}
 	if b.cfg.Fanout == nil {
-		return b.Handle(ctx, stored)
+		return b.runTriggers(ctx, stored)
 	}
 	return b.cfg.Fanout.Fanout(ctx, stored)
 }
@@ -248,7 +248,7 @@ func (b *Bus) HandleID(ctx context.Context, tenant, id string) error {
 	if err != nil {
 		return err
 	}
-	return b.Handle(ctx, ev)
+	return b.runTriggers(ctx, ev)
 }
 
 // Handle runs every trigger of the event's type, storing the event first
@@ -261,6 +261,11 @@ func (b *Bus) Handle(ctx context.Context, ev events.Envelope) error {
 	if err != nil {
 		return err
 	}
+	return b.runTriggers(ctx, ev)
+}
+
+// runTriggers runs the triggers of an event already stored.
+func (b *Bus) runTriggers(ctx context.Context, ev events.Envelope) error {
 	triggers, err := b.cfg.Functions.Triggers(ctx, ev.Tenant, ev.Type, "")
 	if err != nil {
 		return err
