@@ -236,17 +236,27 @@ func kindName(t reflect.Type) string {
 	return t.String()
 }
 
+// limitParam reads ?limit: 1 to core.MaxPageSize, or 0 when absent.
+func limitParam(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > core.MaxPageSize {
+		return 0, badRequest("limit", "limit %q: want an integer from 1 to %d", s, core.MaxPageSize)
+	}
+	return n, nil
+}
+
 // listQuery reads ?limit and ?cursor. Limit is 1 to core.MaxPageSize
 // (absent: core.DefaultPageSize); the cursor is one this server returned
 // in X-Next-Cursor, or an RFC 3339 timestamp. Anything else is a 400.
 func listQuery(r *http.Request) (core.ListQuery, error) {
 	q := core.ListQuery{Cursor: r.URL.Query().Get("cursor")}
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > core.MaxPageSize {
-			return q, badRequest("limit", "limit %q: want an integer from 1 to %d", s, core.MaxPageSize)
-		}
-		q.Limit = n
+	var err error
+	if q.Limit, err = limitParam(r); err != nil {
+		return q, err
 	}
 	if _, _, err := core.DecodeCursor(q.Cursor); err != nil {
 		return q, badRequest("cursor", "%v", err)

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -174,14 +173,9 @@ func timeRange(r *http.Request, defaultFrom bool) (eventing.TimeRange, error) {
 	if tr.From.IsZero() && defaultFrom {
 		tr.From = time.Now().Add(-24 * time.Hour)
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > core.MaxPageSize {
-			return tr, badRequest("limit", "limit %q: want an integer from 1 to %d", s, core.MaxPageSize)
-		}
-		tr.Limit = n
-	}
-	return tr, nil
+	var err error
+	tr.Limit, err = limitParam(r)
+	return tr, err
 }
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {

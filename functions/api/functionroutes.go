@@ -3,9 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
-	"strconv"
 
-	"github.com/stepwise-run/stepwise/core"
 	"github.com/stepwise-run/stepwise/core/eventing"
 	"github.com/stepwise-run/stepwise/functions/internal/webapi"
 )
@@ -89,13 +87,10 @@ func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request, bus *eventi
 
 // functionRuns lists recorded runs, newest first: a function's, or all.
 func (a *API) functionRuns(w http.ResponseWriter, r *http.Request, bus *eventing.Bus) {
-	limit := 0
-	if s := r.URL.Query().Get("limit"); s != "" {
-		var err error
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > core.MaxPageSize {
-			writeError(w, r, badRequest("limit", "limit %q: want an integer from 1 to %d", s, core.MaxPageSize))
-			return
-		}
+	limit, err := limitParam(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
 	name := r.PathValue("name")
 	if name != "" {
