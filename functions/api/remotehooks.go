@@ -263,12 +263,17 @@ func (a *API) listHooks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	mcp, err := a.mcpServerNames(ctx, tenant)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	out := make([]hookView, 0, len(names))
 	for _, name := range names {
 		v := hookView{Name: name, Type: "local", Description: "built-in hook " + name}
 		switch {
 		case a.cfg.Hooks.Builtin(name):
-		case a.isMCPServer(ctx, tenant, name):
+		case mcp[name]:
 			v.Type, v.Description = "mcp", "MCP server "+name
 		default:
 			v.Type, v.Description = "remote", "remote hook "+name
@@ -283,12 +288,18 @@ func (a *API) listHooks(w http.ResponseWriter, r *http.Request) {
 	webapi.WriteJSON(w, http.StatusOK, out)
 }
 
-func (a *API) isMCPServer(ctx context.Context, tenant, name string) bool {
+// mcpServerNames is the set of the tenant's MCP servers, read once for a
+// listing rather than once a hook.
+func (a *API) mcpServerNames(ctx context.Context, tenant string) (map[string]bool, error) {
+	set := map[string]bool{}
 	if a.cfg.Remote == nil {
-		return false
+		return set, nil
 	}
-	_, err := a.cfg.Remote.MCPServers().ByName(ctx, tenant, name)
-	return err == nil
+	names, err := a.cfg.Remote.MCPServers().Names(ctx, tenant)
+	for _, n := range names {
+		set[n] = true
+	}
+	return set, err
 }
 
 // hookSchemas answers the OpenAPI document of every remote hook of the
